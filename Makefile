@@ -1,0 +1,31 @@
+# peftkit: the two commands of the README are `make reports` and `make test`.
+PY ?= python3.11
+VENV := .venv
+VPY := $(VENV)/bin/python
+PEFTKIT_DATA_DIR ?= $(abspath ../shared/data)
+export PEFTKIT_DATA_DIR
+PROFILE ?= cpu
+
+.PHONY: venv test reports params bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(VPY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+test: venv
+	$(VPY) -m pytest -q
+
+params: venv
+	$(VPY) -m peftkit.cli params-report --out reports
+
+reports: params
+
+bench: venv
+	$(VPY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,116 @@
+"""``peftkit`` command line: ``params`` (parameter counts of a method on a paper-size model) and
+``params-report`` (the counts table for every method, written to reports/)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ARCHS = ("bert-base", "roberta-base", "roberta-large", "gpt2", "gpt2-medium")
+
+
+def build(arch: str):
+    """A randomly initialised paper-size backbone on the meta device (no download, no memory)."""
+    import torch
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model, RobertaConfig, RobertaModel
+
+    if arch not in ARCHS:
+        raise ValueError(f"invalid option arch={arch!r}: allowed one of {', '.join(ARCHS)}")
+    roberta = dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                   bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
+    configs = {
+        "bert-base": (BertModel, BertConfig()),
+        "roberta-base": (RobertaModel, RobertaConfig(**roberta)),
+        "roberta-large": (RobertaModel, RobertaConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                                      intermediate_size=4096, **roberta)),
+        "gpt2": (GPT2Model, GPT2Config()),
+        "gpt2-medium": (GPT2Model, GPT2Config(n_embd=1024, n_layer=24, n_head=16)),
+    }
+    cls, cfg = configs[arch]
+    with torch.device("meta"):
+        return cls(cfg)
+
+
+def params(arch: str, method: str, **options) -> dict:
+    """Counts for ``method`` on ``arch``: trainable (method only, while training), inference (merged form)."""
+    import peftkit
+
+    model = peftkit.apply(build(arch), method, **options)
+    counts = peftkit.count_parameters(model)
+    base = counts["total"] - counts["trainable"] if method != "full" else counts["total"]
+    try:
+        peftkit.merge(model)
+        mergeable = True
+    except ValueError:
+        mergeable = False  # gated components: inference runs unmerged, same parameter count
+    inference = peftkit.count_parameters(model)["inference"]
+    return {"arch": arch, "method": method, "options": peftkit.make_config(method, **options).to_dict(),
+            "trainable": counts["trainable"], "inference": inference, "mergeable": mergeable,
+            "base": base if method != "full" else counts["total"],
+            "inference_percent_of_base": round(100.0 * inference / (base or 1), 4)}
+
+
+# The rows of reports/parameters.md: (label, method, options, the papers' figure where they give one).
+REPORT_ROWS = [
+    ("Full fine-tuning", "full", {}, None),
+    ("BitFit", "bitfit", {}, None),
+    ("Pfeiffer adapter (b=48)", "pfeiffer", {}, 894528),
+    ("Houlsby adapter (b=48)", "houlsby", {}, None),
+    ("LoRA (r=8, q,v)", "lora", {}, 294912),
+    ("Prefix-tuning (L=10)", "prefix", {}, 184320),
+    ("Prompt-tuning (20 tokens)", "prompt", {}, None),
+    ("AdaMix-Adapter (M=4, b=48, shared up)", "adamix", {}, 894528),
+    ("AdaMix-LoRA (M=4, r=8, shared B)", "adamix", {"base": "lora"}, 294912),
+    ("UniPELT (AP)", "unipelt", {"variant": "AP"}, 1097304),
+    ("UniPELT (APL)", "unipelt", {}, 1410672),
+]
+
+
+def params_report(out: Path, arch: str = "bert-base") -> Path:
+    """Write reports/parameters.{md,json}: every method's counts on ``arch``, beside the papers' figures."""
+    rows = [dict(params(arch, method, **opts), label=label, expected=exp) for label, method, opts, exp in REPORT_ROWS]
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Parameter counts on {arch} (random weights built from its transformers config; head excluded)", "",
+             "Rebuilt by `make params` (`python -m peftkit.cli params-report`).", "",
+             "| method | trainable while training | inference (merged) | % of base | expected (methods.md) | mergeable |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        exp = f"{r['expected']:,}" + (" ✓" if r["expected"] == r["inference"] else " ✗") if r["expected"] else "–"
+        lines.append(f"| {r['label']} | {r['trainable']:,} | {r['inference']:,} | {r['inference_percent_of_base']:.3f} "
+                     f"| {exp} | {'yes' if r['mergeable'] else 'no (gated)'} |")
+    from .core import _write_atomic
+
+    _write_atomic(out / "parameters.md", lambda p: Path(p).write_text("\n".join(lines) + "\n"))
+    _write_atomic(out / "parameters.json", lambda p: Path(p).write_text(json.dumps(rows, indent=2)))
+    print(f"wrote {out / 'parameters.md'}")
+    return out / "parameters.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import parse_option
+
+    ap = argparse.ArgumentParser(prog="peftkit", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("params", help="parameter counts of a method on a paper-size backbone (JSON)")
+    p.add_argument("--arch", required=True, help="one of " + ", ".join(ARCHS))
+    p.add_argument("--method", required=True)
+    p.add_argument("--option", action="append", default=[], metavar="K=V", help="method option, repeatable")
+    r = sub.add_parser("params-report", help="write reports/parameters.md for every method")
+    r.add_argument("--out", default="reports")
+    r.add_argument("--arch", default="bert-base")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "params":
+            options = dict(parse_option(o) for o in args.option)
+            print(json.dumps(params(args.arch, args.method, **options), indent=2))
+        else:
+            params_report(Path(args.out), args.arch)
+    except ValueError as e:
+        print(f"peftkit: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The public verbs: apply, merge / unmerge, save / load, parameter counts, gates and AdaMix routing controls."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn as nn
+
+from .arch import detect, is_head_param, tied_to_embeddings
+from .config import get_method, make_config
+from .layers import Gate, PeftState, bind_call, parse_inference
+
+CONFIG_FILE = "peftkit_config.json"
+WEIGHTS_FILE = "peftkit_weights.safetensors"
+
+
+def state_of(model: nn.Module) -> PeftState:
+    st = getattr(model, "_peftkit", None)
+    if st is None:
+        raise ValueError("this model has no peftkit method attached: call peftkit.apply(model, method, ...) first")
+    return st
+
+
+def is_method_param(name: str, state: PeftState) -> bool:
+    """Does the method own (train, save, count) this parameter? Decided by its name."""
+    rule = getattr(state.config, "is_trainable", None)
+    if rule is not None:
+        return rule(name)
+    return _owned(name)
+
+
+def _owned(name: str) -> bool:
+    return any(part.startswith("pk_") for part in name.split("."))
+
+
+def apply(model: nn.Module, method: str, *, train_head: bool = True, seed: Optional[int] = None,
+          **options: Any) -> nn.Module:
+    """Attach ``method`` to ``model`` in place and freeze everything that is not the method's.
+
+    The task head (parameters outside the base model, tied LM decoders excepted) stays trainable unless
+    ``train_head=False``. ``seed`` seeds AdaMix routing (default: drawn from torch's global RNG, so
+    ``torch.manual_seed`` / ``transformers.set_seed`` control it). Every option is validated, and the model
+    is checked, before anything changes: a ``ValueError`` names the bad option and the allowed values.
+    """
+    if getattr(model, "_peftkit", None) is not None:
+        raise ValueError(f"a peftkit method ({model._peftkit.method!r}) is already attached to this model")
+    m = get_method(method)
+    cfg = make_config(method, **options)
+    if not isinstance(train_head, bool):
+        raise ValueError(f"invalid option train_head={train_head!r}: allowed true, false")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"invalid option seed={seed!r}: allowed a non-negative integer")
+    arch = detect(model)
+    seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
+    state = PeftState(method=method, config=cfg, arch=arch, train_head=train_head, seed=seed)
+    state.generator.manual_seed(seed)
+    _preflight(model, m, cfg, arch)
+    m.attach(model, cfg, arch, state)
+    model._peftkit = state
+    model.register_forward_pre_hook(_before_forward, with_kwargs=True, prepend=True)
+    model.register_forward_hook(_after_forward)
+    _freeze(model, state)
+    return model
+
+
+def _preflight(model, m, cfg, arch) -> None:
+    """Attach to a throw-away meta-device copy of the structure so that errors surface before any change."""
+    try:
+        with torch.device("meta"):
+            skeleton = type(model)(model.config)
+    except Exception:  # noqa: BLE001 - exotic constructors: fall back to checks inside attach
+        return
+    m.attach(skeleton, cfg, detect(skeleton), PeftState(method=m.name, config=cfg, arch=detect(skeleton)))
+
+
+def _before_forward(model, args, kwargs):
+    state = model._peftkit
+    call = bind_call(type(model).forward, (model, *args), kwargs)
+    mask = call.get("attention_mask")
+    state.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+    for fn in state.before_forward:
+        fn(state)
+    return None
+
+
+def _after_forward(model, args, output):
+    state = model._peftkit
+    state.mask = None
+    state.prefix_kv = None  # do not keep the graph alive between forwards
+    return None
+
+
+def _freeze(model: nn.Module, state: PeftState) -> None:
+    tied = tied_to_embeddings(model)
+    for name, p in model.named_parameters():
+        head = state.train_head and is_head_param(model, state.arch, name) and id(p) not in tied
+        p.requires_grad_(is_method_param(name, state) or head)
+
+
+def _blocks(model: nn.Module) -> list:
+    """Method blocks with their own merge/unmerge (AdaMix adapters, prefix encoder), listed before any change."""
+    return [m for m in model.modules() if hasattr(m, "merge") and hasattr(m, "inference_numel")]
+
+
+def merge(model: nn.Module) -> nn.Module:
+    """Put the model in its inference form: LoRA folded into W, AdaMix modules averaged, prefix MLP dropped.
+
+    Explicit (never a side effect of ``.eval()``). Gated components (UniPELT) refuse with a ValueError, before
+    anything changes. While merged, a forward in training mode raises, so training never sees a stale copy.
+    """
+    from .methods.lora import fold, lora_hosts
+
+    state = state_of(model)
+    if state.merged:
+        return model
+    gated = [m for m in lora_hosts(model) if m._pk_gated]
+    if gated:
+        raise ValueError("cannot merge: a gated LoRA (UniPELT APL) depends on the input through its gate; "
+                         "evaluate UniPELT unmerged")
+    for block in _blocks(model):
+        block.merge()
+    for host in lora_hosts(model):
+        fold(host, +1.0)
+    state.merged = True
+    return model
+
+
+def unmerge(model: nn.Module) -> nn.Module:
+    """Undo :func:`merge`: base weights restored (to float rounding), AdaMix averages and prefix MLP back."""
+    from .methods.lora import fold, lora_hosts
+
+    state = state_of(model)
+    if not state.merged:
+        return model
+    for host in lora_hosts(model):
+        fold(host, -1.0)
+    for block in _blocks(model):
+        block.unmerge()
+    state.merged = False
+    return model
+
+
+@contextlib.contextmanager
+def merged(model: nn.Module) -> Iterator[nn.Module]:
+    """``with peftkit.merged(model):`` evaluate in the merged form, then return to the trainable form."""
+    was = state_of(model).merged
+    merge(model)
+    try:
+        yield model
+    finally:
+        if not was:
+            unmerge(model)
+
+
+def set_inference(model: nn.Module, mode: str) -> None:
+    """AdaMix inference mode outside training: merged | random | ensemble | fixed-K."""
+    state = state_of(model)
+    n = getattr(state.config, "num_modules", 1)
+    parse_inference(mode, n)
+    state.inference = mode
+
+
+@contextlib.contextmanager
+def route_groups(model: nn.Module, groups: int) -> Iterator[None]:
+    """Route ``groups`` equal batch chunks independently within each forward (AdaMix consistency passes)."""
+    state = state_of(model)
+    old, state.groups = state.groups, groups
+    try:
+        yield
+    finally:
+        state.groups = old
+
+
+def gate_values(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Last forward's UniPELT gate values, {module name: tensor [batch]}, e.g. 'bert.encoder.layer.0.output...'."""
+    return {n: g.last for n, g in model.named_modules() if isinstance(g, Gate) and g.last is not None}
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """``trainable`` (method only, no head), ``head``, ``inference`` (method size in merged form), ``total``."""
+    state = state_of(model)
+    trainable = head = 0
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if is_head_param(model, state.arch, name) and not _owned(name):
+            head += p.numel()
+        else:
+            trainable += p.numel()
+    rule = getattr(state.config, "is_trainable", None)
+    if rule is not None:  # bitfit / full: the method's parameters are base parameters
+        inference = sum(p.numel() for n, p in model.named_parameters() if rule(n) and not is_head_param(model, state.arch, n))
+    else:
+        inference = sum(m.inference_numel() for n, m in model.named_modules() if n.split(".")[-1].startswith("pk_"))
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "head": head, "inference": inference, "total": total}
+
+
+def describe(model: nn.Module) -> str:
+    """Which modules the method touched and how many parameters train."""
+    state = state_of(model)
+    touched = sorted({n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad})
+    counts = count_parameters(model)
+    lines = [f"peftkit method {state.method}: {json.dumps(state.config.to_dict(), sort_keys=True)}",
+             f"trainable (method) {counts['trainable']:,}  head {counts['head']:,}  inference {counts['inference']:,}  "
+             f"total {counts['total']:,}", "trainable modules:"] + [f"  {t}" for t in touched]
+    return "\n".join(lines)
+
+
+# --- save / load ---------------------------------------------------------------------------------------
+def _trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    state = state_of(model)
+    tied = tied_to_embeddings(model)
+    out = {}
+    for name, p in model.named_parameters():
+        head = state.train_head and is_head_param(model, state.arch, name) and id(p) not in tied
+        if is_method_param(name, state) or head:
+            out[name] = p.detach().cpu().contiguous()
+    return out
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Write only what was trained (method parameters and head) as safetensors, plus the config as JSON."""
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    state = state_of(model)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = _trained_state(model)
+    meta = {"peftkit_version": __version__, "method": state.method, "options": _options(state.config),
+            "train_head": state.train_head, "seed": state.seed, "merged": state.merged,
+            "model_type": state.arch.model_type, "parameters": sorted(tensors)}
+    _write_atomic(d / WEIGHTS_FILE, lambda p: save_file(tensors, p))
+    _write_atomic(d / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True)))
+    return d
+
+
+def _options(cfg) -> dict:
+    opts = cfg.to_dict()
+    opts.pop("method")
+    return opts
+
+
+def load(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
+    """Attach the saved method to a fresh base ``model`` and load its weights; outputs match the saved model."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{d} is not a peftkit checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
+    meta = json.loads((d / CONFIG_FILE).read_text())
+    if meta["model_type"] != model.config.model_type:
+        raise ValueError(f"checkpoint is for model_type {meta['model_type']!r}, model is {model.config.model_type!r}")
+    tensors = load_file(str(d / WEIGHTS_FILE))
+    apply(model, meta["method"], train_head=meta["train_head"], seed=meta["seed"], **meta["options"])
+    names = dict(model.named_parameters())
+    merge_first = meta["merged"] and not set(tensors) <= set(names)  # e.g. prefix kv exists only once merged
+    if merge_first:
+        merge(model)
+        names = dict(model.named_parameters())
+    missing = sorted(set(tensors) - set(names))
+    if missing:
+        raise ValueError(f"checkpoint parameters not found in the model: {missing[:5]}")
+    with torch.no_grad():
+        for k, v in tensors.items():
+            names[k].copy_(v.to(names[k].dtype))
+    if meta["merged"] and not merge_first:
+        merge(model)
+    return model

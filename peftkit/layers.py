@@ -1,0 +1,137 @@
+"""Blocks every method shares: the per-model state, stochastic routing over M modules, and the UniPELT gate.
+
+Method-owned submodules are always registered under an attribute whose name starts with ``pk_``: that name
+is what decides which parameters train, which are saved and which are counted.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn as nn
+
+INFERENCE_MODES = ("merged", "random", "ensemble")  # plus "fixed-K"
+
+
+def parse_inference(value: Any, num_modules: int) -> None:
+    """Validate an AdaMix inference mode: merged | random | ensemble | fixed-K (0 <= K < num_modules)."""
+    allowed = f"one of merged, random, ensemble, fixed-K with 0 <= K < {num_modules}"
+    if isinstance(value, str) and value in INFERENCE_MODES:
+        return
+    if isinstance(value, str) and value.startswith("fixed-") and value[6:].isdigit() and int(value[6:]) < num_modules:
+        return
+    raise ValueError(f"invalid option inference={value!r}: allowed {allowed}")
+
+
+@dataclass
+class PeftState:
+    """What one peftkit-equipped model carries (``model._peftkit``): config, routing RNG, per-forward context."""
+
+    method: str
+    config: Any
+    arch: Any
+    train_head: bool = True
+    seed: Optional[int] = None
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    inference: str = "merged"  # AdaMix: how mixtures behave outside training
+    groups: int = 1  # AdaMix consistency: number of independently routed batch chunks per forward
+    merged: bool = False
+    mask: Optional[torch.Tensor] = None  # [B, S] attention mask of the current forward (gates average over it)
+    prefix_kv: Optional[torch.Tensor] = None  # [layers, 2, L, h] for the current forward
+    before_forward: list = field(default_factory=list)  # callbacks(state) run by the model pre-hook
+
+    def draw(self, n: int, groups: int = 1) -> list[int]:
+        """``groups`` module indices in [0, n), uniform, from the model's routing generator."""
+        return torch.randint(n, (groups,), generator=self.generator).tolist()
+
+    def check_trainable_forward(self, module: nn.Module) -> None:
+        if module.training and self.merged:
+            raise RuntimeError(
+                "this model is merged (peftkit.merge); call peftkit.unmerge(model) before training it, "
+                "so that training never sees a stale merged copy"
+            )
+
+
+def patch_forward(module: nn.Module, fn: Callable) -> None:
+    """Give ``module`` an instance-level forward ``fn(module, *args, **kw)``; parameter names stay unchanged."""
+    module.forward = functools.partial(fn, module)
+
+
+def class_forward(module: nn.Module, *args, **kwargs):
+    """The module's own (class) forward, bypassing a peftkit patch."""
+    return type(module).forward(module, *args, **kwargs)
+
+
+def token_mean(values: torch.Tensor, state: Optional[PeftState]) -> torch.Tensor:
+    """Mean of ``values`` [B, T, 1] over the non-padding positions of the current forward -> [B]."""
+    mask = state.mask if state is not None else None
+    b, t = values.shape[0], values.shape[1]
+    if mask is None or mask.dim() != 2 or mask.shape[0] != b or mask.shape[1] < t:
+        return values.mean(dim=(1, 2))
+    m = mask[:, -t:].to(values.dtype).unsqueeze(-1)
+    return (values * m).sum(dim=(1, 2)) / m.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+class Gate(nn.Module):
+    """UniPELT gate: sigmoid(Linear(h, 1)) averaged over the non-padding positions, one scalar per example.
+
+    The authors' code averages over every position, padding included; peftkit averages over the tokens the
+    attention mask keeps, so that a gate does not depend on how much padding a batch happens to carry.
+    The last value is kept (detached) in ``self.last`` so gates can be logged after a forward pass.
+    """
+
+    def __init__(self, hidden: int, state: PeftState):
+        super().__init__()
+        self.proj = nn.Linear(hidden, 1)
+        self._state = state
+        self.last: Optional[torch.Tensor] = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = token_mean(torch.sigmoid(self.proj(x)), self._state)
+        self.last = g.detach()
+        return g
+
+    def inference_numel(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def routed(state: PeftState, n_first: int, n_second: int, training: bool):
+    """Decide the (first, second) module indices of a two-sided mixture for one forward.
+
+    Returns a list of (first, second) pairs, one per batch chunk (training with ``state.groups`` > 1), or the
+    string "merged" / "ensemble" for the eval modes that do not pick one module.
+    """
+    groups = state.groups if training else 1
+    mode = "random" if training else state.inference
+    if mode in ("merged", "ensemble"):
+        return mode
+    if mode.startswith("fixed-"):
+        k = int(mode[6:])
+        return [(k % n_first, k % n_second)]
+    firsts = state.draw(n_first, groups) if n_first > 1 else [0] * groups
+    seconds = state.draw(n_second, groups) if n_second > 1 else [0] * groups
+    return list(zip(firsts, seconds))
+
+
+def run_chunks(x: torch.Tensor, pairs: list, fn: Callable) -> torch.Tensor:
+    """Apply ``fn(chunk, first, second)`` to equal batch chunks, one routing pair each."""
+    if len(pairs) == 1:
+        return fn(x, *pairs[0])
+    chunks = x.chunk(len(pairs), dim=0)
+    if len(chunks) != len(pairs):
+        raise ValueError(f"batch of {x.shape[0]} cannot be split into {len(pairs)} routing groups")
+    return torch.cat([fn(c, a, b) for c, (a, b) in zip(chunks, pairs)], dim=0)
+
+
+def bind_call(fn: Callable, args: tuple, kwargs: dict) -> dict:
+    """Map a call's positional and keyword arguments to parameter names (for model-level hooks)."""
+    sig = inspect.signature(fn)
+    bound = sig.bind_partial(*args, **kwargs)
+    out = dict(bound.arguments)
+    extra = out.pop("kwargs", None)
+    if isinstance(extra, dict):
+        out.update(extra)
+    return out

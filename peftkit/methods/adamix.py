@@ -1,0 +1,78 @@
+"""AdaMix (Wang et al., EMNLP 2022): a mixture of M adapters or M LoRAs with stochastic routing.
+
+- Training: for every forward of every mixed projection one module index is drawn uniformly from the model's
+  routing generator (seeded by ``peftkit.apply(..., seed=)``); down and up sides (LoRA: A and B) draw
+  independently, every layer anew. No router parameters, no balancing loss. Modules not drawn get no gradient.
+- ``share``: one side is shared by all modules. ``up`` (the authors' default) means one up-projection and M
+  down-projections for adapters, and one B with M A's for LoRA; ``down`` the reverse; ``none`` is the ablation.
+  Sharing both sides would collapse AdaMix to one module, so it is not an option.
+- Inference (``inference``): ``merged`` averages the weights of the M modules (``peftkit.merge`` caches the
+  average, for LoRA folds it into the frozen weight), so inference costs one module; ``random`` keeps routing;
+  ``fixed-K`` always uses module K; ``ensemble`` averages the outputs of the modules.
+- Consistency regularisation needs two independently routed passes: ``peftkit.route_groups(model, 2)`` routes
+  the two halves of a doubled batch independently inside one forward (see the trainer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..config import ACTIVATIONS, BASES, SHARE, MethodConfig, check_choice, check_float, check_int, check_targets
+from ..config import register
+from ..layers import PeftState, parse_inference
+from .adapter import HoulsbyConfig, PfeifferConfig, attach_bottleneck
+from .lora import attach_lora
+
+
+@dataclass
+class AdaMixConfig(MethodConfig):
+    """AdaMix over ``base`` (pfeiffer | houlsby | lora). GLUE defaults: M = 4, bottleneck 48, shared up."""
+
+    name = "adamix"
+    base: str = "pfeiffer"
+    num_modules: int = 4
+    share: str = "up"
+    inference: str = "merged"
+    bottleneck: int = 48
+    activation: Optional[str] = None  # None: the base adapter's default
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: Optional[list] = field(default=None)
+
+    def validate(self) -> None:
+        check_choice("base", self.base, BASES)
+        check_int("num_modules", self.num_modules, 1)
+        check_choice("share", self.share, SHARE)
+        parse_inference(self.inference, self.num_modules)
+        if self.base == "lora":
+            check_int("r", self.r, 1)
+            check_float("alpha", self.alpha, 0.0, low_open=True)
+            check_targets(self.targets)
+        else:
+            check_int("bottleneck", self.bottleneck, 1)
+            if self.activation is not None:
+                check_choice("activation", self.activation, ACTIVATIONS)
+            if self.targets is not None:
+                raise ValueError("invalid option targets: only used with base=lora (adapters go at fixed sites)")
+        check_float("dropout", self.dropout, 0.0, 1.0)
+
+    def sides(self) -> tuple[int, int]:
+        """Number of (down or A, up or B) modules."""
+        m = self.num_modules
+        return (m, 1) if self.share == "up" else (1, m) if self.share == "down" else (m, m)
+
+
+def attach(model, cfg: AdaMixConfig, arch, state: PeftState) -> None:
+    n_first, n_second = cfg.sides()
+    state.inference = cfg.inference
+    if cfg.base == "lora":
+        attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets, n_first, n_second)
+        return
+    base = PfeifferConfig if cfg.base == "pfeiffer" else HoulsbyConfig
+    act = cfg.activation or base.activation
+    attach_bottleneck(model, arch, state, base.placement, cfg.bottleneck, act, base.original_ln_before,
+                      n_first, n_second, dropout=cfg.dropout)
+
+
+register(AdaMixConfig, attach)

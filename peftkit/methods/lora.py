@@ -1,0 +1,184 @@
+"""LoRA: W x + (alpha / r) * B A x on chosen projections (query and value by default).
+
+A is random and B zero at init, so the model starts as the base model; ``r = 0`` attaches nothing. The delta
+weight is computed once (:meth:`LoRAPart.delta_weight`) and both merge and unmerge use it. GPT-2's fused
+``c_attn`` (a Conv1D producing query, key and value) gets LoRA on the query and value slices only, as in the
+LoRA authors' GPT-2 code. The part holds lists of A and B so that AdaMix can mix M copies of either.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..arch import DEFAULT_TARGETS
+from ..config import MethodConfig, check_float, check_int, check_targets, register
+from ..layers import Gate, PeftState, class_forward, patch_forward, routed, run_chunks
+
+
+class LoRAPart(nn.Module):
+    """The low-rank delta of one (slice of a) projection, optionally a mixture and optionally gated."""
+
+    def __init__(self, in_features: int, out_features: int, r: int, alpha: float, dropout: float,
+                 state: PeftState, num_a: int = 1, num_b: int = 1, gated: bool = False):
+        super().__init__()
+        self.A = nn.ModuleList(nn.Linear(in_features, r, bias=False) for _ in range(num_a))
+        self.B = nn.ModuleList(nn.Linear(r, out_features, bias=False) for _ in range(num_b))
+        self.scaling = alpha / r
+        self.dropout = nn.Dropout(dropout)
+        self.gate = Gate(in_features, state) if gated else None  # UniPELT: the gate replaces alpha / r
+        self._state = state
+        for a in self.A:
+            nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
+        for b in self.B:
+            nn.init.zeros_(b.weight)
+
+    def averaged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, B) averaged over modules: AdaMix's weight averaging (identity for a single module)."""
+        a = self.A[0].weight if len(self.A) == 1 else torch.stack([m.weight for m in self.A]).mean(0)
+        b = self.B[0].weight if len(self.B) == 1 else torch.stack([m.weight for m in self.B]).mean(0)
+        return a, b
+
+    def delta_weight(self) -> torch.Tensor:
+        """scaling * B A with the averaged modules, shape [out, in]: what merge adds and unmerge removes."""
+        if self.gate is not None:
+            raise ValueError("a gated LoRA (UniPELT) cannot be merged: its gate depends on the input")
+        a, b = self.averaged()
+        return self.scaling * (b @ a)
+
+    def _one(self, x, i: int, j: int):
+        return self.B[j](self.A[i](self.dropout(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._state.check_trainable_forward(self)
+        if len(self.A) == 1 and len(self.B) == 1:
+            out = self._one(x, 0, 0)
+        else:
+            choice = routed(self._state, len(self.A), len(self.B), self.training)
+            if choice == "merged":
+                a, b = self.averaged()
+                out = F.linear(F.linear(self.dropout(x), a), b)
+            elif choice == "ensemble":
+                n = max(len(self.A), len(self.B))
+                out = sum(self._one(x, i % len(self.A), i % len(self.B)) for i in range(n)) / n
+            else:
+                out = run_chunks(x, choice, self._one)
+        if self.gate is not None:
+            return out * self.gate(x).view(-1, *([1] * (out.dim() - 1)))
+        return out * self.scaling
+
+    def inference_numel(self) -> int:
+        one = self.A[0].weight.numel() + self.B[0].weight.numel()
+        return one + (self.gate.inference_numel() if self.gate is not None else 0)
+
+
+def _host_forward(m: nn.Module, x: torch.Tensor, *args, **kwargs):
+    """Forward of a projection carrying LoRA parts: base output plus each part's delta on its slice."""
+    out = class_forward(m, x, *args, **kwargs)
+    m._pk_state.check_trainable_forward(m)
+    if m._pk_state.merged and not m._pk_gated:
+        return out  # the delta is already in the weight
+    pieces, at = [], 0
+    for attr, (start, stop) in m._pk_slices.items():
+        delta = getattr(m, attr)(x)
+        if start == 0 and stop == out.shape[-1]:
+            return out + delta
+        pieces += [out[..., at:start], out[..., start:stop] + delta]
+        at = stop
+    pieces.append(out[..., at:])
+    return torch.cat(pieces, dim=-1)
+
+
+def _is_conv1d(m: nn.Module) -> bool:
+    return type(m).__name__ == "Conv1D"  # transformers' GPT-2 projection: weight is [in, out]
+
+
+def _shape(m: nn.Module) -> tuple[int, int]:
+    return (m.weight.shape[0], m.weight.shape[1]) if _is_conv1d(m) else (m.in_features, m.out_features)
+
+
+def find_targets(model: nn.Module, arch, targets: Optional[list]) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every projection named by ``targets`` (suffixes of module names)."""
+    if targets is None:
+        if arch.family not in DEFAULT_TARGETS:
+            raise ValueError(
+                f"no default LoRA targets for model_type {arch.model_type!r}: name the projections, e.g. "
+                f"targets=['q_proj', 'v_proj']; Linear modules here: {', '.join(linear_names(model)[:12])}"
+            )
+        targets = DEFAULT_TARGETS[arch.family]
+    found = []
+    for t in targets:
+        hits = [(n, m) for n, m in model.named_modules()
+                if (n == t or n.endswith("." + t)) and (isinstance(m, nn.Linear) or _is_conv1d(m))]
+        if not hits:
+            raise ValueError(f"invalid option targets: no Linear module named {t!r}; allowed names in this model: "
+                             f"{', '.join(linear_names(model))}")
+        found += hits
+    return found
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    names = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) or _is_conv1d(m)}
+    return sorted(names)
+
+
+def attach_lora(model, arch, state: PeftState, r: int, alpha: float, dropout: float, targets: Optional[list],
+                num_a: int = 1, num_b: int = 1, gated: bool = False) -> None:
+    """Attach LoRA parts to every target projection. Shared by lora, AdaMix-LoRA and UniPELT."""
+    hosts = find_targets(model, arch, targets)
+    if r == 0:
+        return  # a disabled LoRA: exactly the base model
+    for name, m in hosts:
+        fin, fout = _shape(m)
+        if arch.family == "gpt2" and name.endswith("c_attn") and fout == 3 * arch.hidden:
+            h = arch.hidden
+            slices = {"pk_lora_q": (0, h), "pk_lora_v": (2 * h, 3 * h)}
+        else:
+            slices = {"pk_lora": (0, fout)}
+        for attr, (start, stop) in slices.items():
+            setattr(m, attr, LoRAPart(fin, stop - start, r, alpha, dropout, state, num_a, num_b, gated))
+        m._pk_slices, m._pk_state, m._pk_gated = slices, state, gated
+        patch_forward(m, _host_forward)
+
+
+def lora_hosts(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "_pk_slices")]
+
+
+def fold(m: nn.Module, sign: float) -> None:
+    """Add (sign=+1) or remove (sign=-1) every part's delta weight into the host's weight."""
+    with torch.no_grad():
+        for attr, (start, stop) in m._pk_slices.items():
+            dw = getattr(m, attr).delta_weight().to(m.weight.dtype)
+            if _is_conv1d(m):
+                m.weight[:, start:stop] += sign * dw.T
+            else:
+                m.weight[start:stop] += sign * dw
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    """LoRA (Hu et al.). Defaults: r 8 on query and value, alpha 16 (the LoRA and UniPELT authors' code)."""
+
+    name = "lora"
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: Optional[list] = field(default=None)
+
+    def validate(self) -> None:
+        check_int("r", self.r, 0)
+        check_float("alpha", self.alpha, 0.0, low_open=True)
+        check_float("dropout", self.dropout, 0.0, 1.0)
+        check_targets(self.targets)
+
+
+def attach(model, cfg: LoRAConfig, arch, state: PeftState) -> None:
+    attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets)
+
+
+register(LoRAConfig, attach)

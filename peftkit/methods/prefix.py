@@ -1,0 +1,164 @@
+"""Prefix-tuning (Li & Liang): L trainable key and value vectors per layer, prepended inside self-attention.
+
+While training the prefixes come from a reparameterisation: an embedding of L positions, Linear(h, 512), tanh,
+Linear(512, layers * 2 * h). ``peftkit.merge`` computes the prefixes once, keeps them as a parameter
+``kv`` [layers, 2, L, h] and drops the MLP (L * layers * 2 * h parameters remain: 184,320 on BERT-base with
+L = 10); ``unmerge`` brings the MLP back. peftkit replaces the forward of each self-attention module with its
+own (scaled dot-product attention over [prefix; keys]); supported: BERT-like encoders and GPT-2, KV cache included.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import MethodConfig, check_int, register
+from ..layers import Gate, PeftState, patch_forward
+
+
+class PrefixEncoder(nn.Module):
+    """All layers' prefixes. Reparameterised while unmerged; a plain parameter once merged."""
+
+    def __init__(self, length: int, hidden: int, num_layers: int, mlp_hidden: int, state: PeftState):
+        super().__init__()
+        self.length, self.hidden, self.num_layers = length, hidden, num_layers
+        self.embedding = nn.Embedding(length, hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, num_layers * 2 * hidden))
+        self.kv: Optional[nn.Parameter] = None
+        self._stash: Optional[tuple] = None
+        self._state = state
+
+    def compute(self) -> torch.Tensor:
+        if self.kv is not None:
+            return self.kv
+        out = self.mlp(self.embedding.weight)  # [L, layers * 2 * h]
+        return out.view(self.length, self.num_layers, 2, self.hidden).permute(1, 2, 0, 3)
+
+    def merge(self) -> None:
+        with torch.no_grad():
+            kv = self.compute().detach().clone()
+        self._stash = (self.embedding, self.mlp)
+        del self.embedding, self.mlp
+        self.kv = nn.Parameter(kv, requires_grad=False)
+
+    def unmerge(self) -> None:
+        if self._stash is None:
+            return
+        self.embedding, self.mlp = self._stash
+        self._stash = None
+        del self.kv
+        self.kv = None
+
+    def inference_numel(self) -> int:
+        return self.num_layers * 2 * self.length * self.hidden
+
+
+def _mask_for(mask, b: int, t: int, s: int, causal: bool, device, dtype):
+    """Normalise the attention mask the layer was given to something SDPA takes, [B or 1, 1, T, S] or None."""
+    if mask is not None and mask.dim() == 2:  # [B, S] padding mask (1 = keep)
+        mask = mask[:, None, None, :].bool()
+    if causal:
+        keep = torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)
+        if mask is None:
+            mask = keep[None, None]
+        elif mask.dtype == torch.bool:
+            mask = mask & keep
+        elif mask.shape[-2] == 1:
+            mask = mask.masked_fill(~keep, torch.finfo(mask.dtype).min)
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.to(dtype)
+    return mask
+
+
+def _pad_prefix(mask, length: int):
+    """Let every query attend to the L prefix positions (prepended on the key axis)."""
+    if mask is None:
+        return None
+    fill = True if mask.dtype == torch.bool else 0.0
+    pad = torch.full((*mask.shape[:-1], length), fill, dtype=mask.dtype, device=mask.device)
+    return torch.cat([pad, mask], dim=-1)
+
+
+def prefix_attention(m: nn.Module, hidden_states: torch.Tensor, *args, layer: int, family: str, **kwargs):
+    """Self-attention with prefixes, for BERT-like and GPT-2 attention modules; returns (output, None)."""
+    state: PeftState = m._pk_state
+    if kwargs.get("encoder_hidden_states") is not None:
+        raise NotImplementedError("prefix-tuning does not support cross-attention")
+    mask = kwargs.get("attention_mask", args[0] if args and family == "bert" else None)
+    cache = kwargs.get("past_key_values", kwargs.get("past_key_value", kwargs.get("layer_past")))
+    b, t, _ = hidden_states.shape
+    if family == "bert":
+        heads, d = m.num_attention_heads, m.attention_head_size
+        q, k, v = m.query(hidden_states), m.key(hidden_states), m.value(hidden_states)
+        p_drop = getattr(m, "dropout_prob", None) or m.dropout.p
+        scale = 1.0 / math.sqrt(d)
+    else:
+        heads, d = m.num_heads, m.head_dim
+        q, k, v = m.c_attn(hidden_states).split(m.split_size, dim=2)
+        p_drop = m.attn_dropout.p
+        scale = (1.0 / math.sqrt(d)) if m.scale_attn_weights else 1.0
+        if getattr(m, "scale_attn_by_inverse_layer_idx", False):
+            scale /= float(m.layer_idx + 1)
+    q, k, v = (x.view(b, t, heads, d).transpose(1, 2) for x in (q, k, v))
+    if cache is not None:
+        k, v = cache.update(k, v, m.layer_idx, {"cache_position": kwargs.get("cache_position")})
+    kv = state.prefix_kv if state.prefix_kv is not None else m._pk_prefix_encoder.compute()
+    pk, pv = (x.to(k.dtype).view(1, -1, heads, d).transpose(1, 2).expand(b, -1, -1, -1) for x in kv[layer])
+    if getattr(m, "pk_prefix_gate", None) is not None:
+        g = m.pk_prefix_gate(hidden_states).to(k.dtype).view(b, 1, 1, 1)
+        pk, pv = pk * g, pv * g
+    attn_mask = _mask_for(mask, b, t, k.shape[2], family == "gpt2", q.device, q.dtype)
+    attn_mask = _pad_prefix(attn_mask, pk.shape[2])
+    out = F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2), attn_mask=attn_mask,
+                                         dropout_p=p_drop if m.training else 0.0, scale=scale)
+    out = out.transpose(1, 2).reshape(b, t, heads * d)
+    if family == "gpt2":
+        out = m.resid_dropout(m.c_proj(out))
+    return out, None
+
+
+def _compute_prefix(enc: PrefixEncoder, state: PeftState) -> None:
+    state.prefix_kv = enc.compute()  # once per model forward, shared by all layers
+
+
+def attach_prefix(model, arch, state: PeftState, length: int, mlp_hidden: int, gated: bool = False) -> None:
+    """Prefix-tuning on every layer. Shared by prefix and UniPELT (which adds a gate per layer)."""
+    arch.require(("bert", "gpt2"), "prefix-tuning")
+    pet = getattr(model.config, "position_embedding_type", "absolute")
+    if pet not in (None, "absolute"):
+        raise ValueError(f"prefix-tuning needs absolute position embeddings (model has {pet!r})")
+    enc = PrefixEncoder(length, arch.hidden, arch.num_layers, mlp_hidden, state)
+    model.pk_prefix = enc
+    state.before_forward.append(functools.partial(_compute_prefix, enc))
+    for i in range(arch.num_layers):
+        attn = arch.attention(i)
+        attn._pk_state = state
+        object.__setattr__(attn, "_pk_prefix_encoder", enc)  # not a submodule: registered once, on the model
+        if gated:
+            attn.pk_prefix_gate = Gate(arch.hidden, state)
+        patch_forward(attn, functools.partial(prefix_attention, layer=i, family=arch.family))
+
+
+@dataclass
+class PrefixConfig(MethodConfig):
+    """Prefix-tuning: ``prefix_length`` L (default 10), reparameterisation MLP hidden size 512."""
+
+    name = "prefix"
+    prefix_length: int = 10
+    prefix_hidden: int = 512
+
+    def validate(self) -> None:
+        check_int("prefix_length", self.prefix_length, 1)
+        check_int("prefix_hidden", self.prefix_hidden, 1)
+
+
+def attach(model, cfg: PrefixConfig, arch, state: PeftState) -> None:
+    attach_prefix(model, arch, state, cfg.prefix_length, cfg.prefix_hidden)
+
+
+register(PrefixConfig, attach)

@@ -1,0 +1,90 @@
+"""Prompt-tuning (Lester et al.): ``prompt_length`` trainable vectors inserted at the input embeddings.
+
+Encoders get the prompt after the first token (so BERT's pooler still reads [CLS]); decoders get it in front.
+The attention mask, token type ids and token-level labels are extended to match, and token-level logits are
+cut back to the input's length, so callers see outputs aligned with their inputs. Forward passes with a
+KV cache (incremental generation) are not supported yet.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..config import MethodConfig, check_int, register
+from ..layers import PeftState, bind_call
+
+
+class SoftPrompt(nn.Module):
+    def __init__(self, length: int, embeddings: nn.Embedding):
+        super().__init__()
+        ids = torch.randint(0, embeddings.num_embeddings, (length,))
+        self.weight = nn.Parameter(embeddings.weight.detach()[ids].clone())  # init from random vocabulary rows
+
+    def inference_numel(self) -> int:
+        return self.weight.numel()
+
+
+def _insert(x: torch.Tensor, at: int, block: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x[:, :at], block, x[:, at:]], dim=1)
+
+
+def _pre_hook(model, args, kwargs, *, state: PeftState):
+    call = bind_call(type(model).forward, (model, *args), kwargs)
+    call.pop("self", None)
+    if call.get("past_key_values") is not None and getattr(call["past_key_values"], "get_seq_length", lambda: 1)():
+        raise NotImplementedError("prompt-tuning does not support a KV cache yet: call generate(use_cache=False)")
+    prompt = model.pk_prompt.weight
+    ids, embeds = call.pop("input_ids", None), call.get("inputs_embeds")
+    if embeds is None:
+        embeds = model.get_input_embeddings()(ids)
+    b, t = embeds.shape[:2]
+    at = 0 if state.arch.is_decoder else 1
+    n = prompt.shape[0]
+    call["inputs_embeds"] = _insert(embeds, at, prompt.to(embeds.dtype).unsqueeze(0).expand(b, -1, -1))
+    mask = call.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(b, t, dtype=torch.long, device=embeds.device)
+    call["attention_mask"] = _insert(mask, at, torch.ones(b, n, dtype=mask.dtype, device=mask.device))
+    if call.get("token_type_ids") is not None:
+        tt = call["token_type_ids"]
+        call["token_type_ids"] = _insert(tt, at, torch.zeros(b, n, dtype=tt.dtype, device=tt.device))
+    if call.get("position_ids") is not None:
+        raise NotImplementedError("prompt-tuning does not take explicit position_ids")
+    labels = call.get("labels")
+    if labels is not None and labels.dim() == 2 and labels.shape[1] == t:
+        call["labels"] = _insert(labels, at, torch.full((b, n), -100, dtype=labels.dtype, device=labels.device))
+    state.prompt_slice = (at, n, t)
+    return (), call
+
+
+def _post_hook(model, args, kwargs, output, *, state: PeftState):
+    at, n, t = state.prompt_slice
+    logits = getattr(output, "logits", None)
+    if logits is not None and logits.dim() >= 3 and logits.shape[1] == t + n:
+        output["logits"] = torch.cat([logits[:, :at], logits[:, at + n:]], dim=1)
+    return output
+
+
+@dataclass
+class PromptConfig(MethodConfig):
+    """Prompt-tuning: ``prompt_length`` soft tokens (default 20) at the input only."""
+
+    name = "prompt"
+    prompt_length: int = 20
+
+    def validate(self) -> None:
+        check_int("prompt_length", self.prompt_length, 1)
+
+
+def attach(model, cfg: PromptConfig, arch, state: PeftState) -> None:
+    if arch.family not in ("bert", "gpt2", "llama"):
+        arch.require(("bert", "gpt2", "llama"), "prompt-tuning")
+    model.pk_prompt = SoftPrompt(cfg.prompt_length, model.get_input_embeddings())
+    model.register_forward_pre_hook(functools.partial(_pre_hook, state=state), with_kwargs=True)
+    model.register_forward_hook(functools.partial(_post_hook, state=state), with_kwargs=True)
+
+
+register(PromptConfig, attach)

@@ -1,0 +1,67 @@
+"""Tiny randomly initialised backbones shared by the method tests (CPU, seconds)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel,
+                          RobertaConfig, RobertaForSequenceClassification)
+from transformers.utils import logging as hf_logging
+
+hf_logging.set_verbosity_error()
+
+H, LAYERS, HEADS, VOCAB = 32, 2, 4, 99
+
+
+def tiny(arch: str, seed: int = 0):
+    """A tiny model of the named family: 'bert', 'roberta' (sequence classification), 'gpt2' (causal LM), 'bert-mlm'."""
+    torch.manual_seed(seed)
+    common = dict(num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=64, vocab_size=VOCAB,
+                  hidden_size=H, max_position_embeddings=64)
+    if arch == "bert":
+        return BertForSequenceClassification(BertConfig(num_labels=3, **common)).eval()
+    if arch == "bert-mlm":
+        return BertForMaskedLM(BertConfig(**common)).eval()
+    if arch == "roberta":
+        return RobertaForSequenceClassification(RobertaConfig(num_labels=3, pad_token_id=1, **common)).eval()
+    if arch == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(n_embd=H, n_layer=LAYERS, n_head=HEADS, vocab_size=VOCAB, n_positions=64)).eval()
+    raise KeyError(arch)
+
+
+def batch(arch: str, b: int = 3, t: int = 7, seed: int = 1) -> dict:
+    """Token ids with right padding on some rows (so masks and prefix/gate handling are exercised)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (b, t), generator=g)
+    mask = torch.ones(b, t, dtype=torch.long)
+    if b > 1:
+        mask[1, -2:] = 0
+    if b > 2:
+        mask[2, -4:] = 0
+    ids = ids.masked_fill(mask == 0, 1 if arch == "roberta" else 0)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def logits(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+def perturb(model, scale: float = 0.1, seed: int = 2) -> None:
+    """Move every trainable parameter off its (often zero) init so equivalence checks are not trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+@pytest.fixture
+def make():
+    return tiny
+
+
+@pytest.fixture
+def clone():
+    return copy.deepcopy
