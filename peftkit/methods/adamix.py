@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..config import ACTIVATIONS, BASES, SHARE, MethodConfig, check_choice, check_float, check_int, check_targets
-from ..config import register
+from ..config import fail, register
 from ..layers import PeftState, parse_inference
 from .adapter import HoulsbyConfig, PfeifferConfig, attach_bottleneck
 from .lora import attach_lora
@@ -54,7 +54,7 @@ class AdaMixConfig(MethodConfig):
             if self.activation is not None:
                 check_choice("activation", self.activation, ACTIVATIONS)
             if self.targets is not None:
-                raise ValueError("invalid option targets: only used with base=lora (adapters go at fixed sites)")
+                fail("targets", self.targets, "only with base=lora (adapters go at fixed sites)")
         check_float("dropout", self.dropout, 0.0, 1.0)
 
     def sides(self) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import MethodConfig, check_choice, register
+from ..config import MethodConfig, check_choice, check_int, register
 from ..layers import PeftState
 from .adapter import PfeifferConfig, attach_bottleneck
 from .lora import LoRAConfig, attach_lora
@@ -40,6 +40,9 @@ class UniPELTConfig(MethodConfig):
     def validate(self) -> None:
         check_choice("variant", self.variant, ("AP", "APL"))
         check_choice("gates", self.gates, (True, False))
+        check_int("bottleneck", self.bottleneck, 1)  # a disabled component is not UniPELT
+        if self.variant == "APL":
+            check_int("r", self.r, 1)
         self.components()  # validates bottleneck, prefix_length, r and alpha with the components' own rules
 
 
