@@ -44,10 +44,13 @@ def norm_name(name: str) -> str:
     return name.strip().lower().replace("-", "").replace("_", "")
 
 
-def lookup(kind: str, value: object, table: Mapping[str, str], allowed: Iterable[str]) -> str:
-    """Map ``value`` through ``table`` (keys are normalised names) or raise DataError naming ``kind``."""
+def lookup(arg: str, what: str, value: object, table: Mapping[str, str], allowed: Iterable[str]) -> str:
+    """Map ``value`` through ``table`` (keys are normalised names), else DataError naming the argument.
+
+    The message reads ``task='wnli' is not a GLUE task; allowed: cola, sst2, ...``.
+    """
     if not isinstance(value, str) or norm_name(value) not in table:
-        raise DataError(f"unknown {kind} {value!r}; allowed: {', '.join(allowed)}")
+        raise DataError(f"{arg}={value!r} is not {what}; allowed: {', '.join(allowed)}")
     return table[norm_name(value)]
 
 

@@ -56,7 +56,8 @@ def _last(fields: list[str]) -> str:
     return fields[-1]
 
 
-def _glue_style(name: str, glue: str, key: Callable[[list[str]], object] = _last) -> FewshotTask:
+def _glue_style(name: str, glue: str, key: Callable[[list[str]], object] = _last,
+                copies_glue_dev: bool = True) -> FewshotTask:
     spec = GLUE_TASKS[glue]
     if glue == "mnli":
         files = MappingProxyType({"train": "train", "dev": "dev_matched", "test_matched": "test_matched",
@@ -64,6 +65,8 @@ def _glue_style(name: str, glue: str, key: Callable[[list[str]], object] = _last
         evals = {"test_matched": "glue/MNLI/dev_matched.tsv", "test_mismatched": "glue/MNLI/dev_mismatched.tsv"}
     else:
         files, evals = _STD_FILES, {"test": f"glue/{spec.dir}/dev.tsv"}
+    if not copies_glue_dev:
+        evals = {}
     return FewshotTask(name, spec.label_names, files, layout=spec.layout, glue_eval=MappingProxyType(evals),
                        group_key=key)
 
@@ -75,7 +78,8 @@ def _csv_task(name: str, label_names: tuple[str, ...]) -> FewshotTask:
 
 _SENT2 = ("negative", "positive")
 FEWSHOT_TASKS: Mapping[str, FewshotTask] = MappingProxyType({
-    "SST-2": _glue_style("SST-2", "sst2"),
+    # LM-BFF's SST-2 is another text variant than GLUE's (SOURCES.md): no GLUE fallback for its test.
+    "SST-2": _glue_style("SST-2", "sst2", copies_glue_dev=False),
     "sst-5": _csv_task("sst-5", ("very negative", "negative", "neutral", "positive", "very positive")),
     "mr": _csv_task("mr", _SENT2),
     "cr": _csv_task("cr", _SENT2),
@@ -87,7 +91,7 @@ FEWSHOT_TASKS: Mapping[str, FewshotTask] = MappingProxyType({
     "SNLI": FewshotTask(
         "SNLI", ("entailment", "neutral", "contradiction"), _STD_FILES,
         layout=TsvLayout("sentence1", "sentence2", "gold_label", ("entailment", "neutral", "contradiction"),
-                         idx="index"),
+                         idx="index", label_last=True),
         group_key=_last),
     "QNLI": _glue_style("QNLI", "qnli"),
     "RTE": _glue_style("RTE", "rte"),
@@ -95,14 +99,12 @@ FEWSHOT_TASKS: Mapping[str, FewshotTask] = MappingProxyType({
     "QQP": _glue_style("QQP", "qqp"),
     "STS-B": _glue_style("STS-B", "stsb", lambda f: 0 if float(f[-1]) < 2.5 else 1),
 })
-assert set(FEWSHOT_TASKS) == set(PROMPTS)
-
 _NAMES = {norm_name(n): n for n in FEWSHOT_TASKS}
 
 
 def fewshot_task(task: str) -> FewshotTask:
     """The spec of an LM-BFF task; names are case-insensitive ("sst2", "SST-2", "sts-b" ...)."""
-    return FEWSHOT_TASKS[lookup("few-shot task", task, _NAMES, FEWSHOT_TASKS)]
+    return FEWSHOT_TASKS[lookup("task", "an LM-BFF few-shot task", task, _NAMES, FEWSHOT_TASKS)]
 
 
 def kshot_root(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -120,13 +122,15 @@ def load_kshot(task: str, split: str, k: int = 16, seed: int = 13,
 
     ``train``/``dev`` hold k examples per class (STS-B: per half, score < 2.5 or not). ``test`` is
     the full evaluation set; where its copy is absent from the seed folder (SOURCES.md: MNLI, QQP,
-    SNLI) the identical GLUE dev file ``<data_dir>/glue/<TASK>/dev*.tsv`` is used if present.
+    SNLI) the identical GLUE dev file ``<data_dir>/glue/<TASK>/dev*.tsv`` is used if present
+    (never for SST-2, whose LM-BFF text variant differs from GLUE's).
     """
     spec = fewshot_task(task)
     files = {norm_name(s): s for s in spec.files}
+    files["validation"] = "dev"
     if spec.name == "MNLI":
         files["devmatched"] = "dev"
-    split = lookup(f"split for few-shot task {spec.name!r}", split, files, spec.files)
+    split = lookup("split", f"a split of few-shot task {spec.name!r}", split, files, spec.files)
     check_int("k", k, 1)
     check_int("seed", seed, 0)
     data_root = resolve_data_dir(data_dir)
@@ -138,10 +142,10 @@ def load_kshot(task: str, split: str, k: int = 16, seed: int = 13,
     if not path.is_file():
         fallback = data_root / spec.glue_eval[split] if split in spec.glue_eval else None
         if fallback is None or not fallback.is_file():
-            also = f" nor {fallback}" if fallback else ""
-            raise missing_file(path, f"{spec.name} k-shot {split} file{also}",
-                               "SOURCES.md lists MNLI test_*, QQP test and SNLI test as too large for the "
-                               "shared data; they are copies of the original dev sets: put one there.")
+            also = f" (nor its identical copy {fallback})" if fallback else ""
+            note = ("SOURCES.md lists MNLI test_*, QQP test and SNLI test as too large for the shared data; "
+                    "each is a copy of the original dev set: put that file there.") if split.startswith("test") else ""
+            raise missing_file(path, f"{spec.name} k-shot {split} file{also}", note)
         path = fallback
     if spec.csv_labels is not None:
         cols = read_label_csv(path, spec.csv_labels)

@@ -26,6 +26,8 @@ class TsvLayout:
     positions when it has none (then every row must have exactly ``n_columns`` fields).
     ``labels`` lists the raw label strings in class-index order; None means a float score in
     ``score_range`` (STS-B). ``idx`` names an integer id column; None means the 0-based row number.
+    ``label_last`` (SNLI): rows may carry more fields than the header (annotator labels
+    label2..label5 that the header does not name); the label is then the last field.
     """
 
     text_a: Column
@@ -35,6 +37,7 @@ class TsvLayout:
     idx: Column | None = None
     n_columns: int | None = None
     score_range: tuple[float, float] = (0.0, 5.0)
+    label_last: bool = False
 
     @property
     def has_header(self) -> bool:
@@ -105,8 +108,12 @@ def read_tsv(path: str | pathlib.Path, layout: TsvLayout) -> dict[str, list]:
                 n_cols = layout.n_columns
             for row_no, row in enumerate(reader):
                 line = reader.line_num
-                if len(row) != n_cols:
-                    raise DataError(f"{path}:{line}: expected {n_cols} tab-separated columns, found {len(row)}")
+                if len(row) != n_cols and not (layout.label_last and len(row) > n_cols):
+                    at_least = "at least " if layout.label_last else ""
+                    raise DataError(
+                        f"{path}:{line}: expected {at_least}{n_cols} tab-separated columns, found {len(row)}")
+                if layout.label_last:
+                    i_lab = len(row) - 1
                 if i_id is None:
                     ident = row_no
                 else:

@@ -104,14 +104,14 @@ _TASK_ALIASES = {norm_name(n): n for n in GLUE_TASKS} | {norm_name(t.dir): n for
 
 def glue_task(task: str) -> GlueTask:
     """Return the spec of a GLUE task; names are case-insensitive ("SST-2", "sst2", "STS-B" ...)."""
-    return GLUE_TASKS[lookup("GLUE task", task, _TASK_ALIASES, GLUE_TASKS)]
+    return GLUE_TASKS[lookup("task", "a GLUE task", task, _TASK_ALIASES, GLUE_TASKS)]
 
 
 def glue_split(spec: GlueTask, split: str) -> str:
     """Canonical split name: "validation*" is accepted for "dev*" (MNLI has dev_matched/dev_mismatched)."""
     table = {norm_name(s): s for s in spec.splits}
     table |= {norm_name(h): s for s, h in spec.hub_splits.items()}
-    return lookup(f"split for GLUE task {spec.name!r}", split, table, spec.splits)
+    return lookup("split", f"a split of GLUE task {spec.name!r}", split, table, spec.splits)
 
 
 def glue_path(spec: GlueTask, split: str, data_dir: pathlib.Path) -> pathlib.Path:

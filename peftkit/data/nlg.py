@@ -158,8 +158,8 @@ def _source(task: str, split: str, root: pathlib.Path, e2e_format: str) -> tuple
 
 
 def _entries(task: str, split: str, data_dir, e2e_format: str) -> tuple[str, list[Entry]]:
-    task = lookup("NLG task", task, {norm_name(t): t for t in NLG_TASKS}, NLG_TASKS)
-    split = lookup(f"split for NLG task {task!r}", split, _SPLIT_ALIASES, NLG_SPLITS)
+    task = lookup("task", "an NLG task", task, {norm_name(t): t for t in NLG_TASKS}, NLG_TASKS)
+    split = lookup("split", f"a split of NLG task {task!r}", split, _SPLIT_ALIASES, NLG_SPLITS)
     if e2e_format not in _E2E_FORMATS:
         raise DataError(f"e2e_format must be one of {list(_E2E_FORMATS)}, got {e2e_format!r}")
     root = resolve_data_dir(data_dir)

@@ -77,7 +77,7 @@ _FIELD = re.compile(r"\{(text_a|text_b|mask)(?:\|(drop_last|lower_first))?\}")
 
 def get_prompt(task: str) -> Prompt:
     """The prompt of an LM-BFF task (case-insensitive; "sst2" and "SST-2" both work)."""
-    return PROMPTS[lookup("few-shot task", task, _PROMPT_NAMES, PROMPTS)]
+    return PROMPTS[lookup("task", "an LM-BFF few-shot task", task, _PROMPT_NAMES, PROMPTS)]
 
 
 def render_prompt(task: str, text_a: str, text_b: str | None = None, mask_token: str = "<mask>") -> str:

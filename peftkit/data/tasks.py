@@ -23,7 +23,7 @@ def list_tasks(kind: str | None = None) -> list[str]:
     if kind is None:
         return [f"{k}:{name}" for k in KINDS for name in _NAMES[k]]
     if kind not in _NAMES:
-        raise DataError(f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
+        raise DataError(f"kind={kind!r} is not a task kind; allowed: {', '.join(KINDS)}")
     return list(_NAMES[kind])
 
 
@@ -39,17 +39,17 @@ def task_kind(task: str) -> Kind:
     if ":" in task:
         kind, name = task.split(":", 1)
         if kind not in _NAMES:
-            raise DataError(f"unknown kind {kind!r} in task {task!r}; allowed: {', '.join(KINDS)}")
+            raise DataError(f"task={task!r}: {kind!r} is not a task kind; allowed: {', '.join(KINDS)}")
         if norm_name(name) not in {norm_name(n) for n in _NAMES[kind]} and not (
                 kind == "glue" and _is_glue(name)):
-            raise DataError(f"unknown {kind} task {name!r}; allowed: {', '.join(_NAMES[kind])}")
+            raise DataError(f"task={task!r}: {name!r} is not a {kind} task; allowed: {', '.join(_NAMES[kind])}")
         return kind  # type: ignore[return-value]
     if _is_glue(task):
         return "glue"
     for kind in ("fewshot", "nlg"):
         if norm_name(task) in {norm_name(n) for n in _NAMES[kind]}:
             return kind  # type: ignore[return-value]
-    raise DataError(f"unknown task {task!r}; allowed: {', '.join(list_tasks())}")
+    raise DataError(f"task={task!r} is not a known task; allowed: {', '.join(list_tasks())}")
 
 
 def _is_glue(name: str) -> bool:

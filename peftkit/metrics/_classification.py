@@ -49,7 +49,9 @@ def matthews_correlation(predictions, references) -> float:
     from sklearn.metrics import matthews_corrcoef
 
     p, r = _pair(predictions, references)
-    return float(matthews_corrcoef(r, p))
+    with warnings.catch_warnings():  # "A single label was found": the value is still 0.0
+        warnings.simplefilter("ignore", UserWarning)
+        return float(matthews_corrcoef(r, p))
 
 
 def _corr(fn, predictions, references):

@@ -29,6 +29,10 @@ Where the two back ends differ (this module reproduces each):
 
 Not reproduced: the SGML file round trip of the Perl path (raw ``<``/``&`` in text).
 All totals use ``max(total, 1)`` for the NIST division, as Perl does.
+
+sacrebleu (``tokenize="13a", lowercase=True``) computes the same corpus BLEU as the Python
+flavour unless an n-gram order has no match (sacrebleu's default "exp" smoothing is the Perl
+rule) or an output is shorter than 4 tokens (sacrebleu counts ``max(0, len - n + 1)``).
 """
 
 from __future__ import annotations
@@ -212,9 +216,9 @@ def _nist_from_tokens(hyps, refs, flavour):
                     info_sum[i] += info(gram) * hit
             totals[i] += _n_total(len(hyp), n, flavour)
         avg_ref_len += sum(len(r) for r in ref_list) / len(ref_list)
-        n_refs += len(ref_list)
+        n_refs += sum(1 for r in ref_list if r)  # Perl counts non-empty references
     if flavour == "perl":
-        avg_ref_len = total_ref_words / (n_refs / len(hyps))
+        avg_ref_len = total_ref_words / (max(n_refs, 1) / len(hyps))
     score = sum(s / max(t, 1) for s, t in zip(info_sum, totals))
     ratio = hyp_len / avg_ref_len if avg_ref_len > 0 else 1.0
     if ratio >= 1:
