@@ -1,11 +1,14 @@
-"""``peftkit`` command line: ``params`` (parameter counts of a method on a paper-size model) and
-``params-report`` (the counts table for every method, written to reports/)."""
+"""``peftkit`` command line: ``train`` (one run -> result.json), ``params`` (parameter counts of a method on a
+paper-size model) and ``params-report`` (the counts table for every method, written to reports/)."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+from .config import parse_option
 
 ARCHS = ("bert-base", "roberta-base", "roberta-large", "gpt2", "gpt2-medium")
 
@@ -88,27 +91,67 @@ def params_report(out: Path, arch: str = "bert-base") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import parse_option
-
     ap = argparse.ArgumentParser(prog="peftkit", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("params", help="parameter counts of a method on a paper-size backbone (JSON)")
     p.add_argument("--arch", required=True, help="one of " + ", ".join(ARCHS))
     p.add_argument("--method", required=True)
     p.add_argument("--option", action="append", default=[], metavar="K=V", help="method option, repeatable")
+    _train_parser(sub)
     r = sub.add_parser("params-report", help="write reports/parameters.md for every method")
     r.add_argument("--out", default="reports")
     r.add_argument("--arch", default="bert-base")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "train":
+            return _train(args)
         if args.cmd == "params":
             options = dict(parse_option(o) for o in args.option)
             print(json.dumps(params(args.arch, args.method, **options), indent=2))
         else:
             params_report(Path(args.out), args.arch)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:  # DataError and BackboneError are ValueErrors
+        if os.environ.get("PEFTKIT_DEBUG"):
+            raise
         print(f"peftkit: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _train_parser(sub) -> None:
+    t = sub.add_parser("train", help="train and evaluate one run; writes OUT/result.json (skipped if it exists)")
+    t.add_argument("--task", required=True, help="GLUE (rte, sst-2, ...), few-shot (fewshot:sst-2, mr, ...) or NLG")
+    t.add_argument("--method", required=True)
+    t.add_argument("--option", action="append", default=[], metavar="K=V", help="method option, repeatable")
+    t.add_argument("--out", required=True, help="run directory (result.json, best/)")
+    t.add_argument("--profile", default="cpu", help="smoke | cpu | paper: the presets the other flags override")
+    t.add_argument("--model", help="minilm (embedded default), a local path, or a hub name")
+    t.add_argument("--head", help="classifier | prompt | causal (default from the task)")
+    t.add_argument("--k", type=int, help="GLUE: UniPELT low-resource K; few-shot: examples per class (16)")
+    t.add_argument("--data-seed", type=int)
+    t.add_argument("--seed", type=int, default=42)
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--epochs", type=float)
+    for flag, typ in (("--lr", float), ("--batch-size", int), ("--max-length", int), ("--eval-steps", int),
+                      ("--patience", int), ("--warmup-ratio", float), ("--weight-decay", float),
+                      ("--consistency", float), ("--label-smoothing", float), ("--max-train", int),
+                      ("--max-eval", int)):
+        t.add_argument(flag, type=typ)
+    t.add_argument("--inference-modes", action="store_true", help="AdaMix: also evaluate random/fixed/ensemble")
+    t.add_argument("--data-dir", help="directory with glue/, fewshot/, nlg/ (default $PEFTKIT_DATA_DIR)")
+    t.add_argument("--force", action="store_true", help="rerun even if OUT/result.json exists")
+    t.add_argument("--quiet", action="store_true")
+
+
+def _train(args) -> int:
+    from .experiment import RunSpec, run
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("cmd", "option", "force", "quiet") and v is not None}
+    fields["options"] = dict(parse_option(o) for o in args.option)
+    spec = RunSpec(**fields)
+    result = run(spec, force=args.force, progress=not args.quiet)
+    print(json.dumps({"out": args.out, "best_metrics": result["best_metrics"]}))
     return 0
 
 

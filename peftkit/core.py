@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -62,8 +63,9 @@ def apply(model: nn.Module, method: str, *, train_head: bool = True, seed: Optio
     _preflight(model, m, cfg, arch)
     m.attach(model, cfg, arch, state)
     model._peftkit = state
-    model.register_forward_pre_hook(_before_forward, with_kwargs=True, prepend=True)
-    model.register_forward_hook(_after_forward)
+    body = hook_target(model, arch)
+    body.register_forward_pre_hook(functools.partial(_before_forward, state=state), with_kwargs=True, prepend=True)
+    body.register_forward_hook(functools.partial(_after_forward, state=state))
     _freeze(model, state)
     return model
 
@@ -78,8 +80,12 @@ def _preflight(model, m, cfg, arch) -> None:
     m.attach(skeleton, cfg, detect(skeleton), PeftState(method=m.name, config=cfg, arch=detect(skeleton)))
 
 
-def _before_forward(model, args, kwargs):
-    state = model._peftkit
+def hook_target(model: nn.Module, arch) -> nn.Module:
+    """The base model (``model.bert``, ``model.transformer``...): every forward, head or not, goes through it."""
+    return getattr(model, arch.base_prefix) if arch.base_prefix else model
+
+
+def _before_forward(model, args, kwargs, *, state: PeftState):
     call = bind_call(type(model).forward, (model, *args), kwargs)
     mask = call.get("attention_mask")
     state.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
@@ -88,8 +94,7 @@ def _before_forward(model, args, kwargs):
     return None
 
 
-def _after_forward(model, args, output):
-    state = model._peftkit
+def _after_forward(model, args, output, *, state: PeftState):
     state.mask = None
     state.prefix_kv = None  # do not keep the graph alive between forwards
     return None
@@ -276,12 +281,29 @@ def load(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     if merge_first:
         merge(model)
         names = dict(model.named_parameters())
+    _copy_in(model, tensors)
+    if meta["merged"] and not merge_first:
+        merge(model)
+    return model
+
+
+def _copy_in(model: nn.Module, tensors: dict) -> None:
+    names = dict(model.named_parameters())
     missing = sorted(set(tensors) - set(names))
     if missing:
         raise ValueError(f"checkpoint parameters not found in the model: {missing[:5]}")
     with torch.no_grad():
         for k, v in tensors.items():
-            names[k].copy_(v.to(names[k].dtype))
-    if meta["merged"] and not merge_first:
-        merge(model)
+            names[k].copy_(v.to(device=names[k].device, dtype=names[k].dtype))
+
+
+def load_weights(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
+    """Copy a checkpoint's trained parameters into a model that already carries the same (unmerged) method."""
+    from safetensors.torch import load_file
+
+    state = state_of(model)
+    meta = json.loads((Path(directory) / CONFIG_FILE).read_text())
+    if meta["method"] != state.method or meta["merged"] or state.merged:
+        raise ValueError("load_weights needs the same method, unmerged on both sides; use peftkit.load otherwise")
+    _copy_in(model, load_file(str(Path(directory) / WEIGHTS_FILE)))
     return model

@@ -22,7 +22,8 @@ GENERATION = {"num_beams": 10, "length_penalty": 0.8, "no_repeat_ngram_size": 4,
 # Training settings per profile (overridable per run). Paper: UniPELT's GLUE protocol, AdaMix's NLG protocol.
 PROFILES = {
     "smoke": {"model": "minilm", "batch_size": 8, "max_length": 64, "max_steps": 8, "eval_steps": 4,
-              "max_train": 64, "max_eval": 64, "patience": None, "warmup_ratio": 0.0, "weight_decay": 0.0},
+              "max_train": 64, "max_eval": 64, "patience": None, "warmup_ratio": 0.0, "weight_decay": 0.0,
+              "generation": {"num_beams": 2, "max_new_tokens": 12}},
     "cpu": {"model": "minilm", "batch_size": 16, "max_length": 128, "epochs": 3, "eval_steps": None,
             "max_train": None, "max_eval": None, "patience": None, "warmup_ratio": 0.06, "weight_decay": 0.1},
     "paper": {"model": "bert-base-uncased", "batch_size": 16, "max_length": 128, "epochs": 50, "eval_steps": None,
@@ -30,6 +31,11 @@ PROFILES = {
 }
 NLG_PAPER = {"model": "gpt2-medium", "batch_size": 8, "max_length": 512, "epochs": 20, "label_smoothing": 0.1,
              "weight_decay": 0.01, "warmup_steps": 2000}
+
+
+def generation_settings(profile: str) -> dict:
+    """Decoding settings: the papers' beam search, cut down for the smoke profile."""
+    return {**GENERATION, **PROFILES[profile].get("generation", {})}
 
 
 def learning_rate(method: str, profile: str = "cpu", model: str | None = None) -> float:

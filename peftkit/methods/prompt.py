@@ -1,9 +1,10 @@
 """Prompt-tuning (Lester et al.): ``prompt_length`` trainable vectors inserted at the input embeddings.
 
 Encoders get the prompt after the first token (so BERT's pooler still reads [CLS]); decoders get it in front.
-The attention mask, token type ids and token-level labels are extended to match, and token-level logits are
-cut back to the input's length, so callers see outputs aligned with their inputs. Forward passes with a
-KV cache (incremental generation) are not supported yet.
+The hooks sit on the base model (``model.bert``...): the attention mask and token type ids are extended to
+match, and the prompt positions are cut out of its hidden states again, so every head (classifier, MLM,
+LM) sees states aligned with the input tokens and labels need no change. Forward passes with a KV cache
+(incremental generation) are not supported yet.
 """
 from __future__ import annotations
 
@@ -53,18 +54,18 @@ def _pre_hook(model, args, kwargs, *, state: PeftState):
         call["token_type_ids"] = _insert(tt, at, torch.zeros(b, n, dtype=tt.dtype, device=tt.device))
     if call.get("position_ids") is not None:
         raise NotImplementedError("prompt-tuning does not take explicit position_ids")
-    labels = call.get("labels")
-    if labels is not None and labels.dim() == 2 and labels.shape[1] == t:
-        call["labels"] = _insert(labels, at, torch.full((b, n), -100, dtype=labels.dtype, device=labels.device))
     state.prompt_slice = (at, n, t)
     return (), call
 
 
 def _post_hook(model, args, kwargs, output, *, state: PeftState):
     at, n, t = state.prompt_slice
-    logits = getattr(output, "logits", None)
-    if logits is not None and logits.dim() >= 3 and logits.shape[1] == t + n:
-        output["logits"] = torch.cat([logits[:, :at], logits[:, at + n:]], dim=1)
+    hidden = output[0]
+    if hidden.dim() == 3 and hidden.shape[1] == t + n:
+        cut = torch.cat([hidden[:, :at], hidden[:, at + n:]], dim=1)
+        if isinstance(output, tuple):
+            return (cut, *output[1:])
+        output["last_hidden_state"] = cut
     return output
 
 
@@ -82,9 +83,12 @@ class PromptConfig(MethodConfig):
 def attach(model, cfg: PromptConfig, arch, state: PeftState) -> None:
     if arch.family not in ("bert", "gpt2", "llama"):
         arch.require(("bert", "gpt2", "llama"), "prompt-tuning")
-    model.pk_prompt = SoftPrompt(cfg.prompt_length, model.get_input_embeddings())
-    model.register_forward_pre_hook(functools.partial(_pre_hook, state=state), with_kwargs=True)
-    model.register_forward_hook(functools.partial(_post_hook, state=state), with_kwargs=True)
+    from ..core import hook_target
+
+    body = hook_target(model, arch)
+    body.pk_prompt = SoftPrompt(cfg.prompt_length, model.get_input_embeddings())
+    body.register_forward_pre_hook(functools.partial(_pre_hook, state=state), with_kwargs=True)
+    body.register_forward_hook(functools.partial(_post_hook, state=state), with_kwargs=True)
 
 
 register(PromptConfig, attach)

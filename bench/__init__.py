@@ -1,0 +1,12 @@
+"""peftkit's benchmark suite: training-step time and peak memory of peftkit against peft, AdapterHub ``adapters``
+and plain PyTorch, AdaMix's overhead over a single module, and inference latency of merged / gated methods.
+
+    python -m bench --out reports/benchmarks.json            # MiniLM-L6; writes the JSON and reports/benchmarks.md
+    python -m bench --backbone minilm,bert-base --only 'lora,adamix-*'
+    python -m bench --quick --out /tmp/b.json               # tiny model, seconds (the smoke test)
+    python -m bench --profile peftkit:lora --backbone minilm # torch.profiler + cProfile of one contender
+
+Modules: :mod:`bench.backbones` (models, the fixed batch), :mod:`bench.contenders` (what is built and timed),
+:mod:`bench.measure` (interleaved timing, statistics, peak memory), :mod:`bench.suite` (groups, ratios, goals),
+:mod:`bench.report` (provenance, table, JSON, Markdown), :mod:`bench.profile`.
+"""

@@ -1,0 +1,172 @@
+"""One run = one ``RunSpec`` -> one ``result.json``. ``run`` is what ``peftkit train`` and the notebooks call.
+
+A run whose result exists is skipped (unless ``force``); a killed run resumes from its last checkpoint; the
+result is written atomically at the very end, so a sweep interrupted anywhere loses no finished run and redoes
+none. Bad input fails in :func:`resolve`, before anything is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import presets
+from .config import make_config
+
+PROTOCOL_DEFAULTS = {"glue": "classifier", "fewshot": "prompt", "nlg": "causal"}
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run. ``None`` fields take the profile's preset (see :mod:`peftkit.presets`)."""
+
+    task: str
+    method: str
+    out: str
+    options: dict = field(default_factory=dict)
+    profile: str = "cpu"
+    model: Optional[str] = None
+    head: Optional[str] = None  # classifier | prompt | causal (default from the task kind)
+    k: Optional[int] = None
+    data_seed: Optional[int] = None
+    seed: int = 42
+    epochs: Optional[float] = None
+    max_steps: Optional[int] = None
+    lr: Optional[float] = None
+    batch_size: Optional[int] = None
+    max_length: Optional[int] = None
+    eval_steps: Optional[int] = None
+    patience: Optional[int] = None
+    warmup_ratio: Optional[float] = None
+    weight_decay: Optional[float] = None
+    consistency: Optional[float] = None  # AdaMix: None = the paper's weight for the task type, 0 = off
+    label_smoothing: float = 0.0
+    max_train: Optional[int] = None
+    max_eval: Optional[int] = None
+    inference_modes: bool = False  # AdaMix: also evaluate random / fixed-K / ensemble routing at the end
+    data_dir: Optional[str] = None
+    train_head: bool = True
+
+
+def _positive(name: str, value, kind=int, allow_none=True, zero=False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if zero else value > 0)
+    if not ok or (kind is int and not float(value).is_integer()):
+        raise ValueError(f"invalid {name}={value!r}: allowed a {'non-negative' if zero else 'positive'} "
+                         f"{'integer' if kind is int else 'number'}")
+
+
+def resolve(spec: RunSpec) -> RunSpec:
+    """Validate ``spec`` and fill every preset; raises ValueError / DataError naming the field. Writes nothing."""
+    from .data import DataError, resolve_data_dir, task_kind
+
+    if spec.profile not in presets.PROFILES:
+        raise ValueError(f"invalid profile={spec.profile!r}: allowed one of {', '.join(presets.PROFILES)}")
+    kind = task_kind(spec.task)
+    cfg = make_config(spec.method, **spec.options)  # validates method and options
+    head = spec.head or PROTOCOL_DEFAULTS[kind]
+    allowed_heads = {"glue": ("classifier",), "fewshot": ("prompt", "classifier"), "nlg": ("causal",)}[kind]
+    if head not in allowed_heads:
+        raise ValueError(f"invalid head={head!r} for a {kind} task: allowed {', '.join(allowed_heads)}")
+    if spec.epochs is not None and spec.max_steps is not None:
+        raise ValueError("give either epochs or max_steps, not both")
+    for name in ("max_steps", "batch_size", "max_length", "eval_steps", "patience", "max_train", "max_eval", "k"):
+        _positive(name, getattr(spec, name))
+    for name in ("epochs", "lr"):
+        _positive(name, getattr(spec, name), float)
+    for name in ("warmup_ratio", "weight_decay", "consistency", "label_smoothing"):
+        _positive(name, getattr(spec, name), float, zero=True)
+    if spec.warmup_ratio is not None and spec.warmup_ratio >= 1:
+        raise ValueError(f"invalid warmup_ratio={spec.warmup_ratio!r}: allowed a number in [0, 1)")
+    _positive("seed", spec.seed, zero=True, allow_none=False)
+    _positive("data_seed", spec.data_seed, zero=True)
+    if kind == "nlg" and spec.k is not None:
+        raise ValueError("invalid k: the NLG tasks train on their full training sets")
+    if spec.data_dir is not None:
+        resolve_data_dir(spec.data_dir)  # a missing directory fails here
+    if not spec.out:
+        raise ValueError("invalid out='': a run needs an output directory")
+    base = presets.PROFILES[spec.profile]
+    filled = dataclasses.replace(spec, head=head, model=spec.model or base["model"])
+    for name in ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "weight_decay", "max_train",
+                 "max_eval"):
+        if getattr(filled, name) is None:
+            setattr(filled, name, base.get(name))
+    if filled.epochs is None and filled.max_steps is None:
+        if "max_steps" in base:
+            filled.max_steps = base["max_steps"]
+        else:
+            filled.epochs = base["epochs"]
+    if filled.lr is None:
+        filled.lr = presets.learning_rate(spec.method, spec.profile, filled.model)
+    if kind == "fewshot" and filled.k is None:
+        filled.k = 16
+    if filled.k is not None and filled.data_seed is None:
+        from .data import FEWSHOT_SEEDS, LOW_RESOURCE_SEEDS
+
+        filled.data_seed = (FEWSHOT_SEEDS if kind == "fewshot" else LOW_RESOURCE_SEEDS)[0]
+    if kind == "fewshot" and filled.k != 16:
+        raise DataError(f"invalid k={filled.k}: the LM-BFF splits in the data directory have k=16")
+    if filled.consistency is None:
+        filled.consistency = _default_consistency(spec.method, kind, spec.task) if cfg.name == "adamix" else 0.0
+    elif filled.consistency > 0 and cfg.name != "adamix":
+        raise ValueError(f"invalid consistency={filled.consistency}: only AdaMix has stochastic routing")
+    return filled
+
+
+def _default_consistency(method: str, kind: str, task: str) -> float:
+    if kind == "nlg":
+        return presets.CONSISTENCY_WEIGHT["generation"]
+    from .data import glue_task
+
+    regression = kind == "glue" and glue_task(task).label_names is None
+    return presets.CONSISTENCY_WEIGHT["regression" if regression else "classification"]
+
+
+def method_label(method: str, options: dict) -> str:
+    """Short name used in tables: adamix-pfeiffer, adamix-lora, unipelt-APL, lora, ..."""
+    cfg = make_config(method, **options)
+    if method == "adamix":
+        return f"adamix-{cfg.base}"
+    if method == "unipelt":
+        return f"unipelt-{cfg.variant}" + ("" if cfg.gates else "-nogates")
+    return method
+
+
+def run(spec: RunSpec, force: bool = False, progress: bool = True) -> dict:
+    """Train and evaluate one run, or return its existing result. See the module docstring."""
+    import json
+
+    from .results import has_result, result_path
+
+    spec = resolve(spec)
+    out = Path(spec.out)
+    if has_result(out) and not force:
+        if progress:
+            print(f"[peftkit] {out}: result exists, skipped (force to rerun)")
+        return json.loads(result_path(out).read_text())
+    if force:
+        for sub in ("checkpoints", "best", "result.json"):
+            p = out / sub
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    from .runner import execute
+
+    return execute(spec, out, progress=progress, started=time.time(), label=method_label(spec.method, spec.options),
+                   world_rank=int(os.environ.get("RANK", "0")))
+
+
+def sweep(specs: list[RunSpec], force: bool = False, progress: bool = True) -> list[dict]:
+    """Run specs in order; finished runs are skipped, an interrupted one resumes. Every spec is validated first."""
+    for s in specs:
+        resolve(s)
+    results = []
+    for i, s in enumerate(specs, 1):
+        if progress:
+            print(f"[peftkit] sweep {i}/{len(specs)}: {s.task} {s.method} -> {s.out}", flush=True)
+        results.append(run(s, force=force, progress=progress))
+    return results

@@ -1,0 +1,130 @@
+"""The papers' qualitative claims, checked on our seeds with paired bootstrap intervals."""
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from .frame import select
+from .names import LOWER_IS_BETTER, method_name, metric_name, task_key, task_name
+from .stats import bootstrap_ci, paired_differences
+from .tables import to_markdown
+
+Selector = Union[str, dict]
+PAIR_KEYS = ("task", "k", "data_seed", "seed", "model", "profile")
+HELD, NOT_HELD, SPANS = "held", "not held", "inconclusive (CI spans 0)"
+NO_PAIRS, ONE_PAIR = "inconclusive (no paired seeds)", "inconclusive (one paired seed)"
+
+
+def _where(selector: Selector, frame: pd.DataFrame) -> dict:
+    where = {"method_label": selector} if isinstance(selector, str) else dict(selector)
+    if "mode" in frame.columns and "mode" not in where:
+        where["mode"] = "reported"
+    return where
+
+
+def selector_name(selector: Selector) -> str:
+    """'AdaMix (adapter)' for "adamix-pfeiffer"; 'AdaMix (adapter), merged' for {... "mode": "merged"}."""
+    if isinstance(selector, str):
+        return method_name(selector)
+    parts = [method_name(selector["method_label"])] if "method_label" in selector else []
+    parts += [f"{v}" if k == "mode" else f"{k}={v}" for k, v in selector.items() if k != "method_label"]
+    return ", ".join(parts)
+
+
+def _verdict(diffs: np.ndarray, lo: float, hi: float, at_least: bool) -> str:
+    if diffs.size == 0:
+        return NO_PAIRS
+    if diffs.size == 1:
+        return ONE_PAIR
+    if hi < 0:
+        return NOT_HELD
+    if lo > 0 or (at_least and lo >= 0):
+        return HELD
+    return SPANS
+
+
+def _check_task(frame, task, metric, better, worses, pair_on, at_least) -> dict:
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    ours = select(frame, task=task, metric=metric)
+    b = select(ours, **_where(better, frame))
+    candidates = [(w, select(ours, **_where(w, frame))) for w in worses]
+    present = [(w, df) for w, df in candidates if len(df)]
+    # "the best of several" (e.g. UniPELT's best single component): the candidate with the best mean
+    worse, w = max(present, key=lambda p: sign * p[1]["value"].mean()) if present else (worses[0], candidates[0][1])
+    pairs = paired_differences(b, w, [c for c in pair_on if c in frame.columns])
+    diffs = sign * pairs["diff"].to_numpy(dtype=float)
+    lo, hi = bootstrap_ci(diffs)
+    return {"task": task, "metric": metric, "better": selector_name(better), "worse": selector_name(worse),
+            "better_mean": float(b["value"].mean()) if len(b) else float("nan"),
+            "worse_mean": float(w["value"].mean()) if len(w) else float("nan"),
+            "n_better": int(len(b)), "n_worse": int(len(w)), "n_pairs": int(diffs.size),
+            "diff_mean": float(diffs.mean()) if diffs.size else float("nan"), "ci_lo": lo, "ci_hi": hi,
+            "verdict": _verdict(diffs, lo, hi, at_least)}
+
+
+def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequence[Selector],
+                metric: str | Callable[[str], str], tasks: Sequence[str], *, claim: str | None = None,
+                at_least: bool = False, pair_on: Sequence[str] = PAIR_KEYS) -> dict:
+    """Does ``better`` beat ``worse`` on each task, seed for seed?
+
+    ``better``/``worse``: a method_label, or a dict of column filters (e.g. ``{"method_label": "adamix-pfeiffer",
+    "mode": "random"}`` on a ``runs_frame(..., include_modes=True)``); rows default to mode "reported". ``worse``
+    may be a list: per task the one with the best mean is taken ("best single component"). ``metric``: a name or
+    ``callable(task) -> name``. Runs are paired on ``pair_on`` (task, k, data seed, seed, model, profile); the
+    paired difference (better − worse; sign flipped for lower-is-better metrics such as TER, so > 0 always means
+    "better is better") gets a 95% bootstrap CI. Per task ``verdict``: "held" (CI above 0; with ``at_least``,
+    a "≥" claim, CI ≥ 0 suffices), "not held" (CI below 0), "inconclusive (CI spans 0)", or inconclusive with
+    one or no paired seeds. Several runs under one pairing key (e.g. two bottleneck sizes) are averaged first:
+    select the runs the claim is about before calling (``select(frame, k=100)``, one bottleneck, ...).
+    """
+    worses = list(worse) if isinstance(worse, (list, tuple)) else [worse]
+    if not worses:
+        raise ValueError("worse needs at least one selector")
+    metric_for = metric if callable(metric) else (lambda t: metric)
+    rows = [_check_task(frame, task_key(t), metric_for(task_key(t)), better, worses, pair_on, at_least)
+            for t in tasks]
+    verdicts = [r["verdict"] for r in rows]
+    counts = {v: sum(x == v for x in verdicts) for v in (HELD, NOT_HELD)}
+    other = len(verdicts) - counts[HELD] - counts[NOT_HELD]
+    if verdicts and counts[HELD] == len(verdicts):
+        overall = HELD
+    elif verdicts and counts[NOT_HELD] == len(verdicts):
+        overall = NOT_HELD
+    else:
+        overall = "mixed" if counts[HELD] or counts[NOT_HELD] else "inconclusive"
+    relation = "≥" if at_least else ">"
+    worse_name = (selector_name(worses[0]) if len(worses) == 1 else
+                  "best of " + ", ".join(selector_name(w) for w in worses))
+    return {"claim": claim or f"{selector_name(better)} {relation} {worse_name}", "better": selector_name(better),
+            "worse": worse_name, "relation": relation, "tasks": rows, "verdict": overall,
+            "summary": f"held on {counts[HELD]}/{len(rows)} tasks, not held on {counts[NOT_HELD]}, "
+                       f"inconclusive on {other}"}
+
+
+def _num(x: float, d: int = 2, sign: bool = False) -> str:
+    if x is None or np.isnan(x):
+        return "–"
+    return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
+
+
+def claims_markdown(checks: Sequence[dict]) -> str:
+    """One section per claim: its overall verdict, then per task both means, the paired Δ with CI and verdict."""
+    out = []
+    for c in checks:
+        rows = []
+        for r in c["tasks"]:
+            d = 3 if r["metric"] == "ter" else 2
+            rows.append({"task": task_name(r["task"]), "metric": metric_name(r["metric"]),
+                         "better": f"{r['better']}: {_num(r['better_mean'], d)} (n={r['n_better']})",
+                         "worse": f"{r['worse']}: {_num(r['worse_mean'], d)} (n={r['n_worse']})",
+                         "paired Δ [95% CI]": f"{_num(r['diff_mean'], d, True)} "
+                                              f"[{_num(r['ci_lo'], d, True)}, {_num(r['ci_hi'], d, True)}]",
+                         "pairs": r["n_pairs"], "verdict": r["verdict"]})
+        table = to_markdown(pd.DataFrame(rows, columns=["task", "metric", "better", "worse", "paired Δ [95% CI]",
+                                                        "pairs", "verdict"]))
+        out.append(f"### {c['claim']}\n\nVerdict: **{c['verdict']}** ({c['summary']}).\n\n{table}")
+    note = ("Paired Δ: better − worse over runs matched on task, K, data seed, seed, backbone and profile (sign "
+            "flipped for TER, so Δ > 0 favours the claim); 95% percentile-bootstrap CI of the mean difference.\n")
+    return "\n".join(out) + ("\n" + note if out else "")

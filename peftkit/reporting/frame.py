@@ -1,0 +1,128 @@
+"""Result files -> one tidy data frame (one row per run and per reported metric)."""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import pandas as pd
+
+from ..results import load_results
+from .names import KNOWN_METRICS, backbone_key, backbone_name, method_key, scale_metric, task_key
+
+COLUMNS = ["run_id", "task", "task_kind", "protocol", "k", "data_seed", "seed", "routing_seed", "method",
+           "method_label", "model", "backbone", "head", "profile", "bottleneck", "r", "num_modules", "mode",
+           "metric", "value", "trainable_params", "inference_params", "head_params", "total_params",
+           "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s", "wall_time_s",
+           "best_step", "git_commit", "path"]
+INT_COLUMNS = ("k", "data_seed", "seed", "routing_seed", "bottleneck", "r", "num_modules", "trainable_params",
+               "inference_params", "head_params", "total_params", "best_step")
+# A run is identified across methods by these (the pairing key of claim checks and relative timings).
+RUN_KEYS = ["task", "task_kind", "protocol", "k", "data_seed", "seed", "model", "profile"]
+
+
+def _int(value):
+    return None if value is None else int(value)
+
+
+def _base_parameters(method: str, params: dict) -> int | None:
+    """Parameters of the backbone alone (no head, no added modules)."""
+    total, head, trainable = params.get("total"), params.get("head") or 0, params.get("trainable") or 0
+    if total is None:
+        return None
+    # full fine-tuning and BitFit train base parameters; the other methods add theirs to the model.
+    return total - head if method in ("full", "bitfit") else total - head - trainable
+
+
+def _run_fields(r: dict) -> dict:
+    cfg = r.get("method_config") or {}
+    seeds = r.get("seeds") or {}
+    params = r.get("parameters") or {}
+    method = r.get("method")
+    bottleneck = cfg.get("bottleneck") if method in ("pfeiffer", "houlsby", "unipelt") or (
+        method == "adamix" and cfg.get("base") != "lora") else None
+    lora_based = method in ("lora", "unipelt") or (method == "adamix" and cfg.get("base") == "lora")
+    r_dim = cfg.get("r") if lora_based else None
+    base = _base_parameters(method, params)
+    inference = params.get("inference")
+    return {
+        "run_id": r.get("run_id"), "task": task_key(r.get("task")), "task_kind": r.get("task_kind"),
+        "protocol": r.get("protocol"), "k": _int(r.get("k")),
+        "data_seed": _int(r.get("data_seed", seeds.get("data_seed"))), "seed": _int(seeds.get("seed")),
+        "routing_seed": _int(seeds.get("routing_seed")), "method": method,
+        "method_label": method_key(r.get("method_label") or method), "model": r.get("model"),
+        "backbone": backbone_name(r.get("model")), "head": r.get("head"), "profile": r.get("profile"),
+        "bottleneck": _int(bottleneck), "r": _int(r_dim),
+        "num_modules": _int(cfg.get("num_modules")) if method == "adamix" else None,
+        "trainable_params": _int(params.get("trainable")), "inference_params": _int(inference),
+        "head_params": _int(params.get("head")), "total_params": _int(params.get("total")),
+        "inference_pct": 100.0 * inference / base if inference is not None and base else None,
+        "train_time_s": r.get("train_time_s"), "train_examples_per_s": r.get("train_examples_per_s"),
+        "eval_examples_per_s": r.get("eval_examples_per_s"), "wall_time_s": r.get("wall_time_s"),
+        "best_step": _int(r.get("best_step")), "git_commit": r.get("git_commit"), "path": r.get("path"),
+    }
+
+
+def _metric_rows(fields: dict, metrics: dict | None, mode: str) -> list[dict]:
+    rows = []
+    for name, value in sorted((metrics or {}).items()):
+        if name not in KNOWN_METRICS or value is None:
+            continue  # e.g. "epoch" that the evaluation loop also returns
+        rows.append({**fields, "mode": mode, "metric": name, "value": scale_metric(name, value)})
+    return rows
+
+
+def runs_frame(results: Iterable[dict] | str | os.PathLike, include_modes: bool = False) -> pd.DataFrame:
+    """One row per run and per reported metric, in the papers' units.
+
+    ``results``: result dicts (``peftkit.results.load_results``) or a folder to load them from.
+    ``value``: percent (x100) for fraction metrics (accuracy, f1, matthews_correlation, pearson, spearmanr,
+    bleu, meteor, rouge_l); raw for nist and cider; TER as a fraction (as the papers print it).
+    ``mode`` is "reported" for ``best_metrics``; with ``include_modes`` AdaMix runs add one row per inference mode
+    and metric (``mode`` = merged | random | fixed-K | ensemble) from ``inference_modes``.
+    ``backbone`` is the display name of ``model`` (e.g. "MiniLM-L6"); ``inference_pct`` = inference-form
+    parameters as a percentage of the backbone's own (the papers' "trainable %").
+    """
+    if isinstance(results, (str, os.PathLike)):
+        results = load_results(results)
+    rows = []
+    for r in results:
+        fields = _run_fields(r)
+        rows += _metric_rows(fields, r.get("best_metrics"), "reported")
+        if include_modes:
+            for mode, metrics in (r.get("inference_modes") or {}).items():
+                rows += _metric_rows(fields, metrics, mode)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for col in INT_COLUMNS:
+        frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
+    for col in ("value", "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s",
+                "wall_time_s"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    return frame
+
+
+def select(frame: pd.DataFrame, **where) -> pd.DataFrame:
+    """Rows whose columns equal the given values (a list/tuple/set value means "one of"; None means missing)."""
+    mask = pd.Series(True, index=frame.index)
+    for col, want in where.items():
+        if col not in frame.columns:
+            raise KeyError(f"no column {col!r}; columns are {list(frame.columns)}")
+        if col == "task":
+            want = [task_key(w) for w in want] if isinstance(want, (list, tuple, set)) else task_key(want)
+        if col == "method_label":
+            want = [method_key(w) for w in want] if isinstance(want, (list, tuple, set)) else method_key(want)
+        if want is None:
+            mask &= frame[col].isna()
+        elif isinstance(want, (list, tuple, set)):
+            mask &= frame[col].isin(list(want))
+        else:
+            mask &= frame[col] == want
+    return frame[mask.fillna(False).astype(bool)]
+
+
+def context(frame: pd.DataFrame) -> dict:
+    """The backbone(s) and profile(s) a selection of rows came from, for titles."""
+    backbones = sorted({str(b) for b in frame["backbone"].dropna()})
+    profiles = sorted({str(p) for p in frame["profile"].dropna()})
+    keys = sorted({backbone_key(m) for m in frame["model"].dropna()})
+    return {"backbone": " / ".join(backbones) or "no runs", "profile": " / ".join(profiles) or "–",
+            "backbone_keys": keys}

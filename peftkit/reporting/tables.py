@@ -1,0 +1,183 @@
+"""Ours-versus-paper tables: numbers, a display frame, and Markdown + CSV files written atomically."""
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from ._io import write_text_atomic
+from .frame import context, select
+from .names import backbone_key, backbone_name, decimals, method_key, method_name, metric_name, task_key, task_name
+from .paper import paper_cell, table_backbone
+from .stats import describe_values
+
+MISSING = "–"
+NUMBER_COLUMNS = ["method_label", "task", "metric", "n", "mean", "std", "ci_lo", "ci_hi", "single", "paper",
+                  "paper_metric", "paper_row", "delta", "note"]
+
+
+def _paper_cell(paper, table, method, task, k, backbone, metric) -> dict | None:
+    cell = paper_cell(paper, table, method, task, k=k, backbone=backbone, metric=metric)
+    if cell is None:
+        try:  # the paper may print this column in another metric (e.g. Spearman where we asked Pearson)
+            cell = paper_cell(paper, table, method, task, k=k, backbone=backbone)
+        except ValueError:
+            cell = None
+    return cell
+
+
+def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequence[str],
+                       methods: Sequence[str], metric_for: Callable[[str], str], k: int | None = None,
+                       backbone: str | None = None) -> pd.DataFrame:
+    """One row per method x task: our seed statistics (n, mean, std, bootstrap CI), the paper's value, Δ.
+
+    Our rows are ``frame``'s reported metrics (mode "reported") with this ``k`` (None: full-data runs, k
+    missing). ``metric_for(task)`` is the metric we report; where the paper's cell is in another metric that our
+    runs also report (e.g. STS-B Spearman in UniPELT's tables), ours switches to it; where we lack it, Δ is
+    missing and ``note`` says why.
+    """
+    bb = table_backbone(paper, table, backbone)
+    sub = frame if "mode" not in frame.columns else frame[frame["mode"] == "reported"]
+    sub = select(sub, k=None if k is None else int(k))
+    rows = []
+    for method in [method_key(m) for m in methods]:
+        for task in tasks:
+            tk = task_key(task)
+            metric = metric_for(tk)
+            ours = select(sub, task=tk, method_label=method)
+            cell = _paper_cell(paper, table, method, tk, k, bb, metric)
+            note = ""
+            if cell is not None and cell["metric"] != metric and len(ours):
+                if (ours["metric"] == cell["metric"]).any():
+                    note = f"ours in the paper's metric ({metric_name(cell['metric'])}), not {metric_name(metric)}"
+                    metric = str(cell["metric"])
+                else:
+                    note = f"paper's cell is {metric_name(cell['metric'])}, ours {metric_name(metric)}: no Δ"
+            stats = describe_values(ours.loc[ours["metric"] == metric, "value"].to_numpy(dtype=float))
+            value = None if cell is None else float(cell["value"])
+            comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric
+            rows.append({"method_label": method, "task": tk, "metric": metric, **stats, "paper": value,
+                         "paper_metric": None if cell is None else cell["metric"],
+                         "paper_row": None if cell is None else cell["row"],
+                         "delta": stats["mean"] - value if comparable else float("nan"), "note": note})
+    out = pd.DataFrame(rows, columns=NUMBER_COLUMNS)
+    out["paper"] = out["paper"].astype(float)
+    return out
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def format_ours(n: int, mean: float, std: float, lo: float, hi: float, metric: str = "accuracy") -> str:
+    """'81.20 ± 1.10 [79.90, 82.40] n=3'; one seed: '81.20 (n=1, no CI)'; no runs: '–'."""
+    if not n:
+        return MISSING
+    d = decimals(metric)
+    if n == 1:
+        return f"{mean:.{d}f} (n=1, no CI)"
+    return f"{mean:.{d}f} ± {std:.{d}f} [{lo:.{d}f}, {hi:.{d}f}] n={n}"
+
+
+def _fmt(x, d=2, sign=False) -> str:
+    if _missing(x):
+        return MISSING
+    return f"{x:+.{d}f}" if sign else f"{x:.6g}"
+
+
+def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequence[str], methods: Sequence[str],
+                     metric_for: Callable[[str], str], k: int | None = None,
+                     backbone: str | None = None) -> pd.DataFrame:
+    """Display table: rows (method, ours | paper | Δ), one column per task, plus "Avg" where every task is present.
+
+    "ours" reads ``mean ± std [CI lo, CI hi] n=seeds``; "Δ" = ours mean − paper; empty cells are "–". The frame's
+    ``attrs`` carry what :func:`write_table` puts in the title (backbone, profile, the paper's backbone) and notes.
+    """
+    nums = comparison_numbers(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
+                              k=k, backbone=backbone)
+    cols = [task_name(t) for t in tasks] + (["Avg"] if len(tasks) > 1 else [])
+    index, body = [], []
+    for method in dict.fromkeys(nums["method_label"]):
+        m = nums[nums["method_label"] == method]
+        ours = [format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric) for r in m.itertuples()]
+        papers = [_fmt(v) for v in m["paper"]]
+        deltas = [_fmt(v, decimals(mt), sign=True) for v, mt in zip(m["delta"], m["metric"])]
+        if len(tasks) > 1:
+            have_ours = bool((m["n"] > 0).all())
+            have_paper = bool(m["paper"].notna().all())
+            ours.append(f"{m['mean'].mean():.2f}" if have_ours else MISSING)
+            papers.append(f"{m['paper'].mean():.2f}" if have_paper else MISSING)
+            deltas.append(f"{m['mean'].mean() - m['paper'].mean():+.2f}"
+                          if have_ours and have_paper and m["delta"].notna().all() else MISSING)
+        name = method_name(method)
+        index += [(name, "ours"), (name, "paper"), (name, "Δ")]
+        body += [ours, papers, deltas]
+    out = pd.DataFrame(body, index=pd.MultiIndex.from_tuples(index, names=["method", "row"]), columns=cols)
+    used = select(frame, task=[task_key(t) for t in tasks], method_label=[method_key(m) for m in methods])
+    ctx = context(used)
+    metrics = "; ".join(f"{task_name(t)} {metric_name(mt)}" for t, mt in
+                        dict(zip(nums["task"], nums["metric"])).items())
+    notes = [f"ours: mean ± std [95% percentile-bootstrap CI of the mean, 10,000 resamples] over n seeds; "
+             f"Δ = ours mean − paper; – = no run or no paper cell.",
+             f"Metrics: {metrics}. Paper: {paper} {table}" + (f", K = {k}" if k is not None else "") + "."]
+    notes += [f"{method_name(r.method_label)}, {task_name(r.task)}: {r.note}." for r in nums.itertuples() if r.note]
+    if len(tasks) > 1:
+        notes.append("Avg: mean over the columns, only where every task has a value.")
+    paper_bb = table_backbone(paper, table, backbone)
+    out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"],
+                      "profile": ctx["profile"], "paper_backbone": paper_bb, "notes": notes})
+    return out
+
+
+def table_title(what: str, backbone: str, profile: str, paper_backbone: str | None = None,
+                backbone_keys: Sequence[str] | None = None) -> str:
+    """'GLUE dev, MiniLM-L6 (paper: BERT-base), profile cpu' (the paper's backbone only when it differs)."""
+    keys = list(backbone_keys) if backbone_keys is not None else [backbone_key(b) for b in backbone.split(" / ")]
+    same = paper_backbone is None or keys == [backbone_key(paper_backbone)]
+    bb = backbone if same else f"{backbone} (paper: {backbone_name(paper_backbone)})"
+    return f"{what}, {bb}, profile {profile}"
+
+
+def _cell(x) -> str:
+    if _missing(x) or (x is pd.NA):
+        return MISSING
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``df`` (index levels first); missing values print as '–'."""
+    flat = df.reset_index() if any(n is not None for n in df.index.names) else df.copy()
+    if isinstance(df.index, pd.MultiIndex):  # print a repeated outer label once
+        first = flat.columns[0]
+        flat[first] = flat[first].where(flat[first].ne(flat[first].shift()), "")
+    head = [str(c) for c in flat.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in flat.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, path_stem: str | os.PathLike, title: str,
+                notes: Sequence[str] = ()) -> list[Path]:
+    """Write ``<stem>.md`` (title, table, notes) and ``<stem>.csv``, each atomically. Returns both paths.
+
+    A frame from :func:`comparison_table` has its backbone and profile appended to ``title``, with the paper's
+    backbone where it differs: "GLUE dev, MiniLM-L6 (paper: BERT-base), profile cpu".
+    """
+    stem = Path(path_stem)
+    a = df.attrs
+    heading = title
+    if "backbone" in a:
+        heading = table_title(title, a["backbone"], a.get("profile", MISSING), a.get("paper_backbone"),
+                              a.get("backbone_keys"))
+    all_notes = list(a.get("notes", [])) + list(notes)
+    md = f"# {heading}\n\n" + to_markdown(df)
+    if all_notes:
+        md += "\n" + "".join(f"- {n}\n" for n in all_notes)
+    flat = df.reset_index() if any(n is not None for n in df.index.names) else df
+    buf = io.StringIO()
+    flat.to_csv(buf, index=False, na_rep=MISSING, lineterminator="\n")
+    return [write_text_atomic(stem.with_suffix(".md"), md), write_text_atomic(stem.with_suffix(".csv"), buf.getvalue())]

@@ -1,0 +1,75 @@
+"""Experiments are data: one ``result.json`` per run, written atomically; tables and figures read only these.
+
+Schema (``schema`` = 1); every key is always present, ``null`` where it does not apply:
+
+- ``run_id`` (str, the run directory's name), ``status`` ("finished")
+- ``task`` (e.g. "rte", "sst-2", "e2e"), ``task_kind`` ("glue" | "fewshot" | "nlg"),
+  ``protocol`` ("full" | "low-resource" | "fewshot" | "nlg"), ``k`` (int or null), ``data_seed`` (int or null)
+- ``method`` (registry name), ``method_label`` (e.g. "adamix-lora", "unipelt-APL", "lora"), ``method_config`` (dict)
+- ``model`` (name or path), ``head`` ("classifier" | "prompt" | "causal"), ``new_head_weights`` (bool), ``profile``
+- ``training``: lr, batch_size, epochs, max_steps, max_length, warmup_ratio, weight_decay, consistency (weight),
+  patience, eval_steps, label_smoothing, max_train, max_eval
+- ``seeds``: {"seed": int, "data_seed": int or null, "routing_seed": int}
+- ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256)
+- ``evaluations``: [{"step", "epoch", "<metric>": float, "loss": float}, ...] on the dev (model-selection) set
+- ``best_metrics``: {metric name: float} on the reported set (GLUE dev, few-shot test, NLG test), fractions, with
+  the metric names of the evaluate modules (accuracy, f1, matthews_correlation, pearson, spearmanr, bleu, ...)
+- ``selection_metric`` (str), ``best_step`` (int)
+- ``inference_modes``: AdaMix only, {"merged": {...}, "random": {...}, "fixed-0": {...}, "ensemble": {...}}
+  metrics of the same trained model under each inference mode, else null
+- ``gates``: UniPELT only, {"layer": [..], "adapter": [..], "prefix": [..], "lora_query": [..], "lora_value": [..]}
+  mean gate value per layer over the reported set, else null
+- ``samples``: NLG only, a few generated texts beside their references, else null
+- ``parameters``: {"trainable", "inference", "head", "total"}
+- ``wall_time_s``, ``train_time_s``, ``train_examples_per_s``, ``eval_examples_per_s``, ``peak_memory_mb``
+- ``peftkit_version``, ``git_commit``, ``versions`` (torch, transformers, ...), ``device``, ``finished_at``
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+SCHEMA = 1
+RESULT_FILE = "result.json"
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
+    """Write JSON to a temporary file beside ``path`` and rename it over: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def result_path(out_dir: str | os.PathLike) -> Path:
+    return Path(out_dir) / RESULT_FILE
+
+
+def has_result(out_dir: str | os.PathLike) -> bool:
+    return result_path(out_dir).is_file()
+
+
+def load_results(roots: Iterable[str | os.PathLike] | str | os.PathLike) -> list[dict]:
+    """Every finished run's result under ``roots`` (searched recursively), each with its ``path``."""
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    out = []
+    for root in roots:
+        for p in sorted(Path(root).rglob(RESULT_FILE)):
+            data = json.loads(p.read_text())
+            if data.get("schema") == SCHEMA and data.get("status") == "finished":
+                data["path"] = str(p)
+                out.append(data)
+    return out

@@ -1,0 +1,243 @@
+"""The body of a run: data, model, ``PeftTrainer``, final evaluation on the reported set, the result record."""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import resource
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__, presets
+from .core import apply, count_parameters, load_weights, set_inference
+from .results import SCHEMA, write_json_atomic
+
+
+def _datasets(spec, kind: str) -> dict:
+    """Raw rows for train / dev (model selection) / eval (reported), with their split identities."""
+    from .data import glue_task, load_glue, load_kshot, load_nlg, load_nlg_eval, low_resource_split, split_identity
+
+    name = spec.task.split(":", 1)[-1]
+    if kind == "glue":
+        dev_split = "dev_matched" if glue_task(name).dir == "MNLI" else "dev"
+        train = load_glue(name, "train", spec.data_dir)
+        evaluation = load_glue(name, dev_split, spec.data_dir)
+        if spec.k is not None:
+            train, dev = low_resource_split(train, spec.k, spec.data_seed)
+            parts = {"train": (train, "train"), "dev": (dev, "train-dev1000"), "eval": (evaluation, dev_split)}
+        else:
+            parts = {"train": (train, "train"), "dev": (evaluation, dev_split), "eval": (evaluation, dev_split)}
+    elif kind == "fewshot":
+        load = lambda split: load_kshot(name, split, k=spec.k, seed=spec.data_seed, data_dir=spec.data_dir)  # noqa
+        test_split = "test_matched" if name.lower() == "mnli" else "test"
+        parts = {"train": (load("train"), "train"), "dev": (load("dev"), "dev"), "eval": (load(test_split), test_split)}
+    else:
+        parts = {"train": (load_nlg(name, "train", spec.data_dir), "train"),
+                 "dev": (load_nlg(name, "dev", spec.data_dir), "dev"),
+                 "eval": (load_nlg_eval(name, "test", spec.data_dir), "test")}
+    out = {}
+    for role, (ds, split) in parts.items():
+        limit = spec.max_train if role == "train" else spec.max_eval
+        if limit is not None and len(ds) > limit:
+            ds = ds.shuffle(seed=spec.seed).select(range(limit)) if role == "train" else ds.select(range(limit))
+        out[role] = ds
+        out[role + "_id"] = split_identity(ds, name, split, spec.k, spec.data_seed)
+    return out
+
+
+def _versions() -> dict:
+    import datasets
+    import numpy
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "datasets": datasets.__version__, "numpy": numpy.__version__, "peftkit": __version__}
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _distributed() -> bool:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak resident set of this process (Linux: KiB)
+
+
+def _build(spec, kind: str, raw: dict):
+    """(model, peft model, tokenizer, tokenised train/dev/eval, task info)."""
+    from transformers import set_seed
+
+    from . import backbones, features
+    from .data import glue_task
+
+    name = spec.task.split(":", 1)[-1]
+    tok = backbones.load_tokenizer(spec.model)
+    set_seed(spec.seed)
+    info = {"regression": False, "metric_task": name, "causal": kind == "nlg"}
+    if spec.head == "causal":
+        model = backbones.load_model(spec.model, "causal")
+        peft_model = apply(model, spec.method, train_head=spec.train_head, seed=spec.seed, **spec.options)
+        tokenize = lambda ds: features.tokenize_generation(ds, tok, spec.max_length)  # noqa: E731
+    elif spec.head == "prompt":
+        mlm = backbones.load_model(spec.model, "mlm")
+        peft_model = apply(mlm, spec.method, train_head=spec.train_head, seed=spec.seed, **spec.options)
+        model = features.PromptClassifier(mlm, features.label_word_ids(name, tok))
+        tokenize = lambda ds: features.tokenize_prompt(ds, tok, name, spec.max_length)  # noqa: E731
+    else:
+        labels = raw["train"].features["label"]
+        regression = kind == "glue" and glue_task(name).label_names is None
+        info["regression"] = regression
+        model = backbones.load_model(spec.model, "classifier", 1 if regression else labels.num_classes)
+        peft_model = apply(model, spec.method, train_head=spec.train_head, seed=spec.seed, **spec.options)
+        tokenize = lambda ds: features.tokenize_classification(ds, tok, spec.max_length, regression)  # noqa: E731
+    data = {role: tokenize(raw[role]) for role in ("train", "dev")}
+    data["eval"] = tokenize(raw["eval"]) if kind != "nlg" else None
+    info["new_head_weights"] = spec.head != "classifier" and backbones.new_head_weights(spec.model, spec.head)
+    return model, peft_model, tok, data, info
+
+
+def _compute_metrics(task: str, regression: bool):
+    import numpy as np
+
+    from . import metrics
+
+    metric = metrics.load("glue", task)
+
+    def compute(pred):
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        preds = logits.squeeze(-1) if regression else np.argmax(logits, axis=-1)
+        return metric.compute(predictions=preds, references=pred.label_ids)
+    return compute
+
+
+def _selection(kind: str, task: str, regression: bool) -> tuple[str, bool]:
+    if kind == "nlg":
+        return "loss", False
+    from .metrics import primary_metric
+
+    return primary_metric(task), True
+
+
+def execute(spec, out: Path, *, progress: bool, started: float, label: str, world_rank: int) -> dict:
+    from transformers import TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .data import task_kind
+    from .features import PadCollator
+    from .trainer import BestAndPatience, PeftTrainer, RoutingState
+
+    kind = task_kind(spec.task)
+    say = (lambda msg: print(f"[peftkit] {msg}", flush=True)) if progress and world_rank == 0 else (lambda msg: None)
+    raw = _datasets(spec, kind)
+    say(f"{spec.task} {label}: {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['eval'])} eval rows")
+    model, peft_model, tok, data, info = _build(spec, kind, raw)
+    name = spec.task.split(":", 1)[-1]
+    sel, greater = _selection(kind, name, info["regression"])
+    ckpt_dir, best_dir = out / "checkpoints", out / "best"
+    steps_per_epoch = max(1, -(-len(data["train"]) // spec.batch_size))
+    strategy = "steps" if spec.eval_steps else "epoch"
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=64,
+        learning_rate=spec.lr, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
+        eval_strategy=strategy, save_strategy=strategy, eval_steps=spec.eval_steps, save_steps=spec.eval_steps,
+        save_total_limit=1, logging_steps=max(1, min(50, steps_per_epoch)), seed=spec.seed, data_seed=spec.seed,
+        warmup_ratio=spec.warmup_ratio, weight_decay=spec.weight_decay, lr_scheduler_type="linear",
+        label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
+        remove_unused_columns=False, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), save_safetensors=False,
+        ddp_find_unused_parameters=spec.method in ("adamix",), ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
+    )
+    best = BestAndPatience(sel, greater, best_dir, spec.patience)
+    trainer = PeftTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
+                          data_collator=PadCollator(tok.pad_token_id), consistency=spec.consistency,
+                          causal=info["causal"], callbacks=[best, RoutingState()],
+                          compute_metrics=None if kind == "nlg" else _compute_metrics(name, info["regression"]))
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if last:
+        say(f"resuming from {last}")
+        RoutingState.restore(model, last)
+    t0 = time.time()
+    train_out = trainer.train(resume_from_checkpoint=last)
+    train_time = time.time() - t0
+    if (best_dir / "peftkit_config.json").is_file():
+        load_weights(peft_model, best_dir)
+    say("final evaluation")
+    final, modes, gates, samples, eval_rate = _final(spec, kind, trainer, model, peft_model, tok, data, raw, name)
+    evaluations = [{k[5:] if k.startswith("eval_") else k: v for k, v in log.items()}
+                   for log in trainer.state.log_history if any(k.startswith("eval_") for k in log)]
+    result = {
+        "schema": SCHEMA, "status": "finished", "run_id": out.name, "task": name, "task_kind": kind,
+        "protocol": {"glue": "low-resource" if spec.k else "full", "fewshot": "fewshot", "nlg": "nlg"}[kind],
+        "k": spec.k, "data_seed": spec.data_seed, "method": spec.method, "method_label": label,
+        "method_config": peft_model._peftkit.config.to_dict(), "model": spec.model, "head": spec.head,
+        "new_head_weights": info["new_head_weights"], "profile": spec.profile,
+        "training": {f: getattr(spec, f) for f in ("lr", "batch_size", "epochs", "max_steps", "max_length",
+                                                   "warmup_ratio", "weight_decay", "consistency", "patience",
+                                                   "eval_steps", "label_smoothing", "max_train", "max_eval")},
+        "seeds": {"seed": spec.seed, "data_seed": spec.data_seed, "routing_seed": peft_model._peftkit.seed},
+        "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
+        "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,
+        "inference_modes": modes, "gates": gates, "samples": samples,
+        "parameters": count_parameters(peft_model), "wall_time_s": round(time.time() - started, 2),
+        "train_time_s": round(train_time, 2),
+        "train_examples_per_s": round(train_out.metrics.get("train_samples_per_second", 0.0), 3),
+        "eval_examples_per_s": eval_rate, "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "peftkit_version": __version__, "git_commit": _git_commit(), "versions": _versions(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "spec": dataclasses.asdict(spec),
+    }
+    if world_rank == 0:
+        write_json_atomic(out / "result.json", result)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the best trained parameters stay in best/
+        say(f"done: {final} -> {out / 'result.json'}")
+    return result
+
+
+def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
+    """Metrics on the reported set (+ AdaMix inference modes, UniPELT gates, NLG samples)."""
+    if kind == "nlg":
+        from .generate import generate, score
+        from .trainer import inference_form
+
+        t0 = time.time()
+        with inference_form(peft_model):
+            preds = generate(model, tok, list(raw["eval"]["source"]), spec.max_length,
+                             presets.generation_settings(spec.profile))
+        rate = round(len(preds) / max(time.time() - t0, 1e-9), 3)
+        refs = list(raw["eval"]["references"])
+        samples = [{"source": s, "prediction": p, "reference": r[0]}
+                   for s, p, r in list(zip(raw["eval"]["source"], preds, refs))[:5]]
+        return score(name, preds, refs), None, None, samples, rate
+
+    def evaluate() -> tuple[dict, float]:
+        m = trainer.evaluate(data["eval"], metric_key_prefix="test")
+        rate = m.get("test_samples_per_second", 0.0)
+        return {k[5:]: v for k, v in m.items() if k.startswith("test_") and not k.endswith(
+            ("_runtime", "_per_second", "loss"))}, rate
+
+    final, rate = evaluate()
+    gates = trainer.gate_summary()
+    modes = None
+    if spec.inference_modes and spec.method == "adamix":
+        n = peft_model._peftkit.config.num_modules
+        modes = {"merged": final}
+        for mode in ["random", "ensemble"] + [f"fixed-{i}" for i in range(n)]:
+            set_inference(peft_model, mode)
+            modes[mode] = evaluate()[0]
+        set_inference(peft_model, "merged")
+    return final, modes, gates, None, round(rate, 3)

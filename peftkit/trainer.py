@@ -1,0 +1,158 @@
+"""``PeftTrainer``: a ``transformers.Trainer`` that knows AdaMix and UniPELT.
+
+- AdaMix consistency regularisation (:mod:`peftkit.consistency`) as one batched forward over a doubled batch.
+- Evaluation in the inference form: merged (AdaMix weight average, LoRA folded) where the method can merge, or
+  the configured AdaMix inference mode; UniPELT (APL) evaluates unmerged. Training resumes unmerged.
+- UniPELT gate values are averaged over every evaluation batch (``gate_summary``).
+- ``BestAndPatience``: keeps the best dev evaluation's trained parameters (``peftkit.save``, small) and stops
+  after ``patience`` evaluations without improvement. It rebuilds its state from the log history on resume.
+- ``RoutingState``: saves the AdaMix routing generator with every checkpoint, so a resumed run draws on.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from .consistency import consistency_forward, find_peft_model
+from .core import gate_values, merged, save
+
+ROUTING_FILE = "peftkit_routing.pt"
+
+
+class PeftTrainer(Trainer):
+    def __init__(self, *args, consistency: float = 0.0, causal: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.consistency = consistency
+        self.causal = causal
+        self.model_accepts_loss_kwargs = False  # standard averaging over accumulation steps
+        self._gates: dict = defaultdict(lambda: [0.0, 0])
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.consistency > 0 and model.training:
+            loss, task, kl, out = consistency_forward(model, inputs, self.consistency, causal=self.causal)
+            return (loss, out) if return_outputs else loss
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def evaluate(self, *args, **kwargs):
+        peft_model = find_peft_model(self.model)
+        with inference_form(peft_model):
+            self._gates.clear()
+            metrics = super().evaluate(*args, **kwargs)
+        for cb in self.callback_handler.callbacks:  # save the best weights in the trainable (unmerged) form
+            if isinstance(cb, BestAndPatience):
+                cb.flush(peft_model)
+        return metrics
+
+    def predict(self, *args, **kwargs):
+        peft_model = find_peft_model(self.model)
+        with inference_form(peft_model):
+            self._gates.clear()
+            return super().predict(*args, **kwargs)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        out = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        for name, g in gate_values(find_peft_model(self.model)).items():
+            acc = self._gates[name]
+            acc[0] += float(g.float().sum())
+            acc[1] += g.numel()
+        return out
+
+    def gate_summary(self) -> Optional[dict]:
+        return summarise_gates({n: s / c for n, (s, c) in self._gates.items() if c})
+
+
+def inference_form(peft_model):
+    """Merged while evaluating when the method merges (and AdaMix's mode is 'merged'), else as it is."""
+    state = peft_model._peftkit
+    gated = any(getattr(m, "_pk_gated", False) for m in peft_model.modules())
+    if gated or state.inference != "merged" or state.method == "full":
+        return contextlib.nullcontext()
+    return merged(peft_model)
+
+
+_GATE = re.compile(r"\.(?:layer|h)\.(\d+)\..*?(pk_adapter\.gate|pk_prefix_gate|query\.pk_lora\.gate|"
+                   r"value\.pk_lora\.gate|pk_lora_q\.gate|pk_lora_v\.gate)$")
+_COMPONENT = {"pk_adapter.gate": "adapter", "pk_prefix_gate": "prefix", "query.pk_lora.gate": "lora_query",
+              "value.pk_lora.gate": "lora_value", "pk_lora_q.gate": "lora_query", "pk_lora_v.gate": "lora_value"}
+
+
+def summarise_gates(means: dict) -> Optional[dict]:
+    """{'layer': [0..L-1], 'adapter': [...], 'prefix': [...], 'lora_query': [...], 'lora_value': [...]}."""
+    if not means:
+        return None
+    table: dict = defaultdict(dict)
+    for name, value in means.items():
+        m = _GATE.search(name)
+        if m:
+            table[_COMPONENT[m.group(2)]][int(m.group(1))] = round(value, 6)
+    layers = sorted({i for comp in table.values() for i in comp})
+    out = {"layer": layers}
+    for comp in ("adapter", "prefix", "lora_query", "lora_value"):
+        out[comp] = [table[comp].get(i) for i in layers] if comp in table else None
+    return out
+
+
+class BestAndPatience(TrainerCallback):
+    """Track the best dev evaluation (saving the trained parameters) and stop after ``patience`` bad ones."""
+
+    def __init__(self, metric: str, greater_is_better: bool, best_dir: Path, patience: Optional[int]):
+        self.metric, self.greater, self.best_dir, self.patience = metric, greater_is_better, Path(best_dir), patience
+        self.best: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self.bad = 0
+        self.pending = False
+
+    def flush(self, peft_model) -> None:
+        """Write the pending best weights (called by the trainer once the model is unmerged again)."""
+        if self.pending:
+            save(peft_model, self.best_dir)
+            (self.best_dir / "best.json").write_text(json.dumps({"step": self.best_step, self.metric: self.best}))
+            self.pending = False
+
+    def _better(self, value: float) -> bool:
+        return self.best is None or (value > self.best if self.greater else value < self.best)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.best, self.best_step, self.bad = None, None, 0  # replay the history (a resumed run)
+        for log in state.log_history:
+            value = log.get("eval_" + self.metric)
+            if value is None:
+                continue
+            if self._better(value):
+                self.best, self.best_step, self.bad = value, log.get("step"), 0
+            else:
+                self.bad += 1
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        value = (metrics or {}).get("eval_" + self.metric)
+        if value is None:
+            return
+        if self._better(value):
+            self.best, self.best_step, self.bad = value, state.global_step, 0
+            self.pending = True
+        else:
+            self.bad += 1
+            if self.patience is not None and self.bad >= self.patience:
+                control.should_training_stop = True
+
+
+class RoutingState(TrainerCallback):
+    """Save the AdaMix routing generator next to each checkpoint; ``restore`` loads it before resuming."""
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            torch.save(find_peft_model(model)._peftkit.generator.get_state(), ckpt / ROUTING_FILE)
+
+    @staticmethod
+    def restore(model, checkpoint: str) -> None:
+        path = Path(checkpoint) / ROUTING_FILE
+        if path.is_file():
+            find_peft_model(model)._peftkit.generator.set_state(torch.load(path))

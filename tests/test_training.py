@@ -1,0 +1,197 @@
+"""Trainer and runs on real data (smoke budgets): results, determinism, resume after SIGKILL, consistency loss."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import peftkit
+from conftest import batch, perturb, tiny
+from peftkit.consistency import consistency_forward, symmetric_kl
+from peftkit.experiment import RunSpec, resolve, run
+
+DATA = os.environ.get("PEFTKIT_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset: the run tests need the shared data")
+SMOKE = dict(profile="smoke", max_train=48, max_eval=48)
+
+
+@needs_data
+def test_smoke_run_writes_a_complete_result(tmp_path):
+    res = run(RunSpec("rte", "adamix", str(tmp_path / "r"), {"bottleneck": 8, "num_modules": 2},
+                      inference_modes=True, **SMOKE), progress=False)
+    on_disk = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert on_disk["best_metrics"] == res["best_metrics"] and 0.0 <= res["best_metrics"]["accuracy"] <= 1.0
+    for key in ("method_config", "training", "seeds", "data", "evaluations", "parameters", "wall_time_s",
+                "train_examples_per_s", "peak_memory_mb", "peftkit_version", "git_commit", "versions", "device"):
+        assert on_disk[key] is not None, key
+    assert on_disk["data"]["train"]["rows"] == 48 and len(on_disk["data"]["train"]["ids_sha256"]) == 64
+    assert on_disk["training"]["consistency"] == 1.0  # AdaMix classification default
+    assert on_disk["parameters"]["inference"] < on_disk["parameters"]["trainable"]
+    assert set(on_disk["inference_modes"]) == {"merged", "random", "ensemble", "fixed-0", "fixed-1"}
+    assert [e["step"] for e in on_disk["evaluations"]] == [4, 8]
+    assert not (tmp_path / "r" / "checkpoints").exists() and (tmp_path / "r" / "best" / "peftkit_config.json").exists()
+    again = run(RunSpec("rte", "adamix", str(tmp_path / "r"), {"bottleneck": 8, "num_modules": 2}, **SMOKE),
+                progress=False)
+    assert again["finished_at"] == on_disk["finished_at"]  # skipped, not redone
+
+
+@needs_data
+def test_same_seed_twice_gives_identical_metrics_and_weights(tmp_path):
+    runs = [run(RunSpec("rte", "lora", str(tmp_path / f"r{i}"), {"r": 4}, **SMOKE), progress=False) for i in (0, 1)]
+    assert runs[0]["best_metrics"] == runs[1]["best_metrics"]
+    assert [e["loss"] for e in runs[0]["evaluations"]] == [e["loss"] for e in runs[1]["evaluations"]]
+    w = [(tmp_path / f"r{i}" / "best" / "peftkit_weights.safetensors").read_bytes() for i in (0, 1)]
+    assert w[0] == w[1]
+    other = run(RunSpec("rte", "lora", str(tmp_path / "r2"), {"r": 4}, seed=7, **SMOKE), progress=False)
+    w2 = (tmp_path / "r2" / "best" / "peftkit_weights.safetensors").read_bytes()
+    assert w2 != w[0] and other["seeds"]["seed"] == 7
+
+
+def _cli(out: Path, steps: int = 40) -> list[str]:
+    return [sys.executable, "-m", "peftkit.cli", "train", "--task", "rte", "--method", "adamix", "--option",
+            "bottleneck=8", "--profile", "smoke", "--max-steps", str(steps), "--eval-steps", "5", "--max-train", "64",
+            "--max-eval", "16", "--out", str(out), "--quiet"]
+
+
+def _kill_after_checkpoint(cmd, ckpt_root: Path, timeout: float = 240) -> None:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.time()
+    while time.time() - start < timeout:
+        if list(ckpt_root.glob("checkpoint-*/trainer_state.json")):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            raise AssertionError("the run finished before it could be killed")
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("no checkpoint appeared")
+
+
+@needs_data
+def test_sigkill_then_rerun_resumes_and_a_sweep_loses_nothing(tmp_path):
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert subprocess.run(_cli(first, 8), capture_output=True).returncode == 0
+    done_at = json.loads((first / "result.json").read_text())["finished_at"]
+    _kill_after_checkpoint(_cli(second), second / "checkpoints")
+    assert not (second / "result.json").exists()
+    killed_at = max(int(p.name.split("-")[1]) for p in (second / "checkpoints").glob("checkpoint-*"))
+    for out in (first, second, third):  # the sweep, rerun
+        assert subprocess.run(_cli(out, 8 if out == first else 40), capture_output=True).returncode == 0
+    assert json.loads((first / "result.json").read_text())["finished_at"] == done_at  # not redone
+    resumed = json.loads((second / "result.json").read_text())
+    steps = [e["step"] for e in resumed["evaluations"]]
+    assert steps == list(range(5, 41, 5)) and killed_at in steps  # history before the kill is kept
+    assert (third / "result.json").exists()
+
+
+@needs_data
+def test_fewshot_prompt_and_unipelt_gates(tmp_path):
+    res = run(RunSpec("fewshot:sst-2", "lora", str(tmp_path / "p"), {"r": 4}, data_seed=13, **SMOKE), progress=False)
+    assert res["head"] == "prompt" and res["new_head_weights"] is True and res["k"] == 16
+    assert res["data"]["train"]["rows"] == 32 and "accuracy" in res["best_metrics"]
+    gated = run(RunSpec("rte", "unipelt", str(tmp_path / "u"), {"bottleneck": 8}, **SMOKE), progress=False)
+    gates = gated["gates"]
+    assert gates["layer"] == list(range(6)) and all(0 < g < 1 for g in gates["lora_query"] + gates["adapter"])
+
+
+@needs_data
+def test_nlg_smoke_generates_text_and_all_five_metrics(tmp_path):
+    res = run(RunSpec("e2e", "lora", str(tmp_path / "n"), {"r": 4}, max_steps=4, profile="smoke", max_train=32,
+                      max_eval=3), progress=False)
+    assert set(res["best_metrics"]) >= {"bleu", "nist", "meteor", "rouge_l", "cider"}
+    assert len(res["samples"]) == 3 and all(isinstance(s["prediction"], str) for s in res["samples"])
+    assert res["training"]["consistency"] == 0.0 and res["head"] == "causal"
+
+
+def test_symmetric_kl_matches_its_definition():
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    p, q = a.softmax(-1), b.softmax(-1)
+    manual = 0.5 * ((q * (q.log() - p.log())).sum(-1) + (p * (p.log() - q.log())).sum(-1)).mean()
+    torch.testing.assert_close(symmetric_kl(a, b), manual)
+    assert symmetric_kl(a, a).abs() < 1e-7
+    mask = torch.tensor([True, False, True, False])
+    torch.testing.assert_close(symmetric_kl(a, b, mask), symmetric_kl(a[mask], b[mask]))
+
+
+def test_consistency_forward_routes_halves_apart_and_detaches_targets():
+    model = peftkit.apply(tiny("bert"), "adamix", bottleneck=8, num_modules=4, seed=0).train()
+    perturb(model, scale=0.5)
+    inputs = dict(batch("bert"), labels=torch.tensor([0, 1, 2]))
+    kls = []
+    for _ in range(5):
+        loss, task, kl, out = consistency_forward(model, inputs, weight=1.0)
+        assert out.logits.shape[0] == 6
+        kls.append(float(kl))
+    assert max(kls) > 0  # the two halves were routed (and dropped out) differently
+    model.zero_grad()
+    loss.backward()
+    assert any(p.grad is not None for n, p in model.named_parameters() if "pk_adapter.down" in n)
+
+
+def test_resolve_fills_paper_presets():
+    s = resolve(RunSpec("rte", "unipelt", "x", profile="paper"))
+    assert (s.lr, s.batch_size, s.patience, s.model) == (5e-4, 16, 10, "bert-base-uncased")
+    assert resolve(RunSpec("stsb", "adamix", "x")).consistency == 0.0  # regression: no consistency
+    assert resolve(RunSpec("rte", "adamix", "x")).consistency == 1.0
+    assert resolve(RunSpec("e2e", "adamix", "x", {"base": "lora"})).consistency == 100.0
+    assert resolve(RunSpec("rte", "lora", "x", k=100)).data_seed == 111
+
+
+BAD = [
+    (["--task", "nope"], "not a known task"),
+    (["--task", "rte", "--method", "nope"], "method"),
+    (["--task", "rte", "--option", "r=-1"], "r=-1"),
+    (["--task", "rte", "--lr", "0"], "lr=0"),
+    (["--task", "rte", "--lr=-1e-3"], "lr="),
+    (["--task", "rte", "--batch-size", "0"], "batch_size=0"),
+    (["--task", "rte", "--profile", "huge"], "profile"),
+    (["--task", "rte", "--head", "causal"], "head"),
+    (["--task", "rte", "--consistency", "1"], "consistency"),
+    (["--task", "e2e", "--k", "100"], "invalid k"),
+    (["--task", "fewshot:sst-2", "--k", "8"], "k=8"),
+    (["--task", "rte", "--seed", "-3"], "seed"),
+    (["--task", "rte", "--warmup-ratio", "1.5"], "warmup_ratio"),
+    (["--task", "rte", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
+    (["--task", "rte", "--model", "/nonexistent/model"], "model="),
+    (["--task", "rte", "--k", "100000"], "k"),
+    (["--task", "rte", "--model", "no-such-org/no-such-model"], "hub"),
+]
+
+
+@needs_data
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_inputs_fail_clearly_and_write_nothing(args, message, tmp_path, capsys, monkeypatch):
+    from peftkit.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = list(args)
+    if "--method" not in args:
+        args += ["--method", "lora"]
+    out = tmp_path / "run"
+    assert main(["train", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "peftkit: error:" in err and message in err, err
+    assert not (out / "result.json").exists()
+
+
+@needs_data
+def test_malformed_data_names_file_and_line(tmp_path, capsys):
+    from peftkit.cli import main
+
+    bad = tmp_path / "data" / "glue" / "RTE"
+    bad.mkdir(parents=True)
+    (bad / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\ta\tb\n")
+    (bad / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    assert main(["train", "--task", "rte", "--method", "lora", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "train.tsv:3" in err
+    assert not (tmp_path / "run" / "result.json").exists()
