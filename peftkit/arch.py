@@ -26,6 +26,7 @@ class Arch:
     num_heads: int
     base_prefix: str  # attribute holding the base model, e.g. "bert"; "" when the model is the base model
     layers: list = field(default_factory=list)  # the transformer blocks, in order
+    classifier: bool = False  # a sequence-classification head sits on top
 
     @property
     def is_decoder(self) -> bool:
@@ -82,12 +83,19 @@ def detect(model: nn.Module) -> Arch:
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     found = _find_layers(model, family, base) if family != "other" else []
-    return Arch(family, mt, int(hidden or 0), int(layers or 0), int(heads or 0), prefix, found)
+    classifier = bool(prefix) and any(hasattr(model, h) for h in ("classifier", "score"))
+    return Arch(family, mt, int(hidden or 0), int(layers or 0), int(heads or 0), prefix, found, classifier)
 
 
 def is_head_param(model: nn.Module, arch: Arch, name: str) -> bool:
-    """Task-head parameters: outside the base model (classifier, MLM transform, ...)."""
-    return bool(arch.base_prefix) and not name.startswith(arch.base_prefix + ".")
+    """Task-head parameters: outside the base model (classifier, MLM transform, ...), and BERT's pooler when a
+    classifier reads it: the pooler serves only that head (RoBERTa's and AdapterHub's classification heads
+    carry the same dense + tanh layer themselves), so it trains with the head."""
+    if not arch.base_prefix:
+        return False
+    if arch.classifier and name.startswith(arch.base_prefix + ".pooler."):
+        return True
+    return not name.startswith(arch.base_prefix + ".")
 
 
 def tied_to_embeddings(model: nn.Module) -> set[int]:

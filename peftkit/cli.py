@@ -1,5 +1,6 @@
 """``peftkit`` command line: ``train`` (one run -> result.json), ``params`` (parameter counts of a method on a
-paper-size model) and ``params-report`` (the counts table for every method, written to reports/)."""
+paper-size model), ``params-report`` (the counts table for every method, written to reports/) and ``reproduce``
+(execute the notebooks, see :mod:`peftkit.reproduce`)."""
 from __future__ import annotations
 
 import argparse
@@ -82,10 +83,10 @@ def params_report(out: Path, arch: str = "bert-base") -> Path:
         exp = f"{r['expected']:,}" + (" ✓" if r["expected"] == r["inference"] else " ✗") if r["expected"] else "–"
         lines.append(f"| {r['label']} | {r['trainable']:,} | {r['inference']:,} | {r['inference_percent_of_base']:.3f} "
                      f"| {exp} | {'yes' if r['mergeable'] else 'no (gated)'} |")
-    from .core import _write_atomic
+    from .atomic import write_json, write_text
 
-    _write_atomic(out / "parameters.md", lambda p: Path(p).write_text("\n".join(lines) + "\n"))
-    _write_atomic(out / "parameters.json", lambda p: Path(p).write_text(json.dumps(rows, indent=2)))
+    write_text(out / "parameters.md", "\n".join(lines) + "\n")
+    write_json(out / "parameters.json", rows)
     print(f"wrote {out / 'parameters.md'}")
     return out / "parameters.md"
 
@@ -101,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("params-report", help="write reports/parameters.md for every method")
     r.add_argument("--out", default="reports")
     r.add_argument("--arch", default="bert-base")
+    sub.add_parser("reproduce", add_help=False, help="execute the notebooks with papermill and rebuild the reports "
+                   "(see peftkit reproduce --help)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reproduce"]:  # its own parser: peftkit.reproduce
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     args = ap.parse_args(argv)
     try:
         if args.cmd == "train":
@@ -138,6 +146,7 @@ def _train_parser(sub) -> None:
                       ("--consistency", float), ("--label-smoothing", float), ("--max-train", int),
                       ("--max-eval", int)):
         t.add_argument(flag, type=typ)
+    t.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 autocast where native)")
     t.add_argument("--inference-modes", action="store_true", help="AdaMix: also evaluate random/fixed/ensemble")
     t.add_argument("--data-dir", help="directory with glue/, fewshot/, nlg/ (default $PEFTKIT_DATA_DIR)")
     t.add_argument("--force", action="store_true", help="rerun even if OUT/result.json exists")

@@ -5,13 +5,13 @@ import contextlib
 import functools
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn as nn
 
+from .atomic import write_json, write_via
 from .arch import detect, is_head_param, tied_to_embeddings
 from .config import get_method, make_config
 from .layers import Gate, PeftState, bind_call, parse_inference
@@ -229,17 +229,6 @@ def _trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write only what was trained (method parameters and head) as safetensors, plus the config as JSON."""
     from safetensors.torch import save_file
@@ -253,8 +242,8 @@ def save(model: nn.Module, directory: str | os.PathLike) -> Path:
     meta = {"peftkit_version": __version__, "method": state.method, "options": _options(state.config),
             "train_head": state.train_head, "seed": state.seed, "merged": state.merged,
             "model_type": state.arch.model_type, "parameters": sorted(tensors)}
-    _write_atomic(d / WEIGHTS_FILE, lambda p: save_file(tensors, p))
-    _write_atomic(d / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True)))
+    write_via(d / WEIGHTS_FILE, lambda p: save_file(tensors, p))
+    write_json(d / CONFIG_FILE, meta)
     return d
 
 

@@ -50,6 +50,7 @@ class RunSpec:
     inference_modes: bool = False  # AdaMix: also evaluate random / fixed-K / ensemble routing at the end
     data_dir: Optional[str] = None
     train_head: bool = True
+    precision: str = "auto"  # auto (bf16 autocast where the hardware has native bf16) | bf16 | fp32
 
 
 def _positive(name: str, value, kind=int, allow_none=True, zero=False) -> None:
@@ -84,6 +85,8 @@ def resolve(spec: RunSpec) -> RunSpec:
     if spec.warmup_ratio is not None and spec.warmup_ratio >= 1:
         raise ValueError(f"invalid warmup_ratio={spec.warmup_ratio!r}: allowed a number in [0, 1)")
     _positive("seed", spec.seed, zero=True, allow_none=False)
+    if spec.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"invalid precision={spec.precision!r}: allowed auto, bf16, fp32")
     _positive("data_seed", spec.data_seed, zero=True)
     if kind == "nlg" and spec.k is not None:
         raise ValueError("invalid k: the NLG tasks train on their full training sets")
@@ -91,14 +94,16 @@ def resolve(spec: RunSpec) -> RunSpec:
         resolve_data_dir(spec.data_dir)  # a missing directory fails here
     if not spec.out:
         raise ValueError("invalid out='': a run needs an output directory")
-    base = presets.PROFILES[spec.profile]
+    base = presets.profile_settings(spec.profile, kind)
     filled = dataclasses.replace(spec, head=head, model=spec.model or base["model"])
     for name in ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "weight_decay", "max_train",
                  "max_eval"):
         if getattr(filled, name) is None:
             setattr(filled, name, base.get(name))
+    if not spec.label_smoothing and base.get("label_smoothing"):
+        filled.label_smoothing = base["label_smoothing"]
     if filled.epochs is None and filled.max_steps is None:
-        if "max_steps" in base:
+        if base.get("max_steps"):
             filled.max_steps = base["max_steps"]
         else:
             filled.epochs = base["epochs"]

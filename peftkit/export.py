@@ -7,7 +7,6 @@ two slice deltas.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import torch
 import torch.nn as nn
 
 from .arch import is_head_param, tied_to_embeddings
-from .core import _write_atomic, state_of
+from .atomic import write_json, write_via
+from .core import state_of
 from .methods.lora import _is_conv1d, _shape, lora_hosts
 
 
@@ -62,7 +62,8 @@ def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
         for n, p in model.named_parameters():
             if is_head_param(model, state.arch, n) and id(p) not in tied:
                 tensors[f"base_model.model.{n}"] = p.detach().cpu().contiguous()
-                head_modules.add(n.split(".")[0])
+                parts = n.split(".")
+                head_modules.add(parts[1] if parts[0] == state.arch.base_prefix else parts[0])  # pooler / classifier
     r = cfg.r
     alpha = cfg.alpha
     config = {
@@ -78,6 +79,6 @@ def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
     }
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    _write_atomic(d / "adapter_model.safetensors", lambda p: save_file(tensors, p))
-    _write_atomic(d / "adapter_config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2)))
+    write_via(d / "adapter_model.safetensors", lambda p: save_file(tensors, p))
+    write_json(d / "adapter_config.json", config)
     return d

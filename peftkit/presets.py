@@ -29,13 +29,30 @@ PROFILES = {
     "paper": {"model": "bert-base-uncased", "batch_size": 16, "max_length": 128, "epochs": 50, "eval_steps": None,
               "max_train": None, "max_eval": None, "patience": 10, "warmup_ratio": 0.06, "weight_decay": 0.1},
 }
-NLG_PAPER = {"model": "gpt2-medium", "batch_size": 8, "max_length": 512, "epochs": 20, "label_smoothing": 0.1,
-             "weight_decay": 0.01, "warmup_steps": 2000}
+# Per task kind, what differs from the profile above.
+# Few-shot (LM-BFF protocol): batch 8, 1,000 steps, evaluation on the k-shot dev split every 100 steps.
+# NLG (AdaMix, GPT-2 medium): batch 8, length 512, 20 epochs, label smoothing 0.1, weight decay 0.01 (E2E).
+KIND_PRESETS = {
+    "fewshot": {"smoke": {"max_train": None, "max_eval": 64},
+                "cpu": {"batch_size": 8, "max_steps": 300, "epochs": None, "eval_steps": 50, "max_length": 128},
+                "paper": {"model": "roberta-large", "batch_size": 8, "max_steps": 1000, "epochs": None,
+                          "eval_steps": 100, "patience": None}},
+    "nlg": {"smoke": {"max_train": 32, "max_eval": 3},
+            "cpu": {"max_train": 3000, "max_eval": 60, "epochs": 2, "max_length": 96, "batch_size": 16,
+                    "weight_decay": 0.01, "generation": {"num_beams": 5, "max_new_tokens": 48}},
+            "paper": {"model": "gpt2-medium", "batch_size": 8, "max_length": 512, "epochs": 20, "patience": None,
+                      "label_smoothing": 0.1, "weight_decay": 0.01, "warmup_ratio": 0.0}},
+}
+
+
+def profile_settings(profile: str, kind: str) -> dict:
+    """The presets of ``profile`` for a task of ``kind`` (glue | fewshot | nlg)."""
+    return {**PROFILES[profile], **KIND_PRESETS.get(kind, {}).get(profile, {})}
 
 
 def generation_settings(profile: str) -> dict:
-    """Decoding settings: the papers' beam search, cut down for the smoke profile."""
-    return {**GENERATION, **PROFILES[profile].get("generation", {})}
+    """Decoding settings: the papers' beam search, cut down for the smoke and cpu profiles."""
+    return {**GENERATION, **profile_settings(profile, "nlg").get("generation", {})}
 
 
 def learning_rate(method: str, profile: str = "cpu", model: str | None = None) -> float:

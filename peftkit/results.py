@@ -28,29 +28,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
+
+from .atomic import write_json
 
 SCHEMA = 1
 RESULT_FILE = "result.json"
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
-    """Write JSON to a temporary file beside ``path`` and rename it over: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON so that readers never see half a file (see :mod:`peftkit.atomic`)."""
+    return write_json(path, data)
 
 
 def result_path(out_dir: str | os.PathLike) -> Path:

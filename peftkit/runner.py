@@ -65,6 +65,16 @@ def _git_commit() -> str | None:
         return None
 
 
+def use_bf16(precision: str) -> bool:
+    """bf16 autocast: asked for, or 'auto' on a GPU or CPU with native bf16 (AVX512-BF16 / AMX: ~2.4x the fp32
+    matmul rate on the development machine)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _distributed() -> bool:
     import os
 
@@ -158,7 +168,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         warmup_ratio=spec.warmup_ratio, weight_decay=spec.weight_decay, lr_scheduler_type="linear",
         label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), save_safetensors=False,
+        bf16=use_bf16(spec.precision), group_by_length=kind != "fewshot", save_safetensors=False,
         ddp_find_unused_parameters=spec.method in ("adamix",), ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
     )
     best = BestAndPatience(sel, greater, best_dir, spec.patience)
@@ -185,9 +195,10 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         "k": spec.k, "data_seed": spec.data_seed, "method": spec.method, "method_label": label,
         "method_config": peft_model._peftkit.config.to_dict(), "model": spec.model, "head": spec.head,
         "new_head_weights": info["new_head_weights"], "profile": spec.profile,
-        "training": {f: getattr(spec, f) for f in ("lr", "batch_size", "epochs", "max_steps", "max_length",
-                                                   "warmup_ratio", "weight_decay", "consistency", "patience",
-                                                   "eval_steps", "label_smoothing", "max_train", "max_eval")},
+        "training": {**{f: getattr(spec, f) for f in ("lr", "batch_size", "epochs", "max_steps", "max_length",
+                                                      "warmup_ratio", "weight_decay", "consistency", "patience",
+                                                      "eval_steps", "label_smoothing", "max_train", "max_eval")},
+                     "bf16": use_bf16(spec.precision)},
         "seeds": {"seed": spec.seed, "data_seed": spec.data_seed, "routing_seed": peft_model._peftkit.seed},
         "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
         "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,

@@ -112,7 +112,7 @@ def _single_module_copy(model, opts, k):
                 dst[0].load_state_dict(srcs[k].state_dict())
         heads = dict(model.named_parameters())
         for n, p in single.named_parameters():
-            if n.startswith("classifier"):
+            if p.requires_grad and "pk_" not in n:  # the head (classifier and pooler)
                 p.copy_(heads[n])
     return single.eval()
 

@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
-from ._io import write_bytes_via
+from ..atomic import write_via as write_bytes_via
 
 MIN_FONT = 9.0
 DPI = 200

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..results import write_json_atomic
-from ._io import locked, write_text_atomic
+from ..atomic import locked, write_text as write_text_atomic
 
 INDEX = "index.json"
 README = "README.md"

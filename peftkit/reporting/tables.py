@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from ._io import write_text_atomic
+from ..atomic import write_text as write_text_atomic
 from .frame import context, select
 from .names import backbone_key, backbone_name, decimals, method_key, method_name, metric_name, task_key, task_name
 from .paper import paper_cell, table_backbone
@@ -121,8 +121,8 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     ctx = context(used)
     metrics = "; ".join(f"{task_name(t)} {metric_name(mt)}" for t, mt in
                         dict(zip(nums["task"], nums["metric"])).items())
-    notes = [f"ours: mean ± std [95% percentile-bootstrap CI of the mean, 10,000 resamples] over n seeds; "
-             f"Δ = ours mean − paper; – = no run or no paper cell.",
+    notes = ["ours: mean ± std [95% percentile-bootstrap CI of the mean, 10,000 resamples] over n seeds; "
+             "Δ = ours mean − paper; – = no run or no paper cell.",
              f"Metrics: {metrics}. Paper: {paper} {table}" + (f", K = {k}" if k is not None else "") + "."]
     notes += [f"{method_name(r.method_label)}, {task_name(r.task)}: {r.note}." for r in nums.itertuples() if r.note]
     if len(tasks) > 1:

@@ -1,26 +1,31 @@
-"""Atomic text writes and a lock for read-modify-write of shared report files."""
+"""Atomic file writes (temporary file beside the target, then ``os.replace``) and an advisory lock.
+
+Readers never see half a file: results, checkpoints of trained parameters, tables and figures all go through here.
+"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
-try:  # POSIX; elsewhere the manifest update is simply unlocked
+try:  # POSIX; elsewhere shared read-modify-write updates are simply unlocked
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over (the pattern of ``write_json_atomic``)."""
+def write_via(path: str | os.PathLike, save: Callable[[str], object]) -> Path:
+    """Call ``save(tmp_path)`` on a temporary file beside ``path`` (same suffix), then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.stem, suffix=path.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
+        save(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -29,19 +34,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
-def write_bytes_via(path: str | os.PathLike, save) -> Path:
-    """Call ``save(tmp_path)`` on a temporary file beside ``path``, then rename it over (for savefig)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.stem, suffix=path.suffix)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_via(path, lambda p: Path(p).write_text(text, encoding="utf-8", newline="\n"))
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextlib.contextmanager
