@@ -5,6 +5,7 @@ and plain PyTorch, AdaMix's overhead over a single module, and inference latency
     python -m bench --backbone minilm,bert-base --only 'lora,adamix-*'
     python -m bench --quick --out /tmp/b.json               # tiny model, seconds (the smoke test)
     python -m bench --profile peftkit:lora --backbone minilm # torch.profiler + cProfile of one contender
+    python -m bench.report reports/benchmarks.json         # re-render the Markdown from the JSON alone
 
 Modules: :mod:`bench.backbones` (models, the fixed batch), :mod:`bench.contenders` (what is built and timed),
 :mod:`bench.measure` (interleaved timing, statistics, peak memory), :mod:`bench.suite` (groups, ratios, goals),

@@ -16,7 +16,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--backbone", default=None,
                     help=f"one of {', '.join(bbs.ALL)}, a comma list, or 'all' ({', '.join(bbs.NAMES)}); "
                          "default minilm (--quick: tiny)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per group (default: per backbone)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed training rounds per group; inference groups get 2N (default: per backbone)")
     ap.add_argument("--only", default=None,
                     help="comma list of group names or globs; groups: " + ", ".join(GROUP_NAMES))
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -62,18 +63,22 @@ def main(argv: list[str] | None = None) -> int:
         from .profile import profile_contender
 
         return profile_contender(args.profile, names[0], device, batch, seq_len, only)
+    load0 = os.getloadavg()[0]
+    command = ("python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    settings = {"backbones": names, "batch": batch, "seq_len": seq_len, "repeats": args.repeats, "only": only,
+                "quick": args.quick, "device_option": args.device, "threads_option": args.threads,
+                "loadavg_1min_start": load0}
+    meta = report.meta(device, settings, command)  # git state and date as the run starts
     try:
         result = suite.run(names, only, device, args.repeats, batch, seq_len, args.quick)
     except ValueError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
-    settings = {"backbones": names, "batch": batch, "seq_len": seq_len, "repeats": args.repeats, "only": only,
-                "quick": args.quick, "device_option": args.device}
-    result = {"meta": report.meta(device, settings), **result}
+    settings["loadavg_1min_end"] = os.getloadavg()[0]
+    result = {"meta": meta, **result}
     report.print_result(result)
     if not args.no_write:
-        command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
-        js, md = report.write(result, Path(args.out), command.strip())
+        js, md = report.write(result, Path(args.out))
         print(f"\nwrote {js} and {md}")
     return 0
 

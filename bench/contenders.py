@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -26,13 +26,13 @@ class Spec:
     mode: str = "train"  # train | infer
     merged: bool = False  # infer: call peftkit.merge first
     consistency: bool = False  # train: peftkit.consistency.consistency_forward, weight 1.0
-    note: str = field(default="", compare=False)
 
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
         tags = (["merged"] if self.merged else []) + (["consistency"] if self.consistency else [])
-        return f"{self.impl}:{self.method}" + (f"({opts})" if opts else "") + "".join(f"+{t}" for t in tags)
+        mode = "@infer" if self.mode == "infer" else ""
+        return f"{self.impl}:{self.method}" + (f"({opts})" if opts else "") + "".join(f"+{t}" for t in tags) + mode
 
 
 def pk(method: str, mode: str = "train", merged: bool = False, consistency: bool = False, **options) -> Spec:
@@ -70,14 +70,31 @@ def _adapters(model: nn.Module, spec: Spec, bb) -> nn.Module:
     return model
 
 
+def head_names(model: nn.Module) -> set[str]:
+    """Names of the task-head parameters that peftkit trains with every method (``peftkit.arch.is_head_param``:
+    everything outside the base model, and BERT's pooler under a classifier)."""
+    from peftkit.arch import detect, is_head_param, tied_to_embeddings
+
+    arch, tied = detect(model), tied_to_embeddings(model)
+    return {n for n, p in model.named_parameters() if is_head_param(model, arch, n) and id(p) not in tied}
+
+
+def match_head(model: nn.Module, heads: set[str]) -> nn.Module:
+    """Make a peer train the same task head as peftkit (peft's ``base_model.model.`` prefix stripped)."""
+    for name, p in model.named_parameters():
+        if name.removeprefix("base_model.model.") in heads:
+            p.requires_grad_(True)
+    return model
+
+
 def _torch(model: nn.Module, spec: Spec, bb) -> nn.Module:
     """Plain PyTorch: the base model as is (full fine-tuning / inference) or BitFit's freezing done by hand."""
     if spec.method in ("full", "base"):
         return model
     if spec.method == "bitfit":
-        base = model.base_model_prefix + "."
+        heads = head_names(model)
         for name, p in model.named_parameters():
-            p.requires_grad_(name.endswith(".bias") or not name.startswith(base))
+            p.requires_grad_(name.endswith(".bias") or name in heads)
         return model
     raise ValueError(f"no plain-PyTorch contender for {spec.method!r}")
 
@@ -95,8 +112,11 @@ BUILDERS = {"peftkit": _peftkit, "peft": _peft, "adapters": _adapters, "torch": 
 
 
 def build(spec: Spec, bb) -> nn.Module:
-    """A fresh deep copy of the backbone with ``spec`` applied, in train or eval mode."""
+    """A fresh deep copy of the backbone with ``spec`` applied, in train or eval mode. A peer's trainable task head
+    is matched to peftkit's, so that both sides of a ratio train the same parameters."""
     model = BUILDERS[spec.impl](copy.deepcopy(bb.model), spec, bb)
+    if spec.impl in ("peft", "adapters") and spec.mode == "train":
+        match_head(model, head_names(bb.model))
     return model.train(spec.mode == "train")
 
 

@@ -45,10 +45,13 @@ def _sync(device: torch.device) -> None:
 
 
 def time_group(steps: Sequence[Callable[[], None]], rounds: int, warmup: int, device: torch.device,
-               on_round: Callable[[int], None] | None = None) -> list[list[float]]:
-    """Interleaved, rotating rounds; returns one list of ``rounds`` step times (seconds) per contender."""
+               on_round: Callable[[int], None] | None = None) -> tuple[list[list[float]], list[list[float]]]:
+    """Interleaved, rotating rounds. Returns (wall, cpu): per contender, ``rounds`` step times in seconds, as wall
+    time and as this process's CPU time (``time.process_time``, all threads; less sensitive than wall time to other
+    processes on a shared CPU, meaningless for GPU work)."""
     n = len(steps)
     samples: list[list[float]] = [[] for _ in range(n)]
+    cpu: list[list[float]] = [[] for _ in range(n)]
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -57,18 +60,19 @@ def time_group(steps: Sequence[Callable[[], None]], rounds: int, warmup: int, de
             for j in range(n):
                 i = (r + j) % n
                 _sync(device)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 steps[i]()
                 _sync(device)
-                dt = time.perf_counter() - t0
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
                 if r >= warmup:
                     samples[i].append(dt)
+                    cpu[i].append(dc)
             if on_round is not None:
                 on_round(r)
     finally:
         if enabled:
             gc.enable()
-    return samples
+    return samples, cpu
 
 
 def summary(samples: Sequence[float]) -> dict:
@@ -79,8 +83,11 @@ def summary(samples: Sequence[float]) -> dict:
 
 
 def ratio(num: dict, den: dict) -> dict:
-    """Ratio of medians, plus median and IQR of the per-round (paired) ratios when both have samples."""
+    """Ratio of medians (wall time, and CPU time when given), plus median and IQR of the per-round (paired) wall
+    time ratios when both have samples."""
     out = {"ratio": num["median"] / den["median"]}
+    if num.get("cpu_median") and den.get("cpu_median"):
+        out["cpu_ratio"] = num["cpu_median"] / den["cpu_median"]
     a, b = num.get("samples"), den.get("samples")
     if a and b and len(a) == len(b):
         paired = summary([x / y for x, y in zip(a, b)])

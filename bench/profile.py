@@ -29,7 +29,8 @@ def profile_contender(key: str, backbone: str, device: torch.device, batch_size:
     bb = bbs.load(backbone, device)
     batch = bbs.make_batch(bb, batch_size, seq_len, device)
     try:
-        spec = find_spec(key, bb.hidden, select(backbone, only, device) if only else [g.name for g in groups(bb.hidden)])
+        names = select(backbone, only, device) if only else [g.name for g in groups(bb.hidden)]
+        spec = find_spec(key, bb.hidden, names)
     except ValueError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
