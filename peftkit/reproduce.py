@@ -1,0 +1,199 @@
+"""``peftkit reproduce``: execute the notebooks headlessly with papermill and rebuild every report.
+
+    peftkit reproduce [--profile cpu|smoke|paper] [--only NAME[,NAME]] [--reports-dir DIR] [--runs-dir DIR]
+                      [-p NAME=VALUE ...]
+
+Each notebook in ``notebooks/`` runs with ``PROFILE`` (and ``REPORTS_DIR`` / ``RUNS_DIR`` / ``-p`` values)
+injected; the executed copy goes to ``<reports>/executed/<profile>/<name>.ipynb`` and ``.html`` (``<reports>`` is
+``--reports-dir``, else ``reports/``), never into ``notebooks/``. Finished runs are skipped (their result files
+exist), so a rerun only trains what is missing. A failing notebook does not stop the others; at the end each
+failure is listed with its cell, and the exit status is 1. Bad arguments exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .studies import NOTEBOOKS, PROFILES, project_root
+
+
+@dataclass
+class Outcome:
+    name: str
+    ok: bool
+    seconds: float
+    executed: Path
+    cpu_seconds: float | None = None  # CPU time of the notebook's kernel (user + system): wall time on idle cores
+    html: Path | None = None
+    cell: int | None = None  # index of the failing cell in the executed notebook (papermill's, parameters included)
+    source: str = ""  # its first source line
+    error: str = ""  # "ExceptionName: message"
+
+
+def notebooks(notebooks_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """{name: path} of the notebooks (``notebooks/*.ipynb``, sorted)."""
+    folder = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
+    return {p.stem: p for p in sorted(folder.glob("*.ipynb"))}
+
+
+def _select(available: dict[str, Path], only: str | Sequence[str] | None) -> list[str]:
+    if not only:
+        return list(available)
+    names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
+    by_study = {study: nb for nb, study in NOTEBOOKS.items()}
+    picked, bad = [], []
+    for n in names:
+        n = n[:-6] if n.endswith(".ipynb") else n
+        n = by_study.get(n, n)  # a study name ("glue_main") names its notebook
+        (picked if n in available else bad).append(n)
+    if bad:
+        raise ValueError(f"invalid --only {', '.join(bad)}: allowed {', '.join(available)} (comma-separated)")
+    return list(dict.fromkeys(picked))
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ValueError(f"invalid -p {text!r}: expected NAME=VALUE, e.g. -p SEEDS=[42]")
+    name, value = text.split("=", 1)
+    try:
+        return name.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name.strip(), value
+
+
+def _failure(err: BaseException) -> tuple[int | None, str, str]:
+    """(cell index, first source line, "Name: message") of papermill's execution error."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        first = next((line for line in err.source.splitlines() if line.strip()), "")
+        return err.cell_index, first, f"{err.ename}: {err.evalue}"
+    return None, "", f"{type(err).__name__}: {err}"
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the notebooks' kernels)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _html(executed: Path) -> Path | None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    try:
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    except Exception as e:  # noqa: BLE001 - the executed notebook is what matters; say why the HTML is missing
+        print(f"[reproduce] {executed.name}: no HTML ({type(e).__name__}: {e})", flush=True)
+        return None
+    out = executed.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, reports_dir: str | None = None,
+              runs_dir: str | None = None, parameters: dict | None = None, notebooks_dir: str | None = None,
+              html: bool = True, progress_bar: bool = True, log_output: bool = False) -> list[Outcome]:
+    """Execute the selected notebooks in order; returns one :class:`Outcome` per notebook (never raises for a
+    failing notebook). ``runs_dir``: each notebook's RUNS_DIR becomes ``<runs_dir>/<study>``."""
+    import papermill as pm
+
+    if profile not in PROFILES:
+        raise ValueError(f"invalid --profile {profile!r}: allowed one of {', '.join(PROFILES)}")
+    available = notebooks(notebooks_dir)
+    if not available:
+        raise ValueError(f"no notebooks in {notebooks_dir or project_root() / 'notebooks'}")
+    names = _select(available, only)
+    root = project_root()
+    base = Path(reports_dir).resolve() if reports_dir else root / "reports"
+    executed_dir = base / "executed" / profile
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("PEFTKIT_DATA_DIR") and (root.parent / "shared" / "data").is_dir():
+        os.environ["PEFTKIT_DATA_DIR"] = str(root.parent / "shared" / "data")  # as the Makefile does
+    outcomes = []
+    for i, name in enumerate(names, 1):
+        params = {"PROFILE": profile, **(parameters or {})}
+        if reports_dir:
+            params["REPORTS_DIR"] = str(base)
+        if runs_dir:
+            params["RUNS_DIR"] = str(Path(runs_dir).resolve() / NOTEBOOKS.get(name, name))
+        out = executed_dir / f"{name}.ipynb"
+        print(f"[reproduce] {i}/{len(names)} {name} (profile {profile}): started", flush=True)
+        t0, c0 = time.time(), _children_cpu()
+        try:
+            pm.execute_notebook(str(available[name]), str(out), parameters=params, cwd=str(root),
+                                progress_bar=progress_bar, log_output=log_output, kernel_name="python3")
+            outcome = Outcome(name, True, time.time() - t0, out)
+        except Exception as e:  # noqa: BLE001 - every failure is reported at the end; the others still run
+            cell, source, error = _failure(e)
+            outcome = Outcome(name, False, time.time() - t0, out, cell=cell, source=source, error=error)
+        outcome.cpu_seconds = _children_cpu() - c0
+        if html and out.is_file():
+            outcome.html = _html(out)
+        print(f"[reproduce] {i}/{len(names)} {name}: {'finished' if outcome.ok else 'FAILED'} in "
+              f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> {out}", flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def summary(outcomes: Sequence[Outcome]) -> str:
+    failed = [o for o in outcomes if not o.ok]
+    lines = [f"[reproduce] {len(outcomes) - len(failed)}/{len(outcomes)} notebooks finished "
+             f"({sum(o.seconds for o in outcomes):.1f} s)"]
+    for o in failed:
+        where = f"cell {o.cell}" if o.cell is not None else "before any cell ran"
+        lines.append(f"[reproduce] FAILED {o.name}: {where}" + (f" `{o.source}`" if o.source else "")
+                     + f": {o.error} (see {o.executed})")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="peftkit reproduce", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default cpu)")
+    ap.add_argument("--only", help="comma-separated notebook names (e.g. 01_glue_main,05_ablation_bottleneck) "
+                                   "or study names (glue_main); default: all")
+    ap.add_argument("--reports-dir", help="REPORTS_DIR of every notebook; executed notebooks go to "
+                                          "DIR/executed/<profile>/ (default: each notebook's own, reports/ for cpu, "
+                                          "reports/<profile>/ otherwise; executed to reports/executed/<profile>/)")
+    ap.add_argument("--runs-dir", help="root of the runs: each notebook's RUNS_DIR becomes DIR/<study> "
+                                       "(default runs/<profile>/<study>)")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="another notebook parameter (Python literal), repeatable, e.g. -p SEEDS=[42]")
+    ap.add_argument("--notebooks-dir", help="where the notebooks are (default notebooks/)")
+    ap.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    ap.add_argument("-v", "--verbose", action="store_true", help="also print the notebooks' output (one line per "
+                                                                       "run) as they execute")
+    ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.list:
+            print("\n".join(notebooks(args.notebooks_dir)))
+            return 0
+        params = dict(_parse_param(p) for p in args.param)
+        if args.verbose:  # papermill logs the notebooks' output through the logging module
+            import logging
+
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+        outcomes = reproduce(args.profile, args.only, args.reports_dir, args.runs_dir, params, args.notebooks_dir,
+                             html=not args.no_html, log_output=args.verbose)
+    except ValueError as e:
+        print(f"peftkit reproduce: error: {e}", file=sys.stderr)
+        return 2
+    print(summary(outcomes), flush=True)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The studies' defaults as one table: per study and profile, the grid (tasks, methods, seeds, K, ...) and the
+training budget. Every notebook parameter left at ``None`` takes its value from here (see :mod:`peftkit.studies`).
+"""
+from __future__ import annotations
+
+PROFILES = ("smoke", "cpu", "paper")
+#: notebook (file stem in notebooks/) -> study name
+NOTEBOOKS = {"01_glue_main": "glue_main", "02_low_resource": "low_resource", "03_fewshot": "fewshot", "04_nlg": "nlg",
+             "05_ablation_bottleneck": "ablation_bottleneck", "06_ablation_adamix": "ablation_adamix",
+             "07_unipelt_gates": "unipelt_gates", "08_efficiency": "efficiency"}
+STUDIES = tuple(NOTEBOOKS.values())
+
+#: GLUE tasks with train and dev files in the shared data; QNLI has dev only, MNLI and QQP are absent.
+GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "rte")
+GLUE_NOT_RUN = {"qnli": "the data directory has QNLI's dev set but no train file",
+                "mnli": "MNLI is absent from the data directory", "qqp": "QQP is absent from the data directory"}
+NLG_NOT_RUN = {"dart": "the data directory has DART's dev and test sets but no train file, and an "
+                       "evaluation-only run would score an untrained model"}
+
+#: method_label -> (registry name, options): the papers' settings (peftkit's defaults are the papers').
+METHODS = {
+    "full": ("full", {}), "bitfit": ("bitfit", {}), "prompt": ("prompt", {}), "prefix": ("prefix", {}),
+    "lora": ("lora", {}), "pfeiffer": ("pfeiffer", {}), "houlsby": ("houlsby", {}),
+    "adamix-pfeiffer": ("adamix", {"base": "pfeiffer"}), "adamix-houlsby": ("adamix", {"base": "houlsby"}),
+    "adamix-lora": ("adamix", {"base": "lora"}),
+    "unipelt-AP": ("unipelt", {"variant": "AP"}), "unipelt-APL": ("unipelt", {"variant": "APL"}),
+}
+#: AdaMix's NLG settings (GPT-2 medium): LoRA r=4, alpha=32, dropout 0.1 on q,v; M=8 LoRA-A with a shared B.
+NLG_OPTIONS = {"lora": {"r": 4, "alpha": 32, "dropout": 0.1},
+               "adamix-lora": {"r": 4, "alpha": 32, "dropout": 0.1, "num_modules": 8, "share": "up"}}
+
+_ALL_GLUE_METHODS = ("full", "bitfit", "pfeiffer", "prefix", "lora", "unipelt-AP", "unipelt-APL", "adamix-pfeiffer",
+                     "adamix-lora")
+_LOWRES_METHODS = ("full", "bitfit", "pfeiffer", "prefix", "lora", "unipelt-AP", "unipelt-APL")
+_FEWSHOT_METHODS = ("full", "pfeiffer", "lora", "adamix-pfeiffer", "adamix-lora")
+_NLG_METHODS = ("lora", "pfeiffer", "adamix-lora", "adamix-pfeiffer")
+_FEWSHOT_PAPER_TASKS = ("sst-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec", "cola", "mrpc", "qnli", "rte")
+_LOWRES_SEEDS = (111, 222, 333, 444, 555)
+_FEWSHOT_SEEDS = (13, 21, 42, 87, 100)
+_SEEDS3 = (42, 43, 44)
+# smoke: 2 steps on 16 examples (32 tokens), one evaluation on 16; few-shot: its 32 examples, 64 tokens (room for
+# the prompt); NLG: decoding 2 test sources
+_SMOKE = dict(max_steps=2, eval_steps=2, max_train=16, max_eval=16, max_length=32)
+_SMOKE_FEWSHOT = dict(max_steps=2, eval_steps=2, max_eval=16)
+_SMOKE_NLG = dict(max_steps=2, eval_steps=2, max_train=16, max_eval=2)
+
+# cpu budgets score the final weights: no evaluation (and no checkpoint) during training. At a few epochs there is
+# nothing to stop early, and on full-data GLUE the dev set is the reported set. (A huge eval_steps is how a RunSpec
+# says "never".)
+_NO_SELECTION = dict(eval_steps=10**9)
+# 1,000 training examples x 2 epochs per run (measured on SST-2 at 512 x 2 epochs: LoRA 71%, AdaMix 65%, 15-20 s a
+# run on 2 idle cores; after 256 or 512 examples seen once, the PEFT methods were still at chance).
+_CPU_GLUE = dict(max_train=1000, epochs=2, **_NO_SELECTION)
+
+# Per study and profile: the grid's defaults (every notebook parameter left at None) and the training budget
+# (RunSpec fields on top of the profile's presets in peftkit.presets). smoke: 1-3 tiny runs per notebook.
+# cpu: MiniLM-L6 on 2 CPU cores, SST-2 (short sentences, learnable in ~1,000 examples) as the main task; each
+# notebook's introduction says what it covers and how long it takes. paper: the papers' grids on the paper backbones
+# and protocols (a GPU's work).
+DEFAULTS: dict[str, dict[str, dict]] = {
+    "glue_main": {
+        "smoke": dict(tasks=("rte",), methods=("lora", "adamix-pfeiffer"), seeds=(42,), budget=_SMOKE),
+        "cpu": dict(tasks=("sst2",), methods=_ALL_GLUE_METHODS, seeds=_SEEDS3, budget=_CPU_GLUE),
+        "paper": dict(tasks=GLUE_TASKS, methods=_ALL_GLUE_METHODS, seeds=_SEEDS3),
+    },
+    "low_resource": {
+        "smoke": dict(tasks=("rte",), methods=("lora", "unipelt-APL"), k=(100,), data_seeds=(111,), seeds=(42,),
+                      budget=_SMOKE),
+        "cpu": dict(tasks=("sst2",), methods=_LOWRES_METHODS, k=(100,), data_seeds=_LOWRES_SEEDS, seeds=(42,),
+                    budget=dict(epochs=10, **_NO_SELECTION)),
+        "paper": dict(tasks=GLUE_TASKS, methods=_LOWRES_METHODS, k=(100, 500, 1000), data_seeds=_LOWRES_SEEDS,
+                      seeds=(42,)),
+    },
+    "fewshot": {
+        "smoke": dict(tasks=("sst-2",), methods=("lora",), classifier_head=("lora",), seeds=(13,),
+                      budget=_SMOKE_FEWSHOT),
+        "cpu": dict(tasks=("sst-2",), methods=_FEWSHOT_METHODS, classifier_head=("lora",), seeds=_FEWSHOT_SEEDS,
+                    budget=dict(max_steps=80, eval_steps=40)),
+        "paper": dict(tasks=_FEWSHOT_PAPER_TASKS, methods=_FEWSHOT_METHODS, classifier_head=("lora",),
+                      seeds=_FEWSHOT_SEEDS),
+    },
+    "nlg": {
+        "smoke": dict(tasks=("e2e",), methods=("lora",), seeds=(42,), budget=_SMOKE_NLG),
+        "cpu": dict(tasks=("e2e", "webnlg"), methods=_NLG_METHODS, seeds=(42,),
+                    budget=dict(max_train=1000, epochs=1, max_eval=20)),
+        "paper": dict(tasks=("e2e", "webnlg"), methods=_NLG_METHODS, seeds=(42,)),
+    },
+    "ablation_bottleneck": {
+        "smoke": dict(tasks=("rte",), methods=("pfeiffer", "adamix-pfeiffer"), bottlenecks=(48,), seeds=(42,),
+                      budget=_SMOKE),
+        "cpu": dict(tasks=("sst2",), methods=("pfeiffer", "adamix-pfeiffer"), bottlenecks=(8, 16, 32, 48, 64),
+                    seeds=_SEEDS3, budget=_CPU_GLUE),
+        "paper": dict(tasks=("sst2", "mrpc", "rte"), methods=("pfeiffer", "adamix-pfeiffer"),
+                      bottlenecks=(8, 16, 32, 48, 64), seeds=_SEEDS3),
+    },
+    "ablation_adamix": {
+        "smoke": dict(tasks=("rte",), seeds=(42,), num_modules=(4,), share=("up",), consistency=(None,),
+                      adapter_baseline=True, budget=_SMOKE),
+        "cpu": dict(tasks=("sst2",), seeds=_SEEDS3, num_modules=(1, 2, 4, 8), share=("up", "none"),
+                    consistency=(None, 0.0), adapter_baseline=True, budget=_CPU_GLUE),
+        "paper": dict(tasks=("sst2", "mrpc", "rte"), seeds=_SEEDS3, num_modules=(1, 2, 4, 8), share=("up", "none"),
+                      consistency=(None, 0.0), adapter_baseline=True),
+    },
+    "unipelt_gates": {
+        "smoke": dict(tasks=("rte",), methods=("unipelt-APL",), k=(100,), data_seeds=(111,), seeds=(42,),
+                      budget=_SMOKE),
+        "cpu": dict(tasks=("sst2", "cola"), methods=("unipelt-APL",), k=(100, 500, 1000), data_seeds=(111, 222),
+                    seeds=(42,), budget=dict(epochs=5, **_NO_SELECTION)),
+        "paper": dict(tasks=GLUE_TASKS, methods=("unipelt-APL",), k=(100, 500, 1000, "full"),
+                      data_seeds=_LOWRES_SEEDS, seeds=(42,)),
+    },
+    "efficiency": {
+        "smoke": dict(tasks=("rte",), methods=("full", "lora"), seeds=(42,), budget=_SMOKE),
+        "cpu": dict(tasks=("sst2",), methods=_ALL_GLUE_METHODS, seeds=_SEEDS3,
+                    budget=dict(max_train=1000, epochs=1, **_NO_SELECTION)),
+        "paper": dict(tasks=("sst2",), methods=_ALL_GLUE_METHODS, seeds=(42,), budget=dict(epochs=1)),
+    },
+}
+# The parameters each study's grid takes (beyond model, seeds, budget and runs_dir), notebook names in upper case.
+STUDY_PARAMETERS = {
+    "glue_main": ("tasks", "methods"), "low_resource": ("tasks", "methods", "k", "data_seeds"),
+    "fewshot": ("tasks", "methods", "classifier_head"), "nlg": ("tasks", "methods"),
+    "ablation_bottleneck": ("tasks", "methods", "bottlenecks"),
+    "ablation_adamix": ("tasks", "num_modules", "share", "consistency", "adapter_baseline"),
+    "unipelt_gates": ("tasks", "methods", "k", "data_seeds"), "efficiency": ("tasks", "methods"),
+}
+COMMON_PARAMETERS = ("model", "seeds", "max_steps", "epochs", "max_train", "runs_dir")

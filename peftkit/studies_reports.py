@@ -1,0 +1,249 @@
+"""The notebooks' reports: tables (Markdown + CSV), figures (PNG + PDF) and claim checks, written to REPORTS_DIR
+and registered in its index. Functions of the runs' result dicts only (they never train).
+
+Each ``<study>_report(results, profile, reports_dir)`` returns a :class:`Report` (its tables as data frames, its
+figure paths, its claim checks); ``report.show()`` displays them in a notebook. Files are named after the
+notebook: ``tables/01_glue_main_vs_adamix.{md,csv}``, ``figures/05_ablation_bottleneck_curve.{png,pdf}``,
+``claims/02_low_resource.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from . import reporting as rep
+from .reporting.frame import context
+from .reporting.names import method_name, method_order, metric_name, task_key, task_name
+from .reporting.stats import describe_values
+from .reporting.tables import MISSING, format_ours
+
+
+@dataclass
+class Report:
+    """What a notebook's report wrote: ``tables`` (name -> displayed frame), ``titles``, ``figures`` (name -> PNG),
+    ``claims`` (claim_check results), ``notes`` and every ``artifacts`` path (all registered in the index)."""
+
+    study: str
+    notebook: str
+    profile: str
+    reports_dir: Path
+    tables: dict = field(default_factory=dict)
+    titles: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+    claims: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    artifacts: list = field(default_factory=list)
+
+    def show(self) -> None:
+        """Display notes, tables, claim verdicts and figures (in a notebook; plain text elsewhere)."""
+        from IPython.display import Image, Markdown, display
+
+        if self.notes:
+            display(Markdown("\n".join(f"- {n}" for n in self.notes)))
+        for name, df in self.tables.items():
+            display(Markdown(f"#### {self.titles[name]}"))
+            display(df)
+        if self.claims:
+            display(Markdown(rep.claims_markdown(self.claims)))
+        for png in self.figures.values():
+            display(Image(filename=str(png)))
+        display(Markdown(f"Written to `{self.reports_dir}` (index: `{self.reports_dir / 'README.md'}`)."))
+
+    # -- writers ------------------------------------------------------------------------------------------------
+    def _register(self, path: Path, description: str) -> None:
+        from .studies import command
+
+        rep.register_artifact(self.reports_dir, path, description, command(self.profile, self.notebook))
+        self.artifacts.append(path)
+
+    def table(self, name: str, df: pd.DataFrame, what: str, description: str, *, frame: pd.DataFrame | None = None,
+              paper_backbone: str | None = None, notes: Sequence[str] = ()) -> pd.DataFrame:
+        """Write ``df`` as tables/<notebook>_<name>.{md,csv}; its title names backbone, profile and the paper's
+        backbone where it differs (from ``df.attrs``, else from ``frame``, the runs it summarises)."""
+        if "backbone" not in df.attrs and frame is not None:
+            ctx = context(frame)
+            df.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"],
+                             "profile": ctx["profile"] if len(frame) else self.profile,
+                             "paper_backbone": paper_backbone})
+        a = df.attrs
+        title = rep.table_title(what, a["backbone"], a["profile"], a.get("paper_backbone"), a.get("backbone_keys")) \
+            if "backbone" in a else f"{what}, profile {self.profile}"
+        paths = rep.write_table(df, self.reports_dir / "tables" / f"{self.notebook}_{name}", what, notes=notes)
+        for p in paths:
+            self._register(p, f"{description} ({p.suffix[1:].upper()})")
+        self.tables[name], self.titles[name] = df, title
+        return df
+
+    def figure(self, name: str, draw: Callable, description: str, *args, **kwargs) -> Path:
+        """``draw(*args, out, **kwargs)`` (a reporting figure) into figures/<notebook>_<name>.{png,pdf}."""
+        paths = draw(*args, self.reports_dir / "figures" / f"{self.notebook}_{name}", **kwargs)
+        for p in paths:
+            self._register(p, f"{description} ({p.suffix[1:].upper()})")
+        self.figures[name] = paths[0]
+        return paths[0]
+
+    def claim_file(self, checks: list, heading: str) -> None:
+        """The claim checks as claims/<notebook>.md."""
+        from .atomic import write_text
+
+        self.claims = [c for c in checks if c]
+        if not self.claims:
+            return
+        path = write_text(self.reports_dir / "claims" / f"{self.notebook}.md",
+                                 f"# {heading}, profile {self.profile}\n\n" + rep.claims_markdown(self.claims))
+        self._register(path, f"{heading}: verdicts with paired bootstrap CIs")
+
+
+def _start(study: str, profile: str, reports_dir) -> Report:
+    from .studies import NOTEBOOKS, reports_path
+
+    notebook = {v: k for k, v in NOTEBOOKS.items()}[study]
+    return Report(study, notebook, profile, reports_path(profile, reports_dir))
+
+
+def _present(values, order: Sequence[str] = ()) -> list[str]:
+    """Distinct keys of ``values`` in ``order`` first, then as they come."""
+    seen = list(dict.fromkeys(str(v) for v in values if v is not None and v == v))
+    return [o for o in order if o in seen] + [v for v in seen if v not in order]
+
+
+def _adamix_metric(task: str) -> str:
+    return rep.paper_metric(task, "adamix")
+
+
+def _unipelt_metric(task: str) -> str:
+    return rep.paper_metric(task, "unipelt")
+
+
+def _kit_metric(task: str) -> str:
+    from .metrics import primary_metric
+
+    return primary_metric(task)
+
+
+def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Sequence[str],
+               metric_for: Callable[[str], str], paper: Callable[[dict, str], float | None] | None = None,
+               index_name: str = "method") -> pd.DataFrame:
+    """A display table: one row per (label, column filters), one column per task with ``mean ± std [CI] n``; with
+    ``paper(filters, task)`` a "paper" column beside each task ("–" where the paper has no cell)."""
+    body = []
+    for label, where in rows:
+        row = {index_name: label}
+        for t in tasks:
+            m = metric_for(t)
+            sub = rep.select(frame, task=t, metric=m, **where)
+            s = describe_values(sub["value"].to_numpy(dtype=float))
+            row[task_name(t)] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m)
+            if paper is not None:
+                v = paper(where, t)
+                row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:g}"
+        body.append(row)
+    return pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
+
+
+def _metric_note(tasks, metric_for) -> str:
+    return "Metrics: " + "; ".join(f"{task_name(t)} {metric_name(metric_for(t))}" for t in tasks) + \
+        ". ours: mean ± std [95% percentile-bootstrap CI of the mean] over n runs; – = no run or no paper cell."
+
+
+# ---- 01 GLUE main ---------------------------------------------------------------------------------------------
+
+def glue_main_report(results: list[dict], profile: str, reports_dir=None) -> Report:
+    """Ours beside AdaMix's BERT-base GLUE table and UniPELT's full-data table (Table 3)."""
+    from .studies import GLUE_NOT_RUN, GLUE_TASKS
+
+    r = _start("glue_main", profile, reports_dir)
+    frame = rep.runs_frame(results)
+    tasks, methods = _present(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
+    r.notes = [f"{task_name(t)}: not run, {why}." for t, why in GLUE_NOT_RUN.items()]
+    for name, paper, table, bb, metric_for, source in (
+            ("vs_adamix", "adamix", "glue", "bert-base", _adamix_metric, "AdaMix's BERT-base GLUE table"),
+            ("vs_unipelt", "unipelt", "full", None, _unipelt_metric, "UniPELT Table 3 (full data)")):
+        t = rep.comparison_table(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
+                                 backbone=bb)
+        r.table(name, t, f"GLUE dev, ours vs {source}", f"GLUE main table beside {source}", notes=r.notes)
+    return r
+
+
+# ---- 02 low resource ------------------------------------------------------------------------------------------
+
+COMPONENTS = ("pfeiffer", "prefix", "lora")
+
+
+def _upper_bound(frame: pd.DataFrame, tasks, ks) -> pd.DataFrame:
+    """Per task and K: the best single component (adapter, prefix, LoRA) beside UniPELT, ours and the paper's."""
+    rows = []
+    for k in ks:
+        nums = rep.comparison_numbers(frame, paper="unipelt", table="low-resource", tasks=tasks, k=k,
+                                      methods=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"],
+                                      metric_for=_unipelt_metric)
+        for t in tasks:
+            n = nums[nums["task"] == task_key(t)].set_index("method_label")
+            comp = n.loc[list(COMPONENTS)]
+            ours = comp[comp["n"] > 0]["mean"]
+            papers = comp["paper"].dropna()
+            best, pbest = (ours.idxmax() if len(ours) else None), (papers.idxmax() if len(papers) else None)
+            row = {"K": k, "task": task_name(t),
+                   "best component (ours)": f"{method_name(best)} {ours[best]:.2f}" if best else MISSING,
+                   "best component (paper)": f"{method_name(pbest)} {papers[pbest]:.2f}" if pbest else MISSING}
+            for u in ("unipelt-AP", "unipelt-APL"):
+                x = n.loc[u]
+                row[f"{method_name(u)} (ours)"] = f"{x['mean']:.2f}" if x["n"] else MISSING
+                row[f"{method_name(u)} − best (ours)"] = (f"{x['mean'] - ours[best]:+.2f}" if x["n"] and best
+                                                          else MISSING)
+                row[f"{method_name(u)} (paper)"] = MISSING if pd.isna(x["paper"]) else f"{x['paper']:.2f}"
+                row[f"{method_name(u)} − best (paper)"] = (f"{x['paper'] - papers[pbest]:+.2f}"
+                                                           if pbest and not pd.isna(x["paper"]) else MISSING)
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["K", "task"]) if rows else pd.DataFrame()
+
+
+def low_resource_report(results: list[dict], profile: str, reports_dir=None) -> Report:
+    """UniPELT Table 1 per K, the "upper bound" comparison and the claim UniPELT (APL) at K=100 ≥ its components."""
+    from .studies import GLUE_TASKS
+
+    r = _start("low_resource", profile, reports_dir)
+    frame = rep.runs_frame(results)
+    tasks, methods = _present(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
+    ks = sorted(int(k) for k in frame["k"].dropna().unique())
+    for k in ks:
+        t = rep.comparison_table(frame, paper="unipelt", table="low-resource", tasks=tasks, methods=methods, k=k,
+                                 metric_for=_unipelt_metric)
+        r.table(f"k{k}", t, f"UniPELT Table 1, K = {k}, GLUE dev", f"Low-resource results at K={k} beside UniPELT "
+                f"Table 1")
+    ub = _upper_bound(frame, tasks, ks)
+    ub_frame = rep.select(frame, method_label=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"])
+    r.table("upper_bound", ub, "UniPELT vs the best single component per task", "UniPELT against the best of "
+            "adapter, prefix-tuning and LoRA per task and K, ours and the paper's", frame=ub_frame,
+            paper_backbone="bert-base", notes=[_metric_note(tasks, _unipelt_metric),
+                                               "Best component: the highest mean of Adapter, Prefix-tuning, LoRA."])
+    present = [c for c in COMPONENTS if c in methods]
+    checks = []
+    if 100 in ks and "unipelt-APL" in methods and present:
+        checks.append(rep.claim_check(rep.select(frame, k=100), "unipelt-APL", present, _unipelt_metric, tasks,
+                                      at_least=True, claim="UniPELT (APL) at K=100 ≥ best of its components ("
+                                      + ", ".join(method_name(c) for c in present) + ")"))
+    else:
+        r.notes.append("Claim not checked: it needs K=100 runs of UniPELT (APL) and of at least one component.")
+    r.claim_file(checks, "UniPELT low-resource claims")
+    return r
+
+
+from .studies_reports2 import (ablation_adamix_report, ablation_bottleneck_report, efficiency_report,  # noqa: E402
+                               fewshot_report, nlg_report, unipelt_gates_report)
+
+_REPORTS = {"glue_main": glue_main_report, "low_resource": low_resource_report, "fewshot": fewshot_report,
+            "nlg": nlg_report, "ablation_bottleneck": ablation_bottleneck_report,
+            "ablation_adamix": ablation_adamix_report, "unipelt_gates": unipelt_gates_report,
+            "efficiency": efficiency_report}
+
+
+def report(study: str, results: list[dict], profile: str, reports_dir=None) -> Report:
+    """The report of ``study`` (see the ``<study>_report`` functions)."""
+    from .studies import _check_study
+
+    _check_study(study)
+    return _REPORTS[study](results, profile, reports_dir)

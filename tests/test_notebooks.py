@@ -1,0 +1,198 @@
+"""The notebooks: committed clean and thin, their parameters, a smoke execution of each through papermill with
+assertions on what it wrote, and ``peftkit reproduce`` (one notebook; a failing one reported by name and cell)."""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from peftkit.studies import DEFAULTS, NOTEBOOKS, STUDY_PARAMETERS
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+NAMES = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
+DATA = os.environ.get("PEFTKIT_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset: the notebooks need the shared data")
+
+# What each notebook must write (stems under REPORTS_DIR) and which tables carry the papers' numbers.
+TABLES = {"01_glue_main": ["vs_adamix", "vs_unipelt"], "02_low_resource": ["k100", "upper_bound"],
+          "03_fewshot": ["results"], "04_nlg": ["results", "samples"], "05_ablation_bottleneck": ["results"],
+          "06_ablation_adamix": ["modes", "variants"], "07_unipelt_gates": ["means"], "08_efficiency": ["results"]}
+PAPER_TABLES = {"01_glue_main": ["vs_adamix", "vs_unipelt"], "02_low_resource": ["k100", "upper_bound"],
+                "04_nlg": ["results"], "05_ablation_bottleneck": ["results"], "06_ablation_adamix": ["variants"],
+                "08_efficiency": ["results"]}
+FIGURES = {"04_nlg": ["bars"], "05_ablation_bottleneck": ["curve"], "06_ablation_adamix": ["modes"],
+           "07_unipelt_gates": ["heatmap"], "08_efficiency": ["bars"]}
+CLAIMS = ("02_low_resource", "03_fewshot", "06_ablation_adamix")
+
+
+def _code(name: str) -> list:
+    return [c for c in nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells if c.cell_type == "code"]
+
+
+def test_the_eight_notebooks_are_there():
+    assert NAMES == sorted(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_without_outputs_and_without_functions(name):
+    for cell in _code(name):
+        assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{name}: outputs committed"
+        assert "def " not in cell.source, f"{name}: a function defined in a notebook belongs in peftkit/"
+        assert "lambda" not in cell.source and "class " not in cell.source
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_parameters_cell_of_upper_case_names(name):
+    tagged = [c for c in _code(name) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    targets = [t.id for node in ast.parse(tagged[0].source).body for t in node.targets]
+    assert targets and all(t.isupper() for t in targets)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inspect_notebook_lists_the_parameters(name):
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(NB_DIR / f"{name}.ipynb"))
+    study = NOTEBOOKS[name]
+    expected = {"PROFILE", "MODEL", "SEEDS", "MAX_STEPS", "EPOCHS", "MAX_TRAIN", "RUNS_DIR", "REPORTS_DIR"}
+    expected |= {p.upper() for p in STUDY_PARAMETERS[study]}
+    assert set(params) == expected
+    assert params["PROFILE"]["default"] == '"cpu"'
+    assert all(params[p]["default"] == "None" for p in expected - {"PROFILE"})  # None = the profile's default
+    assert all(params[p]["help"] for p in params)  # each says what it is
+
+
+def test_smoke_grids_are_tiny():
+    from peftkit import studies
+
+    sizes = {s: len(studies.grid(s, "smoke", runs_dir="/nonexistent/runs")) for s in studies.STUDIES}
+    assert all(1 <= n <= 3 for n in sizes.values()), sizes
+    assert all(spec.profile == "smoke" for s in DEFAULTS for spec in studies.grid(s, "smoke", runs_dir="/r"))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One RUNS_DIR for every notebook (runs that two notebooks share train once) and one REPORTS_DIR."""
+    root = tmp_path_factory.mktemp("notebooks")
+    return {"runs": root / "runs", "reports": root / "reports", "executed": root / "executed"}
+
+
+def _paper_numbers(path: Path) -> list[float]:
+    """The published numbers of a table's CSV: its "paper" columns, or its rows labelled "paper"."""
+    rows = list(csv.reader(path.read_text().splitlines()))
+    header, body = rows[0], rows[1:]
+    cols = [i for i, h in enumerate(header) if "paper" in h]
+    cells = [r[i] for r in body for i in cols] + [c for r in body if "paper" in r for c in r[r.index("paper") + 1:]]
+    numbers = []
+    for c in cells:
+        try:
+            numbers.append(float(c.split()[-1]))  # "Prefix-tuning 55.96" -> 55.96
+        except (ValueError, IndexError):
+            pass
+    return numbers
+
+
+def _finite_metrics(result: dict) -> bool:
+    return bool(result["best_metrics"]) and all(math.isfinite(v) for v in result["best_metrics"].values())
+
+
+@needs_data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_on_the_smoke_profile(name, smoke):
+    import papermill as pm
+
+    from peftkit import studies
+    from peftkit.reporting import read_index
+
+    reports = smoke["reports"]
+    out = smoke["executed"] / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(out), cwd=str(ROOT), progress_bar=False,
+                        kernel_name="python3", parameters={"PROFILE": "smoke", "RUNS_DIR": str(smoke["runs"]),
+                                                           "REPORTS_DIR": str(reports)})
+    specs = studies.grid(NOTEBOOKS[name], "smoke", runs_dir=smoke["runs"])
+    for spec in specs:  # every run of the grid finished, with finite metrics
+        result = json.loads((Path(spec.out) / "result.json").read_text())
+        assert result["status"] == "finished" and result["profile"] == "smoke" and _finite_metrics(result)
+    index = read_index(reports)
+    readme = (reports / "README.md").read_text()
+    command = f"peftkit reproduce --profile smoke --only {name}"
+    for table in TABLES[name]:
+        for suffix in (".md", ".csv"):
+            rel = f"tables/{name}_{table}{suffix}"
+            assert (reports / rel).stat().st_size > 0 and rel in index and index[rel]["command"] == command
+            assert f"]({rel})" in readme
+        md = (reports / f"tables/{name}_{table}.md").read_text()
+        assert md.startswith("# ") and "profile smoke" in md.splitlines()[0] and "MiniLM-L6" in md.splitlines()[0]
+        if table in PAPER_TABLES.get(name, ()):
+            assert "(paper: " in md.splitlines()[0]  # the paper's backbone differs from ours
+            assert _paper_numbers(reports / f"tables/{name}_{table}.csv"), f"{name}_{table}: no paper numbers"
+    for fig in FIGURES.get(name, ()):
+        png, pdf = reports / f"figures/{name}_{fig}.png", reports / f"figures/{name}_{fig}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert pdf.read_bytes()[:4] == b"%PDF"
+        assert f"figures/{name}_{fig}.png" in index and f"figures/{name}_{fig}.pdf" in index
+    if name in CLAIMS:
+        claims = (reports / f"claims/{name}.md").read_text()
+        assert "Verdict:" in claims and f"claims/{name}.md" in index
+    executed = nbformat.read(out, as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert not list(NB_DIR.glob("*executed*")) and not (NB_DIR / "runs").exists()  # nothing written beside them
+
+
+def _reproduce(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "peftkit.cli", "reproduce", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+
+
+def test_reproduce_rejects_bad_arguments(capsys, tmp_path):
+    from peftkit.cli import main
+
+    for args, allowed in ((["--profile", "gpu"], "smoke, cpu, paper"), (["--only", "99_nope"], "01_glue_main")):
+        assert main(["reproduce", *args, "--reports-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "invalid" in err and allowed in err
+    assert not (tmp_path / "executed").exists()  # nothing ran
+
+
+@needs_data
+@pytest.mark.slow
+def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke):
+    """The runs come from the smoke executions above when they ran first (reruns skip finished runs)."""
+    reports = tmp_path / "reports"
+    ok = _reproduce("--profile", "smoke", "--only", "07_unipelt_gates", "--reports-dir", str(reports),
+                    "--runs-dir", str(smoke["runs"]))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert (reports / "executed/smoke/07_unipelt_gates.ipynb").is_file()
+    assert (reports / "executed/smoke/07_unipelt_gates.html").stat().st_size > 0
+    assert "07_unipelt_gates: finished" in ok.stdout and "1/1 notebooks finished" in ok.stdout
+    assert "figures/07_unipelt_gates_heatmap.png" in (reports / "index.json").read_text()
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    shutil.copy(NB_DIR / "07_unipelt_gates.ipynb", nbs)
+    broken = nbformat.read(NB_DIR / "08_efficiency.ipynb", as_version=4)
+    broken.cells.insert(3, nbformat.v4.new_code_cell('raise RuntimeError("deliberately broken")'))
+    nbformat.write(broken, nbs / "00_broken.ipynb")
+    proc = _reproduce("--profile", "smoke", "--notebooks-dir", str(nbs), "--reports-dir", str(tmp_path / "r2"),
+                      "--runs-dir", str(smoke["runs"]), "--no-html")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("[reproduce] FAILED")]
+    assert len(failed) == 1 and "00_broken" in failed[0] and "cell 4" in failed[0]  # after the injected cell
+    assert 'raise RuntimeError("deliberately broken")' in failed[0] and "RuntimeError" in failed[0]
+    assert "07_unipelt_gates: finished" in proc.stdout and "1/2 notebooks finished" in proc.stdout
+    assert (tmp_path / "r2/executed/smoke/00_broken.ipynb").is_file()  # the failed copy, with its traceback
