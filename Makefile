@@ -22,7 +22,9 @@ test: venv
 params: venv
 	$(VPY) -m peftkit.cli params-report --out reports
 
+# Every notebook headlessly (papermill) in the $(PROFILE) profile (cpu by default: hours on 2 cores; runs resume).
 reports: params
+	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE)
 
 bench: venv
 	$(VPY) -m bench
