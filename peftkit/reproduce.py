@@ -67,13 +67,26 @@ def _parse_param(text: str) -> tuple[str, object]:
         return name.strip(), value
 
 
-def _failure(err: BaseException) -> tuple[int | None, str, str]:
-    """(cell index, first source line, "Name: message") of papermill's execution error."""
+def _first_line(source: str) -> str:
+    return next((line for line in source.splitlines() if line.strip()), "")
+
+
+def _failure(err: BaseException, executed: Path) -> tuple[int | None, str, str]:
+    """(cell index, first source line, "Name: message") of a failed execution: papermill's error names the cell;
+    otherwise (a dead kernel, a timeout) it is the last cell that started, from the executed copy's metadata."""
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(err, PapermillExecutionError):
-        first = next((line for line in err.source.splitlines() if line.strip()), "")
-        return err.cell_index, first, f"{err.ename}: {err.evalue}"
+        return err.cell_index, _first_line(err.source), f"{err.ename}: {err.evalue}"
+    try:
+        import nbformat
+
+        cells = nbformat.read(executed, as_version=4).cells
+        started = [i for i, c in enumerate(cells) if (c.metadata.get("papermill") or {}).get("start_time")]
+    except Exception:  # noqa: BLE001 - no executed copy: the notebook never started
+        started = []
+    if started:
+        return started[-1], _first_line(cells[started[-1]].source), f"{type(err).__name__}: {err}"
     return None, "", f"{type(err).__name__}: {err}"
 
 
@@ -133,7 +146,7 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
                                 progress_bar=progress_bar, log_output=log_output, kernel_name="python3")
             outcome = Outcome(name, True, time.time() - t0, out)
         except Exception as e:  # noqa: BLE001 - every failure is reported at the end; the others still run
-            cell, source, error = _failure(e)
+            cell, source, error = _failure(e, out)
             outcome = Outcome(name, False, time.time() - t0, out, cell=cell, source=source, error=error)
         outcome.cpu_seconds = _children_cpu() - c0
         if html and out.is_file():

@@ -279,7 +279,8 @@ def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = Fal
     """Train every spec whose result is missing (in order; all validated first) and return all results.
 
     Prints one line per run (start; end with wall time and metrics); ``verbose``: the trainer's own progress and
-    logs too (otherwise captured, and shown only when a run fails). A killed run resumes from its last checkpoint when rerun (see :func:`peftkit.experiment.run`).
+    logs too (otherwise captured, and shown only when a run fails). A killed run resumes from its last checkpoint
+    when rerun (see :func:`peftkit.experiment.run`).
     """
     from .results import has_result
 
