@@ -151,6 +151,10 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     from .trainer import BestAndPatience, PeftTrainer, RoutingState
 
     kind = task_kind(spec.task)
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()
     say = (lambda msg: print(f"[peftkit] {msg}", flush=True)) if progress and world_rank == 0 else (lambda msg: None)
     raw = _datasets(spec, kind)
     say(f"{spec.task} {label}: {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['eval'])} eval rows")
@@ -176,6 +180,10 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
                           data_collator=PadCollator(tok.pad_token_id), consistency=spec.consistency,
                           causal=info["causal"], callbacks=[best, RoutingState()],
                           compute_metrics=None if kind == "nlg" else _compute_metrics(name, info["regression"]))
+    if not progress:  # quiet: no per-log dict printing (the trainer adds a printer when tqdm is off)
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if last:
         say(f"resuming from {last}")
