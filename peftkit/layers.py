@@ -116,6 +116,21 @@ def routed(state: PeftState, n_first: int, n_second: int, training: bool):
     return list(zip(firsts, seconds))
 
 
+def mix(state: PeftState, module: nn.Module, x: torch.Tensor, first: int, second: int, one: Callable,
+        merged: Callable) -> torch.Tensor:
+    """Output of a two-sided mixture (adapter down/up, LoRA A/B) for one forward: the single module, the merged
+    (weight-averaged) module, the ensemble mean, or ``one(chunk, i, j)`` with routed indices per batch chunk."""
+    if first == 1 and second == 1:
+        return one(x, 0, 0)
+    choice = routed(state, first, second, module.training)
+    if choice == "merged":
+        return merged(x)
+    if choice == "ensemble":
+        n = max(first, second)
+        return sum(one(x, i % first, i % second) for i in range(n)) / n
+    return run_chunks(x, choice, one)
+
+
 def run_chunks(x: torch.Tensor, pairs: list, fn: Callable) -> torch.Tensor:
     """Apply ``fn(chunk, first, second)`` to equal batch chunks, one routing pair each."""
     if len(pairs) == 1:

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ACTIVATIONS, MethodConfig, check_choice, check_float, check_int, register
-from ..layers import Gate, PeftState, class_forward, patch_forward, routed, run_chunks
+from ..layers import Gate, PeftState, class_forward, mix, patch_forward
 
 _ACT = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "tanh": torch.tanh}
 
@@ -60,20 +60,13 @@ class Bottleneck(nn.Module):
         d, u = self.down[i], self.up[j]
         return u(self.dropout(self.act(d(x))))
 
+    def _merged(self, x):
+        wd, bd, wu, bu = self.averaged()
+        return F.linear(self.dropout(self.act(F.linear(x, wd, bd))), wu, bu)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._state.check_trainable_forward(self)
-        if len(self.down) == 1 and len(self.up) == 1:
-            out = self._one(x, 0, 0)
-        else:
-            choice = routed(self._state, len(self.down), len(self.up), self.training)
-            if choice == "merged":
-                wd, bd, wu, bu = self.averaged()
-                out = F.linear(self.dropout(self.act(F.linear(x, wd, bd))), wu, bu)
-            elif choice == "ensemble":
-                n = max(len(self.down), len(self.up))
-                out = sum(self._one(x, i % len(self.down), i % len(self.up)) for i in range(n)) / n
-            else:
-                out = run_chunks(x, choice, self._one)
+        out = mix(self._state, self, x, len(self.down), len(self.up), self._one, self._merged)
         if self.gate is not None:
             out = out * self.gate(x).view(-1, *([1] * (out.dim() - 1)))
         return out

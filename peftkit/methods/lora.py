@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..arch import DEFAULT_TARGETS
 from ..config import MethodConfig, check_float, check_int, check_targets, register
-from ..layers import Gate, PeftState, class_forward, patch_forward, routed, run_chunks
+from ..layers import Gate, PeftState, class_forward, mix, patch_forward
 
 
 class LoRAPart(nn.Module):
@@ -53,20 +53,13 @@ class LoRAPart(nn.Module):
     def _one(self, x, i: int, j: int):
         return self.B[j](self.A[i](self.dropout(x)))
 
+    def _merged(self, x):
+        a, b = self.averaged()
+        return F.linear(F.linear(self.dropout(x), a), b)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._state.check_trainable_forward(self)
-        if len(self.A) == 1 and len(self.B) == 1:
-            out = self._one(x, 0, 0)
-        else:
-            choice = routed(self._state, len(self.A), len(self.B), self.training)
-            if choice == "merged":
-                a, b = self.averaged()
-                out = F.linear(F.linear(self.dropout(x), a), b)
-            elif choice == "ensemble":
-                n = max(len(self.A), len(self.B))
-                out = sum(self._one(x, i % len(self.A), i % len(self.B)) for i in range(n)) / n
-            else:
-                out = run_chunks(x, choice, self._one)
+        out = mix(self._state, self, x, len(self.A), len(self.B), self._one, self._merged)
         if self.gate is not None:
             return out * self.gate(x).view(-1, *([1] * (out.dim() - 1)))
         return out * self.scaling
