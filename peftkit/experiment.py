@@ -39,7 +39,7 @@ class RunSpec:
     lr: Optional[float] = None
     batch_size: Optional[int] = None
     max_length: Optional[int] = None
-    eval_steps: Optional[int] = None
+    eval_steps: Optional[int] = None  # None: every epoch; N: every N steps; 0: only after training
     patience: Optional[int] = None
     warmup_ratio: Optional[float] = None
     weight_decay: Optional[float] = None
@@ -76,8 +76,9 @@ def resolve(spec: RunSpec) -> RunSpec:
         raise ValueError(f"invalid head={head!r} for a {kind} task: allowed {', '.join(allowed_heads)}")
     if spec.epochs is not None and spec.max_steps is not None:
         raise ValueError("give either epochs or max_steps, not both")
-    for name in ("max_steps", "batch_size", "max_length", "eval_steps", "patience", "max_train", "max_eval", "k"):
+    for name in ("max_steps", "batch_size", "max_length", "patience", "max_train", "max_eval", "k"):
         _positive(name, getattr(spec, name))
+    _positive("eval_steps", spec.eval_steps, zero=True)  # 0: no evaluation during training
     for name in ("epochs", "lr"):
         _positive(name, getattr(spec, name), float)
     for name in ("warmup_ratio", "weight_decay", "consistency", "label_smoothing"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, presets
-from .core import apply, count_parameters, load_weights, set_inference
+from .core import apply, count_parameters, load_weights, save, set_inference
 from .results import SCHEMA, write_json_atomic
 
 
@@ -163,11 +163,14 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     sel, greater = _selection(kind, name, info["regression"])
     ckpt_dir, best_dir = out / "checkpoints", out / "best"
     steps_per_epoch = max(1, -(-len(data["train"]) // spec.batch_size))
+    # eval_steps: None = evaluate (and checkpoint) every epoch; N = every N steps; 0 = no evaluation during
+    # training (the final weights are scored), with a checkpoint every epoch so a killed run still resumes.
     strategy = "steps" if spec.eval_steps else "epoch"
     args = TrainingArguments(
         output_dir=str(ckpt_dir), per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=64,
         learning_rate=spec.lr, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
-        eval_strategy=strategy, save_strategy=strategy, eval_steps=spec.eval_steps, save_steps=spec.eval_steps,
+        eval_strategy="no" if spec.eval_steps == 0 else strategy, save_strategy=strategy,
+        eval_steps=spec.eval_steps or None, save_steps=spec.eval_steps or None,
         save_total_limit=1, logging_steps=max(1, min(50, steps_per_epoch)), seed=spec.seed, data_seed=spec.seed,
         warmup_ratio=spec.warmup_ratio, weight_decay=spec.weight_decay, lr_scheduler_type="linear",
         label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
@@ -193,6 +196,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     train_time = time.time() - t0
     if (best_dir / "peftkit_config.json").is_file():
         load_weights(peft_model, best_dir)
+    elif world_rank == 0:  # nothing was evaluated during training: best/ keeps the final (scored) weights
+        save(peft_model, best_dir)
     say("final evaluation")
     final, modes, gates, samples, eval_rate = _final(spec, kind, trainer, model, peft_model, tok, data, raw, name)
     evaluations = [{k[5:] if k.startswith("eval_") else k: v for k, v in log.items()}

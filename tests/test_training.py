@@ -54,6 +54,14 @@ def test_same_seed_twice_gives_identical_metrics_and_weights(tmp_path):
     assert w2 != w[0] and other["seeds"]["seed"] == 7
 
 
+@needs_data
+def test_eval_steps_zero_scores_only_the_final_weights(tmp_path):
+    res = run(RunSpec("rte", "lora", str(tmp_path / "r"), {"r": 4}, **{**SMOKE, "eval_steps": 0}), progress=False)
+    assert res["evaluations"] == [] and res["best_step"] is None and res["training"]["eval_steps"] == 0
+    assert 0.0 <= res["best_metrics"]["accuracy"] <= 1.0
+    assert (tmp_path / "r" / "best" / "peftkit_weights.safetensors").is_file()  # the scored weights are kept
+
+
 def _cli(out: Path, steps: int = 40) -> list[str]:
     return [sys.executable, "-m", "peftkit.cli", "train", "--task", "rte", "--method", "adamix", "--option",
             "bottleneck=8", "--profile", "smoke", "--max-steps", str(steps), "--eval-steps", "5", "--max-train", "64",
@@ -159,6 +167,7 @@ BAD = [
     (["--task", "fewshot:sst-2", "--k", "8"], "k=8"),
     (["--task", "rte", "--seed", "-3"], "seed"),
     (["--task", "rte", "--warmup-ratio", "1.5"], "warmup_ratio"),
+    (["--task", "rte", "--eval-steps", "-1"], "eval_steps=-1"),
     (["--task", "rte", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
     (["--task", "rte", "--model", "/nonexistent/model"], "model="),
     (["--task", "rte", "--k", "100000"], "k"),
