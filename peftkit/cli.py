@@ -77,7 +77,8 @@ def params_report(out: Path, arch: str = "bert-base") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Parameter counts on {arch} (random weights built from its transformers config; head excluded)", "",
              "Rebuilt by `make params` (`python -m peftkit.cli params-report`).", "",
-             "| method | trainable while training | inference (merged) | % of base | expected (methods.md) | mergeable |",
+             "| method | trainable while training | inference (merged) | % of base | expected (methods.md) "
+             "| mergeable |",
              "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         exp = f"{r['expected']:,}" + (" ✓" if r["expected"] == r["inference"] else " ✗") if r["expected"] else "–"

@@ -43,7 +43,8 @@ def check_choice(field: str, value: Any, allowed: tuple) -> None:
 def check_targets(value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(t, str) and t for t in value):
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) \
+            or not all(isinstance(t, str) and t for t in value):
         fail("targets", value, "a list of module names, e.g. ['query', 'value'] (BERT) or ['q_proj', 'v_proj'] (LLaMA)")
 
 

@@ -199,7 +199,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
             trainable += p.numel()
     rule = getattr(state.config, "is_trainable", None)
     if rule is not None:  # bitfit / full: the method's parameters are base parameters
-        inference = sum(p.numel() for n, p in model.named_parameters() if rule(n) and not is_head_param(model, state.arch, n))
+        inference = sum(p.numel() for n, p in model.named_parameters()
+                        if rule(n) and not is_head_param(model, state.arch, n))
     else:
         inference = sum(m.inference_numel() for n, m in model.named_modules() if n.split(".")[-1].startswith("pk_"))
     total = sum(p.numel() for p in model.parameters())

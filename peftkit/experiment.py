@@ -42,6 +42,7 @@ class RunSpec:
     eval_steps: Optional[int] = None  # None: every epoch; N: every N steps; 0: only after training
     patience: Optional[int] = None
     warmup_ratio: Optional[float] = None
+    warmup_steps: Optional[int] = None  # overrides warmup_ratio when set (AdaMix's NLG protocol)
     weight_decay: Optional[float] = None
     consistency: Optional[float] = None  # AdaMix: None = the paper's weight for the task type, 0 = off
     label_smoothing: float = 0.0
@@ -79,6 +80,7 @@ def resolve(spec: RunSpec) -> RunSpec:
     for name in ("max_steps", "batch_size", "max_length", "patience", "max_train", "max_eval", "k"):
         _positive(name, getattr(spec, name))
     _positive("eval_steps", spec.eval_steps, zero=True)  # 0: no evaluation during training
+    _positive("warmup_steps", spec.warmup_steps, zero=True)
     for name in ("epochs", "lr"):
         _positive(name, getattr(spec, name), float)
     for name in ("warmup_ratio", "weight_decay", "consistency", "label_smoothing"):
@@ -95,10 +97,10 @@ def resolve(spec: RunSpec) -> RunSpec:
         resolve_data_dir(spec.data_dir)  # a missing directory fails here
     if not spec.out:
         raise ValueError("invalid out='': a run needs an output directory")
-    base = presets.profile_settings(spec.profile, kind)
+    base = presets.profile_settings(spec.profile, kind, spec.task)
     filled = dataclasses.replace(spec, head=head, model=spec.model or base["model"])
-    for name in ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "weight_decay", "max_train",
-                 "max_eval"):
+    for name in ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "warmup_steps", "weight_decay",
+                 "max_train", "max_eval"):
         if getattr(filled, name) is None:
             setattr(filled, name, base.get(name))
     if not spec.label_smoothing and base.get("label_smoothing"):

@@ -77,8 +77,9 @@ class PromptClassifier(nn.Module):
         self.mlm = mlm
         self.config = mlm.config
         self.register_buffer("word_ids", torch.tensor(word_ids), persistent=False)
-        self.body = getattr(mlm, mlm.base_model_prefix)
-        self.head = mlm.cls if hasattr(mlm, "cls") else mlm.lm_head
+        # shortcuts, not submodules: the weights are registered once, under mlm.* (no duplicate state_dict keys)
+        self.__dict__["body"] = getattr(mlm, mlm.base_model_prefix)
+        self.__dict__["head"] = mlm.cls if hasattr(mlm, "cls") else mlm.lm_head
 
     def forward(self, input_ids, attention_mask=None, mask_pos=None, labels=None, token_type_ids=None):
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]

@@ -141,10 +141,14 @@ def run_chunks(x: torch.Tensor, pairs: list, fn: Callable) -> torch.Tensor:
     return torch.cat([fn(c, a, b) for c, (a, b) in zip(chunks, pairs)], dim=0)
 
 
+@functools.lru_cache(maxsize=None)
+def _signature(fn: Callable) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
 def bind_call(fn: Callable, args: tuple, kwargs: dict) -> dict:
     """Map a call's positional and keyword arguments to parameter names (for model-level hooks)."""
-    sig = inspect.signature(fn)
-    bound = sig.bind_partial(*args, **kwargs)
+    bound = _signature(fn).bind_partial(*args, **kwargs)
     out = dict(bound.arguments)
     extra = out.pop("kwargs", None)
     if isinstance(extra, dict):

@@ -45,9 +45,20 @@ KIND_PRESETS = {
 }
 
 
-def profile_settings(profile: str, kind: str) -> dict:
-    """The presets of ``profile`` for a task of ``kind`` (glue | fewshot | nlg)."""
-    return {**PROFILES[profile], **KIND_PRESETS.get(kind, {}).get(profile, {})}
+# Per task, what differs again (profile -> task -> settings). AdaMix's NLG protocol: E2E 20 epochs with 2,000 warmup
+# steps, WebNLG 25 epochs with 2,500, DART 20 epochs without label smoothing or weight decay (and, as a method
+# option, without LoRA dropout: see studies_defaults.NLG_OPTIONS_BY_TASK).
+TASK_PRESETS = {
+    "paper": {"e2e": {"epochs": 20, "warmup_steps": 2000},
+              "webnlg": {"epochs": 25, "warmup_steps": 2500},
+              "dart": {"epochs": 20, "label_smoothing": 0.0, "weight_decay": 0.0}},
+}
+
+
+def profile_settings(profile: str, kind: str, task: str | None = None) -> dict:
+    """The presets of ``profile`` for a task of ``kind`` (glue | fewshot | nlg), and of ``task`` itself if given."""
+    per_task = TASK_PRESETS.get(profile, {}).get((task or "").split(":", 1)[-1].lower(), {})
+    return {**PROFILES[profile], **KIND_PRESETS.get(kind, {}).get(profile, {}), **per_task}
 
 
 def generation_settings(profile: str) -> dict:

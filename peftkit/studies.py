@@ -28,7 +28,8 @@ from typing import Iterable, Sequence
 
 from .experiment import RunSpec, method_label, resolve, run
 from .studies_defaults import (COMMON_PARAMETERS, DEFAULTS, GLUE_NOT_RUN, GLUE_TASKS, METHODS,  # noqa: F401
-                               NLG_NOT_RUN, NLG_OPTIONS, NOTEBOOKS, PROFILES, STUDIES, STUDY_PARAMETERS)
+                               NLG_NOT_RUN, NLG_OPTIONS, NLG_OPTIONS_BY_TASK, NOTEBOOKS, PROFILES, STUDIES,
+                               STUDY_PARAMETERS)
 
 
 def _check_profile(profile: str) -> None:
@@ -180,7 +181,8 @@ def _points(study: str, p: dict) -> Iterable[dict]:
         for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
             if task.lower() in NLG_NOT_RUN:
                 raise ValueError(f"invalid task {task!r} in TASKS: {NLG_NOT_RUN[task.lower()]}")
-            yield dict(task=task, label=label, seed=seed, options=NLG_OPTIONS.get(label, {}))
+            options = {**NLG_OPTIONS.get(label, {}), **NLG_OPTIONS_BY_TASK.get(task.lower(), {}).get(label, {})}
+            yield dict(task=task, label=label, seed=seed, options=options)
     elif study == "ablation_bottleneck":
         for task, label, b, seed in itertools.product(p["tasks"], p["methods"], p["bottlenecks"], p["seeds"]):
             yield dict(task=_glue(task), label=label, seed=seed, options={"bottleneck": int(b)})

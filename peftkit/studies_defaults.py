@@ -28,6 +28,8 @@ METHODS = {
 #: AdaMix's NLG settings (GPT-2 medium): LoRA r=4, alpha=32, dropout 0.1 on q,v; M=8 LoRA-A with a shared B.
 NLG_OPTIONS = {"lora": {"r": 4, "alpha": 32, "dropout": 0.1},
                "adamix-lora": {"r": 4, "alpha": 32, "dropout": 0.1, "num_modules": 8, "share": "up"}}
+#: DART is trained without LoRA dropout (the other DART differences are training presets: presets.TASK_PRESETS).
+NLG_OPTIONS_BY_TASK = {"dart": {"lora": {"dropout": 0.0}, "adamix-lora": {"dropout": 0.0}}}
 
 _ALL_GLUE_METHODS = ("full", "bitfit", "pfeiffer", "prefix", "lora", "unipelt-AP", "unipelt-APL", "adamix-pfeiffer",
                      "adamix-lora")

@@ -26,7 +26,8 @@ def tiny(arch: str, seed: int = 0):
     if arch == "roberta":
         return RobertaForSequenceClassification(RobertaConfig(num_labels=3, pad_token_id=1, **common)).eval()
     if arch == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(n_embd=H, n_layer=LAYERS, n_head=HEADS, vocab_size=VOCAB, n_positions=64)).eval()
+        cfg = GPT2Config(n_embd=H, n_layer=LAYERS, n_head=HEADS, vocab_size=VOCAB, n_positions=64)
+        return GPT2LMHeadModel(cfg).eval()
     raise KeyError(arch)
 
 

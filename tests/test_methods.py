@@ -26,7 +26,8 @@ METHODS = [
     ("unipelt", {"variant": "APL", "gates": False, "bottleneck": 8, "prefix_length": 5, "r": 4}),
 ]
 ARCHS = ["bert", "roberta", "gpt2"]
-CASES = [pytest.param(a, m, o, id=f"{a}-{m}-{'-'.join(f'{k}{v}' for k, v in o.items())}") for a in ARCHS for m, o in METHODS]
+CASES = [pytest.param(a, m, o, id=f"{a}-{m}-{'-'.join(f'{k}{v}' for k, v in o.items())}")
+         for a in ARCHS for m, o in METHODS]
 
 
 def _gated(method, opts):
@@ -99,7 +100,8 @@ def test_merge_matches_and_unmerge_restores(arch, method, opts):
 
 
 def _has_blocks(model):
-    return any(n.split(".")[-1].startswith("pk_lora") or n.split(".")[-1] == "pk_adapter" for n, _ in model.named_modules())
+    return any(n.split(".")[-1].startswith("pk_lora") or n.split(".")[-1] == "pk_adapter"
+               for n, _ in model.named_modules())
 
 
 class _nullcontext:

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pins(lines):
-    return {l.strip().lstrip("- ").strip() for l in lines if "==" in l and not l.strip().startswith("#")}
+    return {ln.strip().lstrip("- ").strip() for ln in lines if "==" in ln and not ln.strip().startswith("#")}
 
 
 def test_environment_yml_mirrors_the_lock():

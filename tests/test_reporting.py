@@ -417,7 +417,7 @@ def test_index_keeps_entries_of_separate_registrations(tmp_path):
     assert "- [tables/glue.md](tables/glue.md): GLUE dev table (v2). Rebuilt by `make reports`." in text
     assert "- [figures/gates.png](figures/gates.png) *(not built yet)*: UniPELT gate heatmap. Rebuilt by " \
            "`make figures`." in text
-    assert len([l for l in text.splitlines() if l.startswith("- [")]) == 3
+    assert len([ln for ln in text.splitlines() if ln.startswith("- [")]) == 3
     rep.write_index(reports, [("params.md", "parameter counts", "make params")], replace=True)
     assert list(rep.read_index(reports)) == ["params.md"]
     with pytest.raises(ValueError, match="must not be empty"):

@@ -119,6 +119,20 @@ def test_nlg_smoke_generates_text_and_all_five_metrics(tmp_path):
     assert res["training"]["consistency"] == 0.0 and res["head"] == "causal"
 
 
+def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_once():
+    from peftkit.features import PromptClassifier
+
+    mlm = tiny("bert-mlm")
+    clf = PromptClassifier(mlm, [5, 9])
+    keys = list(clf.state_dict())
+    assert keys and all(k.startswith("mlm.") for k in keys)  # no duplicate body.* / head.* entries
+    ids = torch.randint(3, 50, (2, 7))
+    out = clf(ids, torch.ones_like(ids), mask_pos=torch.tensor([1, 4]), labels=torch.tensor([0, 1]))
+    full = mlm(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    expect = torch.stack([full[0, 1, [5, 9]], full[1, 4, [5, 9]]])
+    assert torch.allclose(out.logits, expect, atol=1e-6) and out.loss.item() > 0
+
+
 def test_symmetric_kl_matches_its_definition():
     a, b = torch.randn(4, 3), torch.randn(4, 3)
     p, q = a.softmax(-1), b.softmax(-1)
@@ -151,6 +165,10 @@ def test_resolve_fills_paper_presets():
     assert resolve(RunSpec("rte", "adamix", "x")).consistency == 1.0
     assert resolve(RunSpec("e2e", "adamix", "x", {"base": "lora"})).consistency == 100.0
     assert resolve(RunSpec("rte", "lora", "x", k=100)).data_seed == 111
+    nlg = {t: resolve(RunSpec(t, "lora", "x", profile="paper")) for t in ("e2e", "webnlg", "dart")}
+    assert [(s.epochs, s.warmup_steps) for s in nlg.values()] == [(20, 2000), (25, 2500), (20, None)]
+    assert [(s.label_smoothing, s.weight_decay) for s in nlg.values()] == [(0.1, 0.01), (0.1, 0.01), (0.0, 0.0)]
+    assert resolve(RunSpec("e2e", "lora", "x")).warmup_steps is None  # cpu: the ratio
 
 
 BAD = [

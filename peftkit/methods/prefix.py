@@ -28,7 +28,8 @@ class PrefixEncoder(nn.Module):
         super().__init__()
         self.length, self.hidden, self.num_layers = length, hidden, num_layers
         self.embedding = nn.Embedding(length, hidden)
-        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, num_layers * 2 * hidden))
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.Tanh(),
+                                 nn.Linear(mlp_hidden, num_layers * 2 * hidden))
         self.kv: Optional[nn.Parameter] = None
         self._stash: Optional[tuple] = None
         self._state = state
