@@ -133,6 +133,17 @@ def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_o
     assert torch.allclose(out.logits, expect, atol=1e-6) and out.loss.item() > 0
 
 
+def test_new_head_weights_tells_a_pretrained_mlm_head_from_a_bare_encoder(tmp_path):
+    from peftkit.backbones import new_head_weights
+
+    mlm = tiny("bert-mlm")
+    mlm.save_pretrained(tmp_path / "with_head")  # BertForMaskedLM: cls.predictions.transform is in the checkpoint
+    mlm.bert.save_pretrained(tmp_path / "encoder_only")  # like MiniLM: the encoder alone
+    assert new_head_weights(str(tmp_path / "with_head"), "mlm") is False
+    assert new_head_weights(str(tmp_path / "encoder_only"), "mlm") is True
+    assert new_head_weights(str(tmp_path / "with_head"), "classifier") is True  # a classifier is always new
+
+
 def test_symmetric_kl_matches_its_definition():
     a, b = torch.randn(4, 3), torch.randn(4, 3)
     p, q = a.softmax(-1), b.softmax(-1)
