@@ -88,6 +88,11 @@ def params_report(out: Path, arch: str = "bert-base") -> Path:
 
     write_text(out / "parameters.md", "\n".join(lines) + "\n")
     write_json(out / "parameters.json", rows)
+    from .reporting import register_artifact
+
+    for name, what in (("parameters.md", "Markdown"), ("parameters.json", "JSON")):
+        register_artifact(out, out / name, f"Parameter counts of every method on {arch} beside the papers' ({what})",
+                          "make params")
     print(f"wrote {out / 'parameters.md'}")
     return out / "parameters.md"
 

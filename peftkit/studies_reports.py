@@ -71,6 +71,9 @@ class Report:
         a = df.attrs
         title = rep.table_title(what, a["backbone"], a["profile"], a.get("paper_backbone"), a.get("backbone_keys")) \
             if "backbone" in a else f"{what}, profile {self.profile}"
+        if frame is not None and "budget" in frame and frame["budget"].notna().any():
+            notes = [*notes, "Training budget (from the result files): "
+                     + "; ".join(sorted(set(frame["budget"].dropna()))) + "."]
         paths = rep.write_table(df, self.reports_dir / "tables" / f"{self.notebook}_{name}", what, notes=notes)
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
@@ -164,7 +167,8 @@ def glue_main_report(results: list[dict], profile: str, reports_dir=None) -> Rep
             ("vs_unipelt", "unipelt", "full", None, _unipelt_metric, "UniPELT Table 3 (full data)")):
         t = rep.comparison_table(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
                                  backbone=bb)
-        r.table(name, t, f"GLUE dev, ours vs {source}", f"GLUE main table beside {source}", notes=r.notes)
+        r.table(name, t, f"GLUE dev, ours vs {source}", f"GLUE main table beside {source}", notes=r.notes,
+                frame=frame)
     return r
 
 
@@ -213,7 +217,7 @@ def low_resource_report(results: list[dict], profile: str, reports_dir=None) -> 
         t = rep.comparison_table(frame, paper="unipelt", table="low-resource", tasks=tasks, methods=methods, k=k,
                                  metric_for=_unipelt_metric)
         r.table(f"k{k}", t, f"UniPELT Table 1, K = {k}, GLUE dev", f"Low-resource results at K={k} beside UniPELT "
-                f"Table 1")
+                f"Table 1", frame=frame[frame["k"] == k])
     ub = _upper_bound(frame, tasks, ks)
     ub_frame = rep.select(frame, method_label=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"])
     r.table("upper_bound", ub, "UniPELT vs the best single component per task", "UniPELT against the best of "

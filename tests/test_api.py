@@ -47,6 +47,16 @@ def test_cli_params_prints_json():
     assert (data["trainable"], data["inference"]) == (737_280, 294_912)
 
 
+def test_params_report_writes_table_and_index(tmp_path):
+    from peftkit.cli import params_report
+
+    md = params_report(tmp_path)
+    text = md.read_text()
+    assert "| adamix" in text.lower() and "894,528" in text  # pfeiffer b=48 on BERT-base
+    index = (tmp_path / "README.md").read_text()
+    assert "](parameters.md)" in index and "make params" in index
+
+
 def test_cli_bad_option_exits_nonzero(capsys):
     assert main(["params", "--arch", "bert-base", "--method", "lora", "--option", "r=-2"]) == 2
     assert "r=-2" in capsys.readouterr().err

@@ -85,6 +85,8 @@ def test_markdown_is_written_beside_the_json(result):
     assert res["meta"]["versions"]["torch"] in md
     for r in res["ratios"]:
         assert r["name"] in md and f"{r['ratio']:.3f}" in md
+    index = (out.parent / "README.md").read_text()  # registered in the reports index with the command
+    assert f"]({out.with_suffix('.md').name})" in index and "--quick" in index
 
 
 def test_interleaving_rotates_and_discards_warmup():

@@ -104,6 +104,7 @@ def test_loading_and_frame_shape(tmp_path):
     assert frame["k"].isna().all() and str(frame["k"].dtype) == "Int64"
     row = frame[frame["method_label"] == "pfeiffer"].iloc[0]
     assert row["inference_pct"] == pytest.approx(100 * 300_000 / 22_700_000)
+    assert row["budget"] == "277 training examples, 3 epochs at batch 16"
     # a folder works too, and the AdaMix inference modes come as extra rows on request
     modes = {"merged": {"accuracy": 0.7}, "random": {"accuracy": 0.6}}
     (tmp_path / "more").mkdir()

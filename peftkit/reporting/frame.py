@@ -13,7 +13,7 @@ COLUMNS = ["run_id", "task", "task_kind", "protocol", "k", "data_seed", "seed", 
            "method_label", "model", "backbone", "head", "profile", "bottleneck", "r", "num_modules", "mode",
            "metric", "value", "trainable_params", "inference_params", "head_params", "total_params",
            "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s", "wall_time_s",
-           "best_step", "git_commit", "path"]
+           "best_step", "git_commit", "path", "budget"]
 INT_COLUMNS = ("k", "data_seed", "seed", "routing_seed", "bottleneck", "r", "num_modules", "trainable_params",
                "inference_params", "head_params", "total_params", "best_step")
 # A run is identified across methods by these (the pairing key of claim checks and relative timings).
@@ -31,6 +31,16 @@ def _base_parameters(method: str, params: dict) -> int | None:
         return None
     # full fine-tuning and BitFit train base parameters; the other methods add theirs to the model.
     return total - head if method in ("full", "bitfit") else total - head - trainable
+
+
+def budget_text(r: dict) -> str | None:
+    """The training budget of a run in words, e.g. "1,000 training examples, 2 epochs at batch 16"."""
+    t = r.get("training") or {}
+    rows = ((r.get("data") or {}).get("train") or {}).get("rows")
+    if not t or rows is None:
+        return None
+    length = f"{t['max_steps']} steps" if t.get("max_steps") else f"{t.get('epochs'):g} epochs"
+    return f"{rows:,} training examples, {length} at batch {t.get('batch_size')}"
 
 
 def _run_fields(r: dict) -> dict:
@@ -59,6 +69,7 @@ def _run_fields(r: dict) -> dict:
         "train_time_s": r.get("train_time_s"), "train_examples_per_s": r.get("train_examples_per_s"),
         "eval_examples_per_s": r.get("eval_examples_per_s"), "wall_time_s": r.get("wall_time_s"),
         "best_step": _int(r.get("best_step")), "git_commit": r.get("git_commit"), "path": r.get("path"),
+        "budget": budget_text(r),
     }
 
 
