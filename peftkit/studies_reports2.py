@@ -89,6 +89,11 @@ def nlg_report(results: list[dict], profile: str, reports_dir=None) -> Report:
     r.notes.append(f"Scored on the first {', '.join(str(b) for b in sorted(x for x in budgets if x))} test "
                    "sources (the full test sets under the paper profile); BLEU, METEOR, ROUGE-L in %, NIST and "
                    "CIDEr raw, TER a fraction (lower is better).")
+    empty = sorted({f"{method_name(x['method_label'])} on {task_name(x['task'])}" for x in results
+                    if x.get("samples") and not any(str(s.get("prediction", "")).strip() for s in x["samples"])})
+    if empty:
+        r.notes.append("Empty generations (every stored sample is an empty string, so the scores are 0): "
+                       + "; ".join(empty) + ". The run collapsed to ending at once within this budget.")
     r.table("results", table, "NLG test sets, ours vs AdaMix's tables", "E2E / WebNLG results beside AdaMix's "
             "GPT-2 medium tables", frame=frame, paper_backbone="gpt2-medium", notes=r.notes)
     samples = [{"task": task_name(x["task"]), "method": method_name(x["method_label"]), "seed": x["seeds"]["seed"],

@@ -423,3 +423,16 @@ def test_index_keeps_entries_of_separate_registrations(tmp_path):
     assert list(rep.read_index(reports)) == ["params.md"]
     with pytest.raises(ValueError, match="must not be empty"):
         rep.register_artifact(reports, "x.md", "", "make")
+
+
+def test_nlg_report_flags_runs_that_generate_nothing(tmp_path):
+    from peftkit.studies_reports import nlg_report
+
+    metrics = {"bleu": 0.05, "nist": 0.1, "meteor": 0.09, "rouge_l": 0.2, "cider": 0.1}
+    ok = make_result("e2e", "lora", kind="nlg", metrics=metrics)
+    empty = make_result("e2e", "adamix", "adamix-lora", kind="nlg", metrics={k: 0.0 for k in metrics})
+    empty["samples"] = [{"source": "s", "prediction": "", "reference": "r"}]
+    r = nlg_report([ok, empty], "cpu", tmp_path)
+    text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
+    assert "Empty generations" in text and "AdaMix (LoRA) on E2E" in text and "LoRA on E2E;" not in text
+    assert r.notes[-1].startswith("Empty generations")
