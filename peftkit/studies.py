@@ -312,9 +312,9 @@ def run_study(study: str, profile: str, force: bool = False, verbose: bool = Fal
     return run_specs(grid(study, profile, **params), force=force, verbose=verbose)
 
 
-from .studies_reports import (Report, ablation_adamix_report, ablation_bottleneck_report, efficiency_report,  # noqa
-                              fewshot_report, glue_main_report, low_resource_report, nlg_report, report,
-                              unipelt_gates_report)
+from .studies_reports import Report, glue_main_report, low_resource_report, report  # noqa: E402
+from .studies_reports2 import (ablation_adamix_report, ablation_bottleneck_report, efficiency_report,  # noqa: E402
+                               fewshot_report, nlg_report, unipelt_gates_report)
 
 __all__ = ["PROFILES", "NOTEBOOKS", "STUDIES", "DEFAULTS", "METHODS", "grid", "plan", "run_specs", "run_study",
            "run_name", "runs_path", "reports_path", "project_root", "defaults", "command", "Report", "report",

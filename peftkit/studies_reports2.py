@@ -215,6 +215,9 @@ def unipelt_gates_report(results: list[dict], profile: str, reports_dir=None) ->
     t.columns = [GATE_COMPONENTS[c].replace("\n", " ") for c in t.columns]
     t["runs"] = g.groupby(["task", "K", "method"])[["seed", "data_seed"]].apply(lambda d: len(d.drop_duplicates()))
     t.index = t.index.set_levels([task_name(x) for x in t.index.levels[0]], level=0)
+    order = {"full": 10**9}  # K in numeric order (100, 500, 1000, full), not as strings
+    t = t.sort_index(level="K", key=lambda ks: ks.map(lambda k: order.get(k) or int(k))).sort_index(
+        level="task", sort_remaining=False)
     r.table("means", t, "UniPELT mean gate values (over layers, the GLUE dev set and runs)", "UniPELT gate means "
             "per task, K and component", frame=rep.runs_frame(results), paper_backbone="bert-base",
             notes=["Gate values in (0, 1), averaged over non-padding positions of the reported set, then layers."])

@@ -426,7 +426,7 @@ def test_index_keeps_entries_of_separate_registrations(tmp_path):
 
 
 def test_nlg_report_flags_runs_that_generate_nothing(tmp_path):
-    from peftkit.studies_reports import nlg_report
+    from peftkit.studies_reports2 import nlg_report
 
     metrics = {"bleu": 0.05, "nist": 0.1, "meteor": 0.09, "rouge_l": 0.2, "cider": 0.1}
     ok = make_result("e2e", "lora", kind="nlg", metrics=metrics)
