@@ -29,7 +29,8 @@ PROFILES = {
     "paper": {"model": "bert-base-uncased", "batch_size": 16, "max_length": 128, "epochs": 50, "eval_steps": None,
               "max_train": None, "max_eval": None, "patience": 10, "warmup_ratio": 0.06, "weight_decay": 0.1},
 }
-# Per task kind, what differs from the profile above.
+# Per task kind, what differs from the profile above. These are the defaults of a single run (`peftkit train`,
+# RunSpec); the notebooks' study grids set smaller budgets of their own on top (studies_defaults.DEFAULTS).
 # Few-shot (LM-BFF protocol): batch 8, 1,000 steps, evaluation on the k-shot dev split every 100 steps.
 # NLG (AdaMix, GPT-2 medium): batch 8, length 512, 20 epochs, label smoothing 0.1, weight decay 0.01 (E2E).
 KIND_PRESETS = {
