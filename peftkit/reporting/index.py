@@ -16,8 +16,9 @@ INDEX = "index.json"
 README = "README.md"
 LOCK = ".index.lock"
 HEADER = ("# Reports\n\n"
-          "Every file here is a function of the runs' `result.json` files (tables and figures never train). "
-          "Each line: the artifact, what it is, and the command that rebuilt it.\n\n")
+          "The notebooks' tables, figures and claim checks are functions of the runs' `result.json` files (they "
+          "never train); the parameter counts and benchmarks come from their own commands. Each line: the "
+          "artifact, what it is, and the command that rebuilt it.\n\n")
 
 
 def _key(reports_dir: Path, path: str | os.PathLike) -> str:
