@@ -54,7 +54,8 @@ _NO_SELECTION = dict(eval_steps=0)
 _CPU_GLUE = dict(max_train=1000, epochs=2, **_NO_SELECTION)
 
 # Per study and profile: the grid's defaults (every notebook parameter left at None) and the training budget
-# (RunSpec fields on top of the profile's presets in peftkit.presets, which are a single run's defaults). smoke: 1-3 tiny runs per notebook.
+# (RunSpec fields on top of the profile's presets in peftkit.presets, which are a single run's defaults).
+# smoke: 1-3 tiny runs per notebook.
 # cpu: MiniLM-L6 on 2 CPU cores, SST-2 (short sentences, learnable in ~1,000 examples) as the main task; each
 # notebook's introduction says what it covers and how long it takes. paper: the papers' grids on the paper backbones
 # and protocols (a GPU's work).

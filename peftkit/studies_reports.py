@@ -217,7 +217,7 @@ def low_resource_report(results: list[dict], profile: str, reports_dir=None) -> 
         t = rep.comparison_table(frame, paper="unipelt", table="low-resource", tasks=tasks, methods=methods, k=k,
                                  metric_for=_unipelt_metric)
         r.table(f"k{k}", t, f"UniPELT Table 1, K = {k}, GLUE dev", f"Low-resource results at K={k} beside UniPELT "
-                f"Table 1", frame=frame[frame["k"] == k])
+                f"Table 1", frame=frame[frame["k"].eq(k).fillna(False)])
     ub = _upper_bound(frame, tasks, ks)
     ub_frame = rep.select(frame, method_label=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"])
     r.table("upper_bound", ub, "UniPELT vs the best single component per task", "UniPELT against the best of "

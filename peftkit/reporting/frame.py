@@ -39,7 +39,9 @@ def budget_text(r: dict) -> str | None:
     rows = ((r.get("data") or {}).get("train") or {}).get("rows")
     if not t or rows is None:
         return None
-    length = f"{t['max_steps']} steps" if t.get("max_steps") else f"{t.get('epochs'):g} epochs"
+    if not t.get("max_steps") and t.get("epochs") is None:
+        return None
+    length = f"{t['max_steps']} steps" if t.get("max_steps") else f"{t['epochs']:g} epochs"
     return f"{rows:,} training examples, {length} at batch {t.get('batch_size')}"
 
 
