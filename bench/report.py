@@ -234,15 +234,15 @@ def markdown(result: dict) -> str:
 def write(result: dict, out: Path) -> tuple[Path, Path]:
     """JSON and Markdown, each written atomically, and both registered in the index beside them (reports/README.md)."""
     from peftkit.atomic import write_text
-    from peftkit.reporting import register_artifact
+    from peftkit.reporting import write_index
 
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, json.dumps(result, indent=1) + "\n")
     md = out.with_suffix(".md")
     write_text(md, markdown(result))
     command = result.get("meta", {}).get("command", "make bench")
-    for path, what in ((md, "Markdown"), (out, "JSON")):
-        register_artifact(out.parent, path, f"Speed and memory against peft and AdapterHub ({what})", command)
+    write_index(out.parent, [(path, f"Speed and memory against peft and AdapterHub ({what})", command)
+                             for path, what in ((md, "Markdown"), (out, "JSON"))])
     return out, md
 
 

@@ -88,11 +88,10 @@ def params_report(out: Path, arch: str = "bert-base") -> Path:
 
     write_text(out / "parameters.md", "\n".join(lines) + "\n")
     write_json(out / "parameters.json", rows)
-    from .reporting import register_artifact
+    from .reporting import write_index
 
-    for name, what in (("parameters.md", "Markdown"), ("parameters.json", "JSON")):
-        register_artifact(out, out / name, f"Parameter counts of every method on {arch} beside the papers' ({what})",
-                          "make params")
+    write_index(out, [(out / name, f"Parameter counts of every method on {arch} beside the papers' ({what})",
+                       "make params") for name, what in (("parameters.md", "Markdown"), ("parameters.json", "JSON"))])
     print(f"wrote {out / 'parameters.md'}")
     return out / "parameters.md"
 

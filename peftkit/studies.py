@@ -256,11 +256,12 @@ def plan(specs: Sequence[RunSpec]):
     """The grid as a table (one row per run; ``done`` when its result exists), for the notebooks to show."""
     import pandas as pd
 
+    from .reporting.frame import training_length
     from .results import has_result
 
     rows = [{"task": s.task.split(":", 1)[-1], "method": method_label(s.method, s.options), "settings": _settings(s),
              "head": r.head, "k": r.k, "data_seed": r.data_seed, "seed": s.seed,
-             "budget": f"{r.max_steps} steps" if r.max_steps else f"{r.epochs:g} epochs",
+             "budget": training_length(r.max_steps, r.epochs),
              "max_train": r.max_train, "done": has_result(s.out), "run": Path(s.out).name}
             for s, r in ((s, resolve(s)) for s in specs)]
     return pd.DataFrame(rows)

@@ -33,15 +33,20 @@ def _base_parameters(method: str, params: dict) -> int | None:
     return total - head if method in ("full", "bitfit") else total - head - trainable
 
 
+def training_length(max_steps: int | None, epochs: float | None) -> str | None:
+    """"80 steps" or "2 epochs" (what a RunSpec or a result's ``training`` says), None when neither is set."""
+    if max_steps:
+        return f"{max_steps} steps"
+    return None if epochs is None else f"{epochs:g} epochs"
+
+
 def budget_text(r: dict) -> str | None:
     """The training budget of a run in words, e.g. "1,000 training examples, 2 epochs at batch 16"."""
     t = r.get("training") or {}
     rows = ((r.get("data") or {}).get("train") or {}).get("rows")
-    if not t or rows is None:
+    length = training_length(t.get("max_steps"), t.get("epochs"))
+    if rows is None or length is None:
         return None
-    if not t.get("max_steps") and t.get("epochs") is None:
-        return None
-    length = f"{t['max_steps']} steps" if t.get("max_steps") else f"{t['epochs']:g} epochs"
     return f"{rows:,} training examples, {length} at batch {t.get('batch_size')}"
 
 
