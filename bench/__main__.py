@@ -21,6 +21,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default=None,
                     help="comma list of group names or globs; groups: " + ", ".join(GROUP_NAMES))
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="bf16 autocast or fp32 (default auto: bf16 autocast on CUDA, fp32 on CPU)")
     ap.add_argument("--quick", action="store_true",
                     help="tiny backbone (unless --backbone is given), batch 4 x 16 tokens, 2 rounds: for tests")
     ap.add_argument("--batch", type=int, default=None, help="batch size (default 16; --quick 4)")
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from . import report, suite
+    from .contenders import resolve_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
+    precision = resolve_precision(args.precision, device)
     spec = args.backbone or ("tiny" if args.quick else "minilm")
     names = list(bbs.NAMES) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     bad = [n for n in names if n not in bbs.ALL]
@@ -62,15 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from .profile import profile_contender
 
-        return profile_contender(args.profile, names[0], device, batch, seq_len, only)
+        return profile_contender(args.profile, names[0], device, batch, seq_len, only, precision=precision)
     load0 = os.getloadavg()[0]
     command = ("python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     settings = {"backbones": names, "batch": batch, "seq_len": seq_len, "repeats": args.repeats, "only": only,
-                "quick": args.quick, "device_option": args.device, "threads_option": args.threads,
-                "loadavg_1min_start": load0}
-    meta = report.meta(device, settings, command)  # git state and date as the run starts
+                "quick": args.quick, "device_option": args.device, "precision": precision,
+                "threads_option": args.threads, "loadavg_1min_start": load0}
+    meta = report.meta(device, settings, command, precision)  # git state and date as the run starts
     try:
-        result = suite.run(names, only, device, args.repeats, batch, seq_len, args.quick)
+        result = suite.run(names, only, device, args.repeats, batch, seq_len, args.quick, precision)
     except ValueError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@ on a fresh copy of the backbone, with the one step the bench times.
 
 A training step is ``zero_grad(set_to_none=True)``, forward with labels (the model's own loss), backward and
 ``AdamW.step()`` over the parameters that require grad (method + task head, as each library leaves them). An
-inference step is one ``model.eval()`` forward under ``torch.no_grad()``. On CUDA both run under bf16 autocast.
+inference step is one ``model.eval()`` forward under ``torch.no_grad()``. On CUDA both run under bf16 autocast
+(``--precision auto``); ``--precision bf16`` does the same on CPU, ``fp32`` turns it off.
 """
 from __future__ import annotations
 
@@ -26,13 +27,16 @@ class Spec:
     mode: str = "train"  # train | infer
     merged: bool = False  # infer: call peftkit.merge first
     consistency: bool = False  # train: peftkit.consistency.consistency_forward, weight 1.0
+    replica: int = 0  # > 0: a second, identical contender of an A/A control group (built and timed separately)
 
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
         tags = (["merged"] if self.merged else []) + (["consistency"] if self.consistency else [])
         mode = "@infer" if self.mode == "infer" else ""
-        return f"{self.impl}:{self.method}" + (f"({opts})" if opts else "") + "".join(f"+{t}" for t in tags) + mode
+        copy_tag = f"#{self.replica + 1}" if self.replica else ""
+        return (f"{self.impl}:{self.method}" + (f"({opts})" if opts else "") + "".join(f"+{t}" for t in tags) + mode
+                + copy_tag)
 
 
 def pk(method: str, mode: str = "train", merged: bool = False, consistency: bool = False, **options) -> Spec:
@@ -120,17 +124,30 @@ def build(spec: Spec, bb) -> nn.Module:
     return model.train(spec.mode == "train")
 
 
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 autocast on CUDA and fp32 on CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"invalid precision {precision!r}: allowed {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on the bench device (CUDA, or CPU with --precision bf16), or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 class Runner:
     """One built contender and its step; ``step()`` is what gets timed."""
 
-    def __init__(self, spec: Spec, bb, batch: dict, device: torch.device):
-        self.spec, self.device = spec, device
+    def __init__(self, spec: Spec, bb, batch: dict, device: torch.device, precision: str = "fp32"):
+        self.spec, self.device, self.precision = spec, device, precision
         self.model = build(spec, bb)
         self.batch = batch
         self.inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -148,11 +165,11 @@ class Runner:
 
     def step(self) -> None:
         if self.opt is None:
-            with torch.no_grad(), autocast(self.device):
+            with torch.no_grad(), autocast(self.device, self.precision):
                 self.model(**self.inputs)
             return
         self.opt.zero_grad(set_to_none=True)
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             if self.spec.consistency:
                 from peftkit.consistency import consistency_forward
 

@@ -25,7 +25,7 @@ def find_spec(key: str, hidden: int, names: list[str]):
 
 
 def profile_contender(key: str, backbone: str, device: torch.device, batch_size: int, seq_len: int,
-                      only: list[str] | None, steps: int = 3, rows: int = 25) -> int:
+                      only: list[str] | None, steps: int = 3, rows: int = 25, precision: str = "fp32") -> int:
     bb = bbs.load(backbone, device)
     batch = bbs.make_batch(bb, batch_size, seq_len, device)
     try:
@@ -34,7 +34,7 @@ def profile_contender(key: str, backbone: str, device: torch.device, batch_size:
     except ValueError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
-    runner = Runner(spec, bb, batch, device)
+    runner = Runner(spec, bb, batch, device, precision)
     for _ in range(2):
         runner.step()
     from torch.profiler import ProfilerActivity, profile

@@ -40,7 +40,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def meta(device: torch.device, settings: dict, command: str = "") -> dict:
+def meta(device: torch.device, settings: dict, command: str = "", precision: str = "fp32") -> dict:
     """Machine, versions, date, git state and settings of this run."""
     import peftkit
 
@@ -59,7 +59,7 @@ def meta(device: torch.device, settings: dict, command: str = "") -> dict:
                      "adapters": _version("adapters"), "peftkit": peftkit.__version__, "numpy": _version("numpy")},
         "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None},
         "device": device.type,
-        "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
+        "precision": "bf16 autocast" if precision == "bf16" else "fp32",
         "settings": settings,
         "timing_method": ("wall time of one step (time.perf_counter; torch.cuda.synchronize before and after on "
                           "CUDA); contenders of a group interleaved in rotating order after warm-up rounds; GC off "
@@ -173,6 +173,18 @@ NOTES = [
 ]
 
 
+def control_notes(result: dict) -> list[str]:
+    """One line per A/A control ratio: how far apart two identical contenders came out in this run."""
+    out = []
+    for r in result["ratios"]:
+        if r["name"].startswith("A/A control") and "ratio" in r:
+            iqr = f", paired IQR {r['paired_q1']:.3f}–{r['paired_q3']:.3f}" if "paired_q1" in r else ""
+            out.append(f"{r['backbone']}: A/A control ({r['name'].removeprefix('A/A control: ')}): ratio "
+                       f"{r['ratio']:.3f}{iqr}; a ratio of the same mode nearer to 1 than that is within this run's "
+                       "noise.")
+    return out
+
+
 def markdown(result: dict) -> str:
     from .suite import PAPER_INFER_VS_FT
 
@@ -221,7 +233,7 @@ def markdown(result: dict) -> str:
                      f"{', '.join(b['groups'])}.{sub} ({b['seconds']:.0f} s)")
     lines += ["", "## Goals", "", f"{met} met, {missed} missed (reported, not asserted)."]
     lines += [f"- missed: {x}" for x in misses]
-    lines += ["", "Reading the goals:"] + [f"- {n}" for n in NOTES]
+    lines += ["", "Reading the goals:"] + [f"- {n}" for n in NOTES + control_notes(result)]
     lines += ["", "## Ratios", ""] + ratio_lines(result, True)
     lines += vs_full_lines(result)
     lines += ["", "## Measurements", ""] + measurement_lines(result, True)

@@ -10,7 +10,7 @@ import fnmatch
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -73,7 +73,14 @@ def groups(hidden: int) -> list[Group]:
     single_l, mix_l = inf("lora", merged=True), inf("adamix", merged=True, base="lora")
     ap, apl = inf("unipelt", variant="AP", **uni), inf("unipelt", variant="APL", **uni)
     prefix = inf("prefix", merged=True)
+    lora = pk("lora")
     out += [
+        # A/A controls: two identical contenders, built and timed like any pair. Their ratio is 1 by construction,
+        # so its paired IQR is this run's noise floor for the ratios beside it.
+        Group("control-train", "train", (lora, replace(lora, replica=1)),
+              (Ratio("A/A control: identical LoRA contenders, train step", replace(lora, replica=1), lora),)),
+        Group("control-infer", "infer", (base, replace(base, replica=1)),
+              (Ratio("A/A control: identical base models, inference", replace(base, replica=1), base),)),
         Group("infer-adamix-adapter", "infer", (single_a, mix_a),
               (Ratio("merged AdaMix-adapter / single adapter inference", mix_a, single_a, 1.02),)),
         Group("infer-adamix-lora", "infer", (single_l, mix_l),
@@ -97,14 +104,14 @@ def groups(hidden: int) -> list[Group]:
 GROUP_NAMES = [g.name for g in groups(768)]
 # On CPU the large backbones run a subset (the full set is for a GPU); --only overrides.
 CPU_SUBSET = {
-    "bert-base": ["lora", "pfeiffer", "adamix-adapter", "adamix-lora", "infer-adamix-adapter", "infer-adamix-lora",
-                  "infer-lora"],
+    "bert-base": ["lora", "pfeiffer", "adamix-adapter", "adamix-lora", "control-train", "infer-adamix-adapter",
+                  "infer-adamix-lora", "infer-lora", "control-infer"],
     "roberta-large": ["lora", "infer-lora"],
     "gpt2-medium": ["lora", "infer-lora"],
 }
 # (training rounds, inference rounds, warm-up rounds) per backbone on CPU; CUDA uses CUDA_REPEATS everywhere.
 # --repeats N sets training rounds to N and inference rounds to 2N (an inference step is the cheaper one).
-CPU_REPEATS = {"tiny": (2, 2, 1), "minilm": (10, 20, 1), "bert-base": (4, 6, 1), "roberta-large": (3, 4, 1),
+CPU_REPEATS = {"tiny": (2, 2, 1), "minilm": (20, 40, 2), "bert-base": (5, 8, 1), "roberta-large": (3, 4, 1),
                "gpt2-medium": (3, 4, 1)}
 CUDA_REPEATS = (50, 100, 5)
 
@@ -125,12 +132,13 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_group(group: Group, bb, batch: dict, device: torch.device, rounds: int, warmup: int) -> tuple[list, list]:
+def run_group(group: Group, bb, batch: dict, device: torch.device, rounds: int, warmup: int,
+              precision: str = "fp32") -> tuple[list, list]:
     """Build, time and measure one group; returns (measurement rows, ratio rows)."""
     runners, errors = {}, {}
     for spec in group.members:
         try:
-            runners[spec] = Runner(spec, bb, batch, device)
+            runners[spec] = Runner(spec, bb, batch, device, precision)
         except Exception as e:  # noqa: BLE001 - a peer that cannot build this backbone is reported, not fatal
             errors[spec] = f"{type(e).__name__}: {e}"
             _log(f"  {spec.key}: cannot build ({errors[spec]})")
@@ -175,7 +183,7 @@ def run_group(group: Group, bb, batch: dict, device: torch.device, rounds: int, 
 
 
 def run(backbone_names: list[str], only: list[str] | None, device: torch.device, repeats: int | None,
-        batch_size: int, seq_len: int, quick: bool) -> dict:
+        batch_size: int, seq_len: int, quick: bool, precision: str = "fp32") -> dict:
     """Every selected group on every backbone; returns the raw result (see :mod:`bench.report`)."""
     measurements, ratios, backbones = [], [], {}
     for name in backbone_names:
@@ -193,7 +201,7 @@ def run(backbone_names: list[str], only: list[str] | None, device: torch.device,
         for g in groups(bb.hidden):
             if g.name in names:
                 rounds = train_r if g.mode == "train" else infer_r
-                m, r = run_group(g, bb, batch, device, rounds, warmup)
+                m, r = run_group(g, bb, batch, device, rounds, warmup, precision)
                 measurements += m
                 ratios += r
         subset = device.type == "cpu" and not only and name in CPU_SUBSET

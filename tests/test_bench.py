@@ -108,3 +108,32 @@ def test_bad_options_fail_cleanly(capsys):
     assert main(["--quick", "--only", "no-such-group", "--no-write"]) == 2
     assert main(["--backbone", "bert-huge", "--no-write"]) == 2
     assert "no-such-group" in capsys.readouterr().err
+
+
+def test_bf16_autocast_and_aa_controls(tmp_path):
+    """--precision bf16 runs the autocast path (the one CUDA takes by default) on CPU, and the A/A control groups
+    time two identical contenders as separate models and report their ratio as the run's noise floor."""
+    out = tmp_path / "bench.json"
+    rc = main(["--quick", "--repeats", "1", "--threads", "1", "--only", "control-*", "--precision", "bf16",
+               "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["meta"]["precision"] == "bf16 autocast" and res["meta"]["settings"]["precision"] == "bf16"
+    keys = {m["contender"] for m in res["measurements"]}
+    assert keys == {"peftkit:lora", "peftkit:lora#2", "torch:base@infer", "torch:base@infer#2"}
+    controls = [r for r in res["ratios"] if r["name"].startswith("A/A control")]
+    assert len(controls) == 2 and all(r["ratio"] > 0 and r["time_goal"] is None for r in controls)
+    md = out.with_suffix(".md").read_text()
+    assert "(bf16 autocast)" in md and md.count("within this run's noise") == 2
+
+
+def test_precision_choices_are_checked():
+    from bench.contenders import resolve_precision
+
+    cpu = __import__("torch").device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="allowed auto, fp32, bf16"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(SystemExit) as e:
+        main(["--quick", "--precision", "fp16", "--no-write"])
+    assert e.value.code == 2

@@ -88,7 +88,8 @@ def _post_ln_forward(m: nn.Module, hidden_states: torch.Tensor, input_tensor: to
     """BertOutput / BertSelfOutput with an adapter (see the module docstring for the two placements)."""
     h = m.dropout(m.dense(hidden_states))
     if ln_before:
-        return m.LayerNorm(h + m.pk_adapter(m.LayerNorm(h + input_tensor)) + input_tensor)
+        s = h + input_tensor  # LN(h + A(LN(h + x)) + x), with h + x computed once
+        return m.LayerNorm(s + m.pk_adapter(m.LayerNorm(s)))
     return m.LayerNorm(h + m.pk_adapter(h) + input_tensor)
 
 
