@@ -215,7 +215,9 @@ def markdown(result: dict) -> str:
              "on a shared machine, meaningless on CUDA). `(within IQR)`: the goal lies inside the paired IQR, so the "
              "verdict is within the run's noise.",
              "- peers: LoRA vs peft `LoraConfig(r=8, lora_alpha=16, target_modules=[query, value])` (GPT-2: "
-             "`c_attn`, all of q, k, v, as peft cannot target slices; peftkit adapts the q and v slices); Pfeiffer vs "
+             "`c_attn`, all of q, k, v, as peft cannot target slices; peftkit adapts the q and v slices: the same "
+             "trainable count, but peftkit keeps two rank-r activations A x per layer for backward where peft keeps "
+             "one, i.e. batch x tokens x r x 4 bytes more per layer); Pfeiffer vs "
              "adapters `SeqBnConfig(reduction_factor=hidden/48)`; Houlsby vs `DoubleSeqBnConfig(reduction_factor="
              "hidden/48)`; prefix vs `PrefixTuningConfig(prefix_length=10)`; UniPELT APL vs `UniPELTConfig()` "
              "(peftkit's adapter size set to hidden/16 to match it: 48 on BERT-base, 24 on MiniLM); full FT and "

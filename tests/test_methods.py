@@ -183,3 +183,42 @@ def test_describe_lists_touched_modules():
     model = peftkit.apply(tiny("bert"), "lora", r=4)
     text = peftkit.describe(model)
     assert "attention.self.query.pk_lora.A.0" in text and "trainable (method) 1,024" in text
+
+
+def _out_of_place_host(m, x, *args, **kwargs):
+    """Reference for the in-place LoRA host forward: base output, each delta added out of place, slices re-joined."""
+    from peftkit.layers import class_forward
+
+    out = class_forward(m, x, *args, **kwargs)
+    pieces, at = [], 0
+    for attr, (start, stop) in m._pk_slices.items():
+        pieces += [out[..., at:start], out[..., start:stop] + getattr(m, attr)(x)]
+        at = stop
+    return torch.cat(pieces + [out[..., at:]], dim=-1)
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+@pytest.mark.parametrize("method,opts", [("lora", {"r": 4}), ("adamix", {"base": "lora", "r": 4, "num_modules": 2}),
+                                         ("unipelt", {"variant": "APL", "bottleneck": 8, "prefix_length": 5, "r": 4})])
+def test_in_place_lora_add_gives_the_same_loss_and_gradients(arch, method, opts):
+    import functools
+
+    from peftkit.methods.lora import lora_hosts
+
+    runs = []
+    for reference in (False, True):
+        model = peftkit.apply(tiny(arch), method, seed=0, **opts)
+        perturb(model)  # non-zero B, so the LoRA path matters
+        if reference:
+            for host in lora_hosts(model):
+                host.forward = functools.partial(_out_of_place_host, host)
+        model.train()
+        torch.manual_seed(3)  # same dropout masks and routing draws in both runs
+        loss = model(**batch(arch), labels=_labels(arch)).loss
+        loss.backward()
+        runs.append((loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (loss, grads), (ref_loss, ref_grads) = runs
+    assert torch.equal(loss, ref_loss) and grads.keys() == ref_grads.keys()
+    assert any("pk_lora" in n for n in grads)
+    for name in grads:
+        assert torch.allclose(grads[name], ref_grads[name], rtol=0, atol=1e-7), name

@@ -61,7 +61,7 @@ class LoRAPart(nn.Module):
         out = mix(self._state, self, x, len(self.A), len(self.B), self._one, self._merged)
         if self.gate is not None:
             return out * self.gate(x).view(-1, *([1] * (out.dim() - 1)))
-        return out * self.scaling
+        return out.mul_(self.scaling)  # a fresh product that nothing saved for backward
 
     def inference_numel(self) -> int:
         one = self.A[0].weight.numel() + self.B[0].weight.numel()
@@ -69,20 +69,21 @@ class LoRAPart(nn.Module):
 
 
 def _host_forward(m: nn.Module, x: torch.Tensor, *args, **kwargs):
-    """Forward of a projection carrying LoRA parts: base output plus each part's delta on its slice."""
+    """Forward of a projection carrying LoRA parts: base output plus each part's delta on its slice.
+
+    The deltas are added in place: the projection's fresh output is not saved for its backward (a linear map saves
+    its input and weight), so this is autograd-safe and spares one output-sized allocation per part -- for GPT-2's
+    fused ``c_attn`` it also spares concatenating the q, k, v slices again. The output keeps the projection's dtype.
+    """
     out = class_forward(m, x, *args, **kwargs)
     m._pk_state.check_trainable_forward(m)
     if m._pk_state.merged and not m._pk_gated:
         return out  # the delta is already in the weight
-    pieces, at = [], 0
     for attr, (start, stop) in m._pk_slices.items():
         delta = getattr(m, attr)(x)
-        if start == 0 and stop == out.shape[-1]:
-            return out + delta
-        pieces += [out[..., at:start], out[..., start:stop] + delta]
-        at = stop
-    pieces.append(out[..., at:])
-    return torch.cat(pieces, dim=-1)
+        target = out if start == 0 and stop == out.shape[-1] else out[..., start:stop]
+        target.add_(delta)
+    return out
 
 
 def _is_conv1d(m: nn.Module) -> bool:
