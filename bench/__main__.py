@@ -10,6 +10,7 @@ from . import backbones as bbs
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    from .contenders import PRECISIONS
     from .suite import GROUP_NAMES
 
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -21,7 +22,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default=None,
                     help="comma list of group names or globs; groups: " + ", ".join(GROUP_NAMES))
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="bf16 autocast or fp32 (default auto: bf16 autocast on CUDA, fp32 on CPU)")
     ap.add_argument("--quick", action="store_true",
                     help="tiny backbone (unless --backbone is given), batch 4 x 16 tokens, 2 rounds: for tests")

@@ -238,9 +238,12 @@ def low_resource_report(results: list[dict], profile: str, reports_dir=None) -> 
 
 def report(study: str, results: list[dict], profile: str, reports_dir=None) -> Report:
     """The report of ``study`` (see the ``<study>_report`` functions; 03-08 live in studies_reports2)."""
-    from . import studies_reports2
+    from . import studies_reports2 as r2
     from .studies import _check_study
 
     _check_study(study)
-    fn = globals().get(f"{study}_report") or getattr(studies_reports2, f"{study}_report")
-    return fn(results, profile, reports_dir)
+    reports = {"glue_main": glue_main_report, "low_resource": low_resource_report, "fewshot": r2.fewshot_report,
+               "nlg": r2.nlg_report, "ablation_bottleneck": r2.ablation_bottleneck_report,
+               "ablation_adamix": r2.ablation_adamix_report, "unipelt_gates": r2.unipelt_gates_report,
+               "efficiency": r2.efficiency_report}
+    return reports[study](results, profile, reports_dir)
