@@ -5,7 +5,9 @@ Rows of docs/fidelity.md's UniPELT section: prefix / gate / adapter initialisati
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 
 import pytest
 import torch
@@ -261,3 +263,35 @@ def test_pooler_rule_follows_the_checkpoint(tmp_path):
     f = tmp_path / "model.safetensors"
     save_file({k: v for k, v in load_file(str(f)).items() if "pooler" not in k}, str(f), metadata={"format": "pt"})
     assert not has_pooler_weights(str(tmp_path))
+
+
+@pytest.mark.skipif(not os.environ.get("PEFTKIT_DATA_DIR"), reason="needs the shared data (PEFTKIT_DATA_DIR)")
+def test_run_pads_to_max_length_and_keeps_minilm_pooler_frozen(tmp_path, monkeypatch):
+    """A run with pad_to_max_length pads every batch (train and eval) to max_length and records it; MiniLM ships
+    pooler weights, so its pooler is neither trained nor saved. (RunSpec gains the field at merge; a subclass
+    stands in for it here.)"""
+    from safetensors import safe_open
+
+    from peftkit.experiment import RunSpec, run
+
+    widths, collate = set(), PadCollator.__call__
+
+    def spy(self, rows):
+        out = collate(self, rows)
+        widths.add(out["input_ids"].shape[1])
+        return out
+    monkeypatch.setattr(PadCollator, "__call__", spy)
+
+    @dataclasses.dataclass
+    class PaddedSpec(RunSpec):
+        pad_to_max_length: bool = True
+
+    spec = PaddedSpec("sst-2", "unipelt", str(tmp_path / "u"), {"bottleneck": 8}, profile="smoke", max_train=16,
+                      max_eval=16, max_steps=2, max_length=128)
+    res = run(spec, progress=False)
+    assert widths == {128}  # SST-2 sentences are far shorter
+    assert res["training"]["pad_to_max_length"] is True and res["training"]["train_pooler"] is False
+    assert res["method_config"]["gate_average"] == "all" and res["gates"]["adapter"]
+    with safe_open(str(tmp_path / "u" / "best" / "peftkit_weights.safetensors"), "pt") as f:
+        saved = list(f.keys())
+    assert any(k.startswith("classifier.") for k in saved) and not any("pooler" in k for k in saved)
