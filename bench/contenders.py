@@ -76,7 +76,7 @@ def _adapters(model: nn.Module, spec: Spec, bb) -> nn.Module:
 
 def head_names(model: nn.Module) -> set[str]:
     """Names of the task-head parameters that peftkit trains with every method (``peftkit.arch.is_head_param``:
-    everything outside the base model, and BERT's pooler under a classifier)."""
+    everything outside the base model; BERT's pooler stays frozen, as in the authors' codes and adapters)."""
     from peftkit.arch import detect, is_head_param, tied_to_embeddings
 
     arch, tied = detect(model), tied_to_embeddings(model)

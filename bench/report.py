@@ -222,8 +222,8 @@ def markdown(result: dict) -> str:
              "hidden/48)`; prefix vs `PrefixTuningConfig(prefix_length=10)`; UniPELT APL vs `UniPELTConfig()` "
              "(peftkit's adapter size set to hidden/16 to match it: 48 on BERT-base, 24 on MiniLM); full FT and "
              "BitFit vs plain PyTorch freezing by hand. Every peer trains the same task head as peftkit (the "
-             "parameters `peftkit.arch.is_head_param` names: the classifier and, under a BERT classifier, the "
-             "pooler), so both sides of a ratio train the same parameters (the `trainable` column). AdaMix: M=4, "
+             "parameters `peftkit.arch.is_head_param` names: the classifier; BERT's pooler stays frozen on both "
+             "sides), so both sides of a ratio train the same parameters (the `trainable` column). AdaMix: M=4, "
              "shared up-projection / LoRA B; consistency via `peftkit.consistency.consistency_forward(weight=1.0)` "
              "(a doubled batch in one forward).",
              ""]

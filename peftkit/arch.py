@@ -88,14 +88,19 @@ def detect(model: nn.Module) -> Arch:
 
 
 def is_head_param(model: nn.Module, arch: Arch, name: str) -> bool:
-    """Task-head parameters: outside the base model (classifier, MLM transform, ...), and BERT's pooler when a
-    classifier reads it: the pooler serves only that head (RoBERTa's and AdapterHub's classification heads
-    carry the same dense + tanh layer themselves), so it trains with the head."""
+    """Task-head parameters: outside the base model (classifier, MLM transform, ...). BERT's pooler is part of
+    the base model (see :func:`is_pooler_param`): both authors' codes keep it frozen."""
     if not arch.base_prefix:
         return False
-    if arch.classifier and name.startswith(arch.base_prefix + ".pooler."):
-        return True
     return not name.startswith(arch.base_prefix + ".")
+
+
+def is_pooler_param(model: nn.Module, arch: Arch, name: str) -> bool:
+    """BERT's pooler (dense + tanh over [CLS]) under a classifier that reads it. The authors' codes freeze it
+    (UniPELT's fork: ``train_adapter`` / ``freeze_params`` freeze all of ``bert.*``; AdaMix: every ``bert.*``
+    parameter but the adapters); ``peftkit.apply(..., train_pooler=True)`` trains it with the head, which a
+    checkpoint without pooler weights needs (a newly initialised pooler would otherwise stay random)."""
+    return bool(arch.base_prefix) and arch.classifier and name.startswith(arch.base_prefix + ".pooler.")
 
 
 def tied_to_embeddings(model: nn.Module) -> set[int]:

@@ -102,3 +102,22 @@ def new_head_weights(name: str, head: str) -> bool:
     cfg = json.loads((path / "config.json").read_text())
     marker = {"bert": "cls.predictions.transform", "roberta": "lm_head.dense"}.get(cfg.get("model_type"), "lm_head")
     return not any(marker in k for k in keys)
+
+
+def has_pooler_weights(name: str) -> bool:
+    """Whether the checkpoint ships BERT pooler weights (``pooler.dense.*``). MiniLM-L6 does (all-MiniLM-L6-v2
+    keeps the pooler of the MiniLM it was trained from, though sentence-transformers never reads it);
+    bert-base-uncased does. Without them a classifier's pooler is newly initialised and must train."""
+    from safetensors import safe_open
+
+    path = Path(resolve(name))
+    keys: list[str] = []
+    for f in sorted(path.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            keys += list(fh.keys())
+    if not keys:
+        import torch
+
+        for f in sorted(path.glob("pytorch_model*.bin")):
+            keys += list(torch.load(str(f), map_location="meta", weights_only=True, mmap=True))
+    return any(".pooler.dense." in "." + k for k in keys)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import write_json, write_via
-from .arch import detect, is_head_param, tied_to_embeddings
+from .arch import detect, is_head_param, is_pooler_param, tied_to_embeddings
 from .config import get_method, make_config
 from .layers import Gate, PeftState, bind_call, parse_inference
 
@@ -39,12 +39,15 @@ def _owned(name: str) -> bool:
     return any(part.startswith("pk_") for part in name.split("."))
 
 
-def apply(model: nn.Module, method: str, *, train_head: bool = True, seed: Optional[int] = None,
-          **options: Any) -> nn.Module:
+def apply(model: nn.Module, method: str, *, train_head: bool = True, train_pooler: bool = False,
+          seed: Optional[int] = None, **options: Any) -> nn.Module:
     """Attach ``method`` to ``model`` in place and freeze everything that is not the method's.
 
     The task head (parameters outside the base model, tied LM decoders excepted) stays trainable unless
-    ``train_head=False``. ``seed`` seeds AdaMix routing (default: drawn from torch's global RNG, so
+    ``train_head=False`` (the UniPELT authors' LoRA-only, prefix-only and BitFit runs froze it). BERT's pooler
+    stays frozen, as in both authors' codes, unless ``train_pooler=True`` (for a checkpoint that has no pooler
+    weights; methods that train base weights, full fine-tuning and BitFit, train it by their own rule).
+    ``seed`` seeds AdaMix routing (default: drawn from torch's global RNG, so
     ``torch.manual_seed`` / ``transformers.set_seed`` control it). Every option is validated, and the model
     is checked, before anything changes: a ``ValueError`` names the bad option and the allowed values.
     """
@@ -54,11 +57,14 @@ def apply(model: nn.Module, method: str, *, train_head: bool = True, seed: Optio
     cfg = make_config(method, **options)
     if not isinstance(train_head, bool):
         raise ValueError(f"invalid option train_head={train_head!r}: allowed true, false")
+    if not isinstance(train_pooler, bool):
+        raise ValueError(f"invalid option train_pooler={train_pooler!r}: allowed true, false")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"invalid option seed={seed!r}: allowed a non-negative integer")
     arch = detect(model)
     seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
-    state = PeftState(method=method, config=cfg, arch=arch, train_head=train_head, seed=seed)
+    state = PeftState(method=method, config=cfg, arch=arch, train_head=train_head, train_pooler=train_pooler,
+                      seed=seed)
     state.generator.manual_seed(seed)
     _preflight(model, m, cfg, arch)
     m.attach(model, cfg, arch, state)
@@ -100,10 +106,17 @@ def _after_forward(model, args, output, *, state: PeftState):
     return None
 
 
+def trains_with_head(model: nn.Module, state: PeftState, name: str) -> bool:
+    """Does this parameter train as part of the task head (head itself, or BERT's pooler when asked)?"""
+    if state.train_pooler and is_pooler_param(model, state.arch, name):
+        return True
+    return state.train_head and is_head_param(model, state.arch, name)
+
+
 def _freeze(model: nn.Module, state: PeftState) -> None:
     tied = tied_to_embeddings(model)
     for name, p in model.named_parameters():
-        head = state.train_head and is_head_param(model, state.arch, name) and id(p) not in tied
+        head = trains_with_head(model, state, name) and id(p) not in tied
         p.requires_grad_(is_method_param(name, state) or head)
 
 
@@ -193,7 +206,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if is_head_param(model, state.arch, name) and not _owned(name):
+        pooler = is_pooler_param(model, state.arch, name) and not is_method_param(name, state)  # train_pooler
+        if (is_head_param(model, state.arch, name) or pooler) and not _owned(name):
             head += p.numel()
         else:
             trainable += p.numel()
@@ -224,7 +238,7 @@ def _trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
     tied = tied_to_embeddings(model)
     out = {}
     for name, p in model.named_parameters():
-        head = state.train_head and is_head_param(model, state.arch, name) and id(p) not in tied
+        head = trains_with_head(model, state, name) and id(p) not in tied
         if is_method_param(name, state) or head:
             out[name] = p.detach().cpu().contiguous()
     return out
@@ -241,7 +255,8 @@ def save(model: nn.Module, directory: str | os.PathLike) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     tensors = _trained_state(model)
     meta = {"peftkit_version": __version__, "method": state.method, "options": _options(state.config),
-            "train_head": state.train_head, "seed": state.seed, "merged": state.merged,
+            "train_head": state.train_head, "train_pooler": state.train_pooler, "seed": state.seed,
+            "merged": state.merged,
             "model_type": state.arch.model_type, "parameters": sorted(tensors)}
     write_via(d / WEIGHTS_FILE, lambda p: save_file(tensors, p))
     write_json(d / CONFIG_FILE, meta)
@@ -265,7 +280,8 @@ def load(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     if meta["model_type"] != model.config.model_type:
         raise ValueError(f"checkpoint is for model_type {meta['model_type']!r}, model is {model.config.model_type!r}")
     tensors = load_file(str(d / WEIGHTS_FILE))
-    apply(model, meta["method"], train_head=meta["train_head"], seed=meta["seed"], **meta["options"])
+    apply(model, meta["method"], train_head=meta["train_head"], train_pooler=meta.get("train_pooler", False),
+          seed=meta["seed"], **meta["options"])
     names = dict(model.named_parameters())
     merge_first = meta["merged"] and not set(tensors) <= set(names)  # e.g. prefix kv exists only once merged
     if merge_first:

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .arch import is_head_param, tied_to_embeddings
+from .arch import tied_to_embeddings
 from .atomic import write_json, write_via
-from .core import state_of
+from .core import state_of, trains_with_head
 from .methods.lora import _is_conv1d, _shape, lora_hosts
 
 
@@ -57,13 +57,12 @@ def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
         tensors[f"base_model.model.{name}.lora_B.weight"] = b
         ranks[name] = a.shape[0]
     head_modules = set()
-    if state.train_head:
-        tied = tied_to_embeddings(model)
-        for n, p in model.named_parameters():
-            if is_head_param(model, state.arch, n) and id(p) not in tied:
-                tensors[f"base_model.model.{n}"] = p.detach().cpu().contiguous()
-                parts = n.split(".")
-                head_modules.add(parts[1] if parts[0] == state.arch.base_prefix else parts[0])  # pooler / classifier
+    tied = tied_to_embeddings(model)
+    for n, p in model.named_parameters():
+        if trains_with_head(model, state, n) and id(p) not in tied:
+            tensors[f"base_model.model.{n}"] = p.detach().cpu().contiguous()
+            parts = n.split(".")
+            head_modules.add(parts[1] if parts[0] == state.arch.base_prefix else parts[0])  # pooler / classifier
     r = cfg.r
     alpha = cfg.alpha
     config = {

@@ -113,12 +113,14 @@ def tokenize_generation(ds, tokenizer, max_length: int):
 
 @dataclass
 class PadCollator:
-    """Right-pads input_ids / attention_mask / token_type_ids / labels (token labels with -100)."""
+    """Right-pads input_ids / attention_mask / token_type_ids / labels (token labels with -100) to the longest row,
+    or to ``pad_to`` tokens when given (rows are already truncated to it): the authors' ``pad_to_max_length``."""
 
     pad_id: int
+    pad_to: Optional[int] = None
 
     def __call__(self, rows: list[dict]) -> dict:
-        width = max(len(r["input_ids"]) for r in rows)
+        width = max([len(r["input_ids"]) for r in rows] + [self.pad_to or 0])
         out = {}
         for key in rows[0]:
             vals = [r[key] for r in rows]

@@ -34,12 +34,13 @@ class PeftState:
     config: Any
     arch: Any
     train_head: bool = True
+    train_pooler: bool = False
     seed: Optional[int] = None
     generator: torch.Generator = field(default_factory=torch.Generator)
     inference: str = "merged"  # AdaMix: how mixtures behave outside training
     groups: int = 1  # AdaMix consistency: number of independently routed batch chunks per forward
     merged: bool = False
-    mask: Optional[torch.Tensor] = None  # [B, S] attention mask of the current forward (gates average over it)
+    mask: Optional[torch.Tensor] = None  # [B, S] attention mask of the current forward (masked gate average)
     prefix_kv: Optional[torch.Tensor] = None  # [layers, 2, L, h] for the current forward
     before_forward: list = field(default_factory=list)  # callbacks(state) run by the model pre-hook
 
@@ -65,6 +66,27 @@ def class_forward(module: nn.Module, *args, **kwargs):
     return type(module).forward(module, *args, **kwargs)
 
 
+INITS = ("bert", "pytorch")  # N(0, 0.02) weights and zero biases (BERT's init_weights) | PyTorch's defaults
+GATE_AVERAGES = ("all", "masked")  # every position of the forward, padding included | the non-padding positions
+
+
+def init_module(module: nn.Module, how: str = "bert") -> None:
+    """(Re-)initialise every Linear / Embedding in ``module``: ``bert`` draws weights from N(0, 0.02) with zero
+    biases, as BERT's ``init_weights`` does for every module the authors' forks added; ``pytorch`` restores
+    PyTorch's own defaults (``reset_parameters``: Kaiming-uniform Linear, N(0, 1) Embedding)."""
+    if how not in INITS:
+        raise ValueError(f"invalid option init={how!r}: allowed one of {', '.join(INITS)}")
+    for m in module.modules():
+        if not isinstance(m, (nn.Linear, nn.Embedding)):
+            continue
+        if how == "pytorch":
+            m.reset_parameters()
+            continue
+        nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
 def token_mean(values: torch.Tensor, state: Optional[PeftState]) -> torch.Tensor:
     """Mean of ``values`` [B, T, 1] over the non-padding positions of the current forward -> [B]."""
     mask = state.mask if state is not None else None
@@ -76,21 +98,28 @@ def token_mean(values: torch.Tensor, state: Optional[PeftState]) -> torch.Tensor
 
 
 class Gate(nn.Module):
-    """UniPELT gate: sigmoid(Linear(h, 1)) averaged over the non-padding positions, one scalar per example.
+    """UniPELT gate: the per-position sigmoid(Linear(h, 1)), averaged over positions: one scalar per example.
 
-    The authors' code averages over every position, padding included; peftkit averages over the tokens the
-    attention mask keeps, so that a gate does not depend on how much padding a batch happens to carry.
-    The last value is kept (detached) in ``self.last`` so gates can be logged after a forward pass.
+    ``average="all"`` (default, the authors' fork: ``torch.mean(torch.sigmoid(gate(x)), dim=1)``) averages over
+    every position of the forward, padding included, so a gate depends on how far the batch is padded (the
+    authors padded every input to 128 tokens); ``average="masked"`` averages over the positions the attention
+    mask keeps, so that padding does not change it. The projection starts as N(0, 0.02) with a zero bias (the
+    fork's ``init_weights``). The last value is kept (detached) in ``self.last`` so gates can be logged.
     """
 
-    def __init__(self, hidden: int, state: PeftState):
+    def __init__(self, hidden: int, state: PeftState, average: str = "all"):
         super().__init__()
+        if average not in GATE_AVERAGES:
+            raise ValueError(f"invalid option gate_average={average!r}: allowed one of {', '.join(GATE_AVERAGES)}")
         self.proj = nn.Linear(hidden, 1)
+        init_module(self.proj, "bert")
+        self.average = average
         self._state = state
         self.last: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = token_mean(torch.sigmoid(self.proj(x)), self._state)
+        s = torch.sigmoid(self.proj(x))
+        g = token_mean(s, self._state) if self.average == "masked" else s.mean(dim=(1, 2))
         self.last = g.detach()
         return g
 

@@ -97,7 +97,7 @@ def _build(spec, kind: str, raw: dict):
     name = spec.task.split(":", 1)[-1]
     tok = backbones.load_tokenizer(spec.model)
     set_seed(spec.seed)
-    info = {"regression": False, "metric_task": name, "causal": kind == "nlg"}
+    info = {"regression": False, "metric_task": name, "causal": kind == "nlg", "train_pooler": False}
     if spec.head == "causal":
         model = backbones.load_model(spec.model, "causal")
         peft_model = apply(model, spec.method, train_head=spec.train_head, seed=spec.seed, **spec.options)
@@ -112,7 +112,12 @@ def _build(spec, kind: str, raw: dict):
         regression = kind == "glue" and glue_task(name).label_names is None
         info["regression"] = regression
         model = backbones.load_model(spec.model, "classifier", 1 if regression else labels.num_classes)
-        peft_model = apply(model, spec.method, train_head=spec.train_head, seed=spec.seed, **spec.options)
+        # BERT's pooler stays frozen (both authors' codes) unless the checkpoint has no pooler weights to keep
+        train_pooler = getattr(spec, "train_pooler", None)
+        train_pooler = not backbones.has_pooler_weights(spec.model) if train_pooler is None else train_pooler
+        info["train_pooler"] = train_pooler
+        peft_model = apply(model, spec.method, train_head=spec.train_head, train_pooler=train_pooler,
+                           seed=spec.seed, **spec.options)
         tokenize = lambda ds: features.tokenize_classification(ds, tok, spec.max_length, regression)  # noqa: E731
     data = {role: tokenize(raw[role]) for role in ("train", "dev")}
     data["eval"] = tokenize(raw["eval"]) if kind != "nlg" else None
@@ -181,8 +186,11 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
     )
     best = BestAndPatience(sel, greater, best_dir, spec.patience)
+    # pad_to_max_length: every batch padded to max_length (UniPELT's run_glue.py default, which its gates average
+    # over); otherwise to the longest row of the batch
+    pad_to = spec.max_length if getattr(spec, "pad_to_max_length", False) else None
     trainer = PeftTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
-                          data_collator=PadCollator(tok.pad_token_id), consistency=spec.consistency,
+                          data_collator=PadCollator(tok.pad_token_id, pad_to), consistency=spec.consistency,
                           causal=info["causal"], callbacks=[best, RoutingState()],
                           compute_metrics=None if kind == "nlg" else _compute_metrics(name, info["regression"]))
     if not progress:  # quiet: no per-log dict printing (the trainer adds a printer when tqdm is off)
@@ -214,7 +222,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
                                                       "warmup_ratio", "warmup_steps", "weight_decay", "consistency",
                                                       "patience", "eval_steps", "label_smoothing", "max_train",
                                                       "max_eval")},
-                     "bf16": use_bf16(spec.precision)},
+                     "bf16": use_bf16(spec.precision), "pad_to_max_length": pad_to is not None,
+                     "train_head": spec.train_head, "train_pooler": info["train_pooler"]},
         "seeds": {"seed": spec.seed, "data_seed": spec.data_seed, "routing_seed": peft_model._peftkit.seed},
         "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
         "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,

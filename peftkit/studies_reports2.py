@@ -220,7 +220,9 @@ def unipelt_gates_report(results: list[dict], profile: str, reports_dir=None) ->
         level="task", sort_remaining=False)
     r.table("means", t, "UniPELT mean gate values (over layers, the GLUE dev set and runs)", "UniPELT gate means "
             "per task, K and component", frame=rep.runs_frame(results), paper_backbone="bert-base",
-            notes=["Gate values in (0, 1), averaged over non-padding positions of the reported set, then layers."])
+            notes=["Gate values in (0, 1), averaged over the reported set, then layers; within an example over the "
+                   "positions the run's `gate_average` names (all: every position, padding included, as the "
+                   "authors' code; masked: the non-padding ones)."])
     r.figure("heatmap", rep.gate_heatmap, "UniPELT gate values per layer and component, per task and K", results,
              tasks=tasks)
     return r

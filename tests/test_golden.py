@@ -81,7 +81,7 @@ def test_unipelt_trainable_count_against_adapterhub():
     """adapters' UniPELTConfig on BERT-base trains exactly as many parameters as peftkit's UniPELT (APL):
     per layer a seq_bn adapter (b=48) with gate, LoRA r=8 on query and value with one gate each, and gated
     prefix-tuning whose reparameterisation (embedding 10x768, Linear(768, 512), Linear(512, 2*12*768)) is the
-    same shape; the difference is in behaviour, not size: peftkit's gates average over non-padding positions only.
+    same shape (and the same outputs: test_unipelt_logits_match_adapterhub_on_padded_batch).
     """
     from adapters import UniPELTConfig
     from transformers import BertConfig, BertModel
@@ -95,3 +95,55 @@ def test_unipelt_trainable_count_against_adapterhub():
 
     ours = params("bert-base", "unipelt")["trainable"]
     assert ours == theirs == 11_083_376
+
+
+def _unipelt_to_adapterhub(ours):
+    """adapters' UniPELTConfig on the same tiny BERT, carrying peftkit's UniPELT weights (and head)."""
+    from adapters import UniPELTConfig
+
+    theirs = tiny("bert")
+    adapters.init(theirs)
+    theirs.add_adapter("u", config=UniPELTConfig())  # seq_bn (reduction 16: b=2 here), prefix L=10, LoRA r=8
+    theirs.set_active_adapters("u")
+    o = dict(ours.named_parameters())
+    pairs = {f"classifier.{w}": o[f"classifier.{w}"] for w in ("weight", "bias")}
+    pre = "bert.encoder.layer.0.attention.self.prefix_tuning.pool.prefix_tunings.u.self_prefix."
+    pairs[pre + "wte.weight"] = o["pk_prefix.embedding.weight"]
+    for j in (0, 2):  # Linear, tanh, Linear
+        for w in ("weight", "bias"):
+            pairs[pre + f"control_trans.{j}.{w}"] = o[f"pk_prefix.mlp.{j}.{w}"]
+    for i in range(2):
+        lay = f"bert.encoder.layer.{i}."
+        for w in ("weight", "bias"):
+            pairs[lay + f"attention.self.prefix_tuning.prefix_gates.u.{w}"] = \
+                o[lay + f"attention.self.pk_prefix_gate.proj.{w}"]
+            pairs[lay + f"output.adapters.u.adapter_down.0.{w}"] = o[lay + f"output.pk_adapter.down.0.{w}"]
+            pairs[lay + f"output.adapters.u.adapter_up.{w}"] = o[lay + f"output.pk_adapter.up.0.{w}"]
+            pairs[lay + f"output.adapters.u.gate.{w}"] = o[lay + f"output.pk_adapter.gate.proj.{w}"]
+        for side in ("query", "value"):
+            ours_lora, hub_lora = lay + f"attention.self.{side}.pk_lora.", lay + f"attention.self.{side}.loras.u."
+            pairs[hub_lora + "lora_A"] = o[ours_lora + "A.0.weight"]
+            pairs[hub_lora + "lora_B"] = o[ours_lora + "B.0.weight"]
+            for w in ("weight", "bias"):
+                pairs[hub_lora + f"gate.{w}"] = o[ours_lora + f"gate.proj.{w}"]
+    theirs_params = dict(theirs.named_parameters())
+    with torch.no_grad():
+        for name, value in pairs.items():
+            theirs_params[name].copy_(value)
+    return theirs.eval()
+
+
+def test_unipelt_logits_match_adapterhub_on_padded_batch():
+    """Same weights, a batch padded 5 tokens past its longest row: peftkit's default UniPELT (gates averaged over
+    every position, as the authors' fork) equals adapters' UniPELTConfig, which averages over padding too;
+    gate_average='masked' does not (its gates ignore the padding)."""
+    x = batch("bert")
+    pad = torch.zeros(3, 5, dtype=torch.long)
+    padded = {k: torch.cat([x[k], pad], 1) for k in ("input_ids", "attention_mask")}
+    for average, equal in (("all", True), ("masked", False)):
+        ours = peftkit.apply(tiny("bert"), "unipelt", bottleneck=2, prefix_length=10, r=8, seed=0,
+                             gate_average=average)
+        perturb(ours)
+        theirs = _unipelt_to_adapterhub(ours.eval())
+        diff = (logits(ours, padded) - logits(theirs, padded)).abs().max().item()
+        assert (diff < 1e-6) is equal, (average, diff)

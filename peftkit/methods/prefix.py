@@ -5,6 +5,12 @@ Linear(512, layers * 2 * h). ``peftkit.merge`` computes the prefixes once, keeps
 ``kv`` [layers, 2, L, h] and drops the MLP (L * layers * 2 * h parameters remain: 184,320 on BERT-base with
 L = 10); ``unmerge`` brings the MLP back. peftkit replaces the forward of each self-attention module with its
 own (scaled dot-product attention over [prefix; keys]); supported: BERT-like encoders and GPT-2, KV cache included.
+
+Initialisation (``init``): ``bert`` (default) draws the embedding and both MLP weights from N(0, 0.02) with zero
+biases, as the UniPELT authors' fork leaves them (its ``init_weights`` re-draws every Linear and Embedding the
+model holds, the prefix ones included); the initial prefix keys and values then have a standard deviation of about
+0.02 * sqrt(512 * 768 * 0.02^2 * 0.02^2) = 0.005 on BERT-base. ``pytorch`` keeps PyTorch's defaults (N(0, 1)
+embedding, Kaiming-uniform Linear layers: initial keys and values of std about 0.27).
 """
 from __future__ import annotations
 
@@ -17,19 +23,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import MethodConfig, check_int, register
-from ..layers import Gate, PeftState, patch_forward
+from ..config import MethodConfig, check_choice, check_int, register
+from ..layers import INITS, Gate, PeftState, init_module, patch_forward
 
 
 class PrefixEncoder(nn.Module):
     """All layers' prefixes. Reparameterised while unmerged; a plain parameter once merged."""
 
-    def __init__(self, length: int, hidden: int, num_layers: int, mlp_hidden: int, state: PeftState):
+    def __init__(self, length: int, hidden: int, num_layers: int, mlp_hidden: int, state: PeftState,
+                 init: str = "bert"):
         super().__init__()
         self.length, self.hidden, self.num_layers = length, hidden, num_layers
         self.embedding = nn.Embedding(length, hidden)
         self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.Tanh(),
                                  nn.Linear(mlp_hidden, num_layers * 2 * hidden))
+        if init == "bert":  # "pytorch": the constructors above already drew PyTorch's defaults
+            init_module(self, "bert")
         self.kv: Optional[nn.Parameter] = None
         self._stash: Optional[tuple] = None
         self._state = state
@@ -127,13 +136,14 @@ def _compute_prefix(enc: PrefixEncoder, state: PeftState) -> None:
     state.prefix_kv = enc.compute()  # once per model forward, shared by all layers
 
 
-def attach_prefix(model, arch, state: PeftState, length: int, mlp_hidden: int, gated: bool = False) -> None:
+def attach_prefix(model, arch, state: PeftState, length: int, mlp_hidden: int, gated: bool = False,
+                  init: str = "bert") -> None:
     """Prefix-tuning on every layer. Shared by prefix and UniPELT (which adds a gate per layer)."""
     arch.require(("bert", "gpt2"), "prefix-tuning")
     pet = getattr(model.config, "position_embedding_type", "absolute")
     if pet not in (None, "absolute"):
         raise ValueError(f"prefix-tuning needs absolute position embeddings (model has {pet!r})")
-    enc = PrefixEncoder(length, arch.hidden, arch.num_layers, mlp_hidden, state)
+    enc = PrefixEncoder(length, arch.hidden, arch.num_layers, mlp_hidden, state, init)
     model.pk_prefix = enc
     state.before_forward.append(functools.partial(_compute_prefix, enc))
     for i in range(arch.num_layers):
@@ -147,19 +157,22 @@ def attach_prefix(model, arch, state: PeftState, length: int, mlp_hidden: int, g
 
 @dataclass
 class PrefixConfig(MethodConfig):
-    """Prefix-tuning: ``prefix_length`` L (default 10), reparameterisation MLP hidden size 512."""
+    """Prefix-tuning: ``prefix_length`` L (default 10), reparameterisation MLP hidden size 512, ``init`` bert
+    (N(0, 0.02), zero biases: the authors' fork) | pytorch (PyTorch's defaults)."""
 
     name = "prefix"
     prefix_length: int = 10
     prefix_hidden: int = 512
+    init: str = "bert"
 
     def validate(self) -> None:
         check_int("prefix_length", self.prefix_length, 1)
         check_int("prefix_hidden", self.prefix_hidden, 1)
+        check_choice("init", self.init, INITS)
 
 
 def attach(model, cfg: PrefixConfig, arch, state: PeftState) -> None:
-    attach_prefix(model, arch, state, cfg.prefix_length, cfg.prefix_hidden)
+    attach_prefix(model, arch, state, cfg.prefix_length, cfg.prefix_hidden, init=cfg.init)
 
 
 register(PrefixConfig, attach)
