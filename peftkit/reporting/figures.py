@@ -181,6 +181,30 @@ def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequ
         return finish(fig, out)
 
 
+def gate_heatmap_examples(frame: pd.DataFrame, out: str | os.PathLike, title: str) -> list[Path]:
+    """Gate values of one forward, one panel per component: layers x examples, the value in each cell.
+    ``frame``: layer, component, example, gate (see :func:`peftkit.tour.gate_frame`)."""
+    _need(frame, "gate heatmap (no gate values)")
+    comps = [c for c in GATE_COMPONENTS if c in set(frame["component"])]
+    examples = list(dict.fromkeys(frame["example"]))
+    with style():
+        fig, axes = grid(len(comps), ncols=len(comps), panel=(0.6 + 0.55 * len(examples), 2.6), sharey=True)
+        image = None
+        for ax, comp in zip(axes, comps):
+            mat = frame[frame["component"] == comp].pivot(index="layer", columns="example", values="gate")[examples]
+            image = ax.imshow(mat.to_numpy(), aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+            for (i, j), v in np.ndenumerate(mat.to_numpy()):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color="black" if v > 0.55 else "white")
+            ax.set_xticks(range(len(examples)), examples, rotation=90)
+            ax.set_yticks(range(len(mat.index)), [str(i) for i in mat.index])
+            ax.set_title(GATE_COMPONENTS[comp].replace("\n", " "))
+            ax.set_xlabel("example")
+        axes[0].set_ylabel("layer (index)")
+        fig.colorbar(image, ax=axes, shrink=0.9, label="gate value (0–1)")
+        fig.suptitle(title, fontsize=10)
+        return finish(fig, out)
+
+
 def efficiency_bars(rows: pd.DataFrame | Sequence[dict], out: str | os.PathLike) -> list[Path]:
     """Trainable parameters (% of the backbone, log scale), training and inference time relative to full FT;
     ours beside the paper's per method. ``rows``: method_label, source ("ours" | "paper"), trainable_pct,
@@ -253,5 +277,5 @@ def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str
         return finish(fig, out)
 
 
-__all__ = ["bottleneck_curve", "strip_by_mode", "gate_heatmap", "gate_matrix", "efficiency_bars", "nlg_bars",
-           "PALETTE"]
+__all__ = ["bottleneck_curve", "strip_by_mode", "gate_heatmap", "gate_heatmap_examples", "gate_matrix",
+           "efficiency_bars", "nlg_bars", "PALETTE"]
