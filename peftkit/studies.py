@@ -63,7 +63,8 @@ def runs_path(study: str, profile: str, runs_dir: str | Path | None = None) -> P
 def reports_path(profile: str, reports_dir: str | Path | None = None) -> Path:
     """``reports/`` for the cpu profile (the committed reports), ``reports/<profile>/`` for smoke and paper, so a
     smoke or paper build never overwrites the committed cpu reports; or ``reports_dir`` (relative: from the
-    checkout)."""
+    checkout). Runs that differ from the profile's default grid are reported one level down, in
+    ``variants/<what differed>/`` (see :func:`variant`)."""
     _check_profile(profile)
     if reports_dir is not None:
         return _under_root(reports_dir)

@@ -195,19 +195,26 @@ def _kit_metric(task: str) -> str:
 def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Sequence[str],
                metric_for: Callable[[str], str], paper: Callable[[dict, str], float | None] | None = None,
                index_name: str = "method") -> pd.DataFrame:
-    """A display table: one row per (label, column filters), one column per task with ``mean ± std [CI] n``; with
-    ``paper(filters, task)`` a "paper" column beside each task ("–" where the paper has no cell)."""
+    """A display table: one row per (label, column filters); per task ``mean ± std [CI] n`` (Student-t), and with
+    ``paper(filters, task)`` the paper's cell and Δ as columns beside it ("–" where the paper has no cell, or where
+    runs collapsed). One precision per column: the metric's."""
+    from .reporting.names import decimals
+
     body = []
     for label, where in rows:
         row = {index_name: label}
         for t in tasks:
-            m = metric_for(t)
+            m, d = metric_for(t), decimals(metric_for(t))
             sub = rep.select(frame, task=t, metric=m, **where)
             s = describe_values(sub["value"].to_numpy(dtype=float))
-            row[task_name(t)] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m)
+            collapsed = int(sub.drop_duplicates("run_id")["collapsed"].notna().sum()) if len(sub) else 0
+            name = task_name(t) + (" ours" if paper is not None else "")
+            row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, collapsed)
             if paper is not None:
                 v = paper(where, t)
-                row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:g}"
+                row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:.{d}f}"
+                row[f"{task_name(t)} Δ"] = (MISSING if v is None or not s["n"] else "– (collapsed)" if collapsed
+                                            else f"{s['mean'] - v:+.{d}f}")
         body.append(row)
     return pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
 

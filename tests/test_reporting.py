@@ -609,3 +609,20 @@ def test_readme_opens_with_what_was_found(tmp_path, monkeypatch):
     assert "MiniLM-L6 where the papers used BERT-base" in text
     with pytest.raises(ValueError, match="kind"):
         rep.register_finding(reports, "y", "text", "verdict")
+
+
+def test_study_tables_put_ours_paper_and_delta_side_by_side(tmp_path):
+    from peftkit.studies_reports2 import ablation_bottleneck_report
+
+    runs = [make_result("sst2", m, lab, seed=s, config={"bottleneck": 48}, metrics={"accuracy": a + 0.01 * s})
+            for s in (1, 2, 3) for m, lab, a in (("pfeiffer", None, 0.80), ("adamix", "adamix-pfeiffer", 0.82))]
+    r = ablation_bottleneck_report(runs, "cpu", tmp_path / "r")
+    t = r.tables["results"]
+    assert ["SST-2 ours", "SST-2 paper", "SST-2 Δ"] == [c for c in t.columns if c.startswith("SST-2")]
+    paper = rep.paper_value("adamix", "glue", "pfeiffer", "sst2", backbone="bert-base",
+                            metric=rep.paper_metric("sst2", "adamix"))
+    row = t.loc["Adapter (Pfeiffer), b=48"]
+    assert row["SST-2 paper"] == f"{paper:.2f}" and row["SST-2 Δ"] == f"{82.0 - paper:+.2f}"
+    assert row["SST-2 ours"].endswith("n=3") and r.variant  # not the cpu grid: a variant, said so
+    text = (tmp_path / "r/tables/05_ablation_bottleneck_results.md").read_text()
+    assert "with non-default parameters" in text.splitlines()[0] and "Student-t" in text
