@@ -168,15 +168,17 @@ def test_tour_parameters():
 @needs_data
 @pytest.mark.slow
 def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
-    """The tour, executed as ``peftkit reproduce`` does: what it records is what it claims to show."""
-    import papermill as pm
-
+    """The tour, executed by ``peftkit reproduce`` (as ``make reports`` does): its executed copy and HTML land in
+    REPORTS_DIR/executed/, and what it records is what it claims to show."""
     from peftkit.reporting import read_index
 
-    out = tmp_path / "executed.ipynb"
     reports = tmp_path / "reports"
-    pm.execute_notebook(str(NB_DIR / f"{TOUR}.ipynb"), str(out), cwd=str(ROOT), progress_bar=False,
-                        kernel_name="python3", parameters={"PROFILE": "smoke", "REPORTS_DIR": str(reports)})
+    proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports), "--runs-dir",
+                      str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = reports / f"executed/smoke/{TOUR}.ipynb"
+    assert (reports / f"executed/smoke/{TOUR}.html").stat().st_size > 0
+    assert not (tmp_path / "runs").exists()  # the tour trains no runs
     rec = json.loads((reports / "tour/tour.json").read_text())
     routing = rec["routing"]
     m = rec["adamix"]["num_modules"]
