@@ -115,8 +115,9 @@ def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequenc
                           alpha=0.85, legend=False, ax=ax)
             s = summarise(df.assign(mode=df["mode"].astype(str)), by=["mode"]).set_index("mode").loc[order]
             xs = np.arange(len(order))
-            ax.errorbar(xs + 0.3, s["mean"], yerr=_yerr(s), fmt="D",
-                        color="black", markersize=4, capsize=3, linewidth=1, label="mean, 95% CI")
+            several = bool((s["n"] > 1).any())
+            ax.errorbar(xs + 0.3, s["mean"], yerr=_yerr(s) if several else None, fmt="D", color="black",
+                        markersize=4, capsize=3, linewidth=1, label="mean, 95% CI" if several else "mean (n = 1)")
             ax.set_xlabel("inference mode")
             ax.set_ylabel(metric_axis_label(m))
             ax.set_title(f"{task_name(tk)}: {method_name(method)}")
