@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from .consistency import consistency_forward
-from .core import count_parameters, gate_values, merged, routing, set_inference
+from .core import count_parameters, gate_values, merged, routing, set_inference, state_of
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.|\.h\.(\d+)\.")
 
@@ -91,7 +91,7 @@ def two_passes(model: nn.Module, b: dict) -> dict:
     difference between them, and a control: the routing generator rewound to before the first pass replays it
     exactly (``replay_max_abs_diff`` 0), so routing is the only thing that differs between the passes."""
     model.train()
-    gen = model._peftkit.generator
+    gen = state_of(model).generator
     start = gen.get_state()
     out = {}
     with no_dropout(model), torch.no_grad():
@@ -186,10 +186,11 @@ def merge_check(model: nn.Module, b: dict) -> dict:
             "inference": counts["inference"], "head": counts["head"], "total": counts["total"]}
 
 
-def inference_modes(model: nn.Module, b: dict, num_modules: int) -> "object":
+def inference_modes(model: nn.Module, b: dict) -> "object":
     """P(label 1) per example under merged, random (two calls), fixed-0 .. fixed-(M-1) and ensemble, eval mode."""
     import pandas as pd
 
+    num_modules = state_of(model).config.num_modules
     model.eval()
     modes = ["merged", "random", "random"] + [f"fixed-{k}" for k in range(num_modules)] + ["ensemble"]
     rows = []
@@ -268,10 +269,10 @@ def export_roundtrip(model: nn.Module, b: dict, model_name: str = "minilm", dire
             "peft_class": type(reloaded).__name__}
 
 
-def record(passes: dict, merge: dict, modes, gates, export: dict, log: Sequence[dict], config: dict) -> dict:
-    """What the tour showed, as plain numbers (the JSON the tests read)."""
+def record(model: nn.Module, passes: dict, merge: dict, modes, gates, export: dict, log: Sequence[dict]) -> dict:
+    """What the tour showed, as plain numbers (the JSON the tests read); ``model``: the AdaMix model."""
     return {
-        "adamix": config,
+        "adamix": state_of(model).config.to_dict(),
         "routing": {"pass1": {k: list(map(list, v)) for k, v in passes["first"]["routes"].items()},
                     "pass2": {k: list(map(list, v)) for k, v in passes["second"]["routes"].items()},
                     "same_routes": passes["same_routes"], "max_abs_diff": passes["max_abs_diff"],
