@@ -17,6 +17,7 @@ from .core import (  # noqa: E402
     merge,
     merged,
     route_groups,
+    routing,
     save,
     set_inference,
     unmerge,
@@ -32,4 +33,4 @@ def methods() -> list[str]:
 
 
 __all__ = ["apply", "merge", "unmerge", "merged", "save", "load", "export_peft", "count_parameters", "describe",
-           "gate_values", "route_groups", "set_inference", "make_config", "methods", "__version__"]
+           "gate_values", "route_groups", "routing", "set_inference", "make_config", "methods", "__version__"]

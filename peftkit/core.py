@@ -199,6 +199,14 @@ def gate_values(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: g.last for n, g in model.named_modules() if isinstance(g, Gate) and g.last is not None}
 
 
+def routing(model: nn.Module) -> dict[str, Any]:
+    """Last forward's AdaMix routing, {mixture module name: choice}: a list of (down, up) -- LoRA: (A, B) --
+    module indices, one pair per independently routed batch chunk (two under :func:`route_groups`), or the
+    string "merged" / "ensemble" for the eval modes that do not pick a module."""
+    state_of(model)
+    return {n: m.last_route for n, m in model.named_modules() if getattr(m, "last_route", None) is not None}
+
+
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """``trainable`` (method only, no head), ``head``, ``inference`` (method size in merged form), ``total``."""
     state = state_of(model)

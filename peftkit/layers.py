@@ -152,6 +152,7 @@ def mix(state: PeftState, module: nn.Module, x: torch.Tensor, first: int, second
     if first == 1 and second == 1:
         return one(x, 0, 0)
     choice = routed(state, first, second, module.training)
+    module.last_route = choice  # what this forward used (peftkit.routing reads it)
     if choice == "merged":
         return merged(x)
     if choice == "ensemble":

@@ -136,7 +136,7 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
         params = {"PROFILE": profile, **(parameters or {})}
         if reports_dir:
             params["REPORTS_DIR"] = str(base)
-        if runs_dir:
+        if runs_dir and name in NOTEBOOKS:  # the tour (00_tour) trains no runs
             params["RUNS_DIR"] = str(Path(runs_dir).resolve() / NOTEBOOKS.get(name, name))
         out = executed_dir / f"{name}.ipynb"
         print(f"[reproduce] {i}/{len(names)} {name} (profile {profile}): started", flush=True)

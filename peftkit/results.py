@@ -14,7 +14,8 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256)
 - ``evaluations``: [{"step", "epoch", "<metric>": float, "loss": float}, ...] on the dev (model-selection) set
 - ``best_metrics``: {metric name: float} on the reported set (GLUE dev, few-shot test, NLG test), fractions, with
-  the metric names of the evaluate modules (accuracy, f1, matthews_correlation, pearson, spearmanr, bleu, ...)
+  the metric names of the evaluate modules (accuracy, f1, matthews_correlation, pearson, spearmanr, bleu, ...);
+  classification also "predicted_classes" (distinct labels predicted: 1 means the run collapsed)
 - ``selection_metric`` (str), ``best_step`` (int)
 - ``inference_modes``: AdaMix only, {"merged": {...}, "random": {...}, "fixed-0": {...}, "ensemble": {...}}
   metrics of the same trained model under each inference mode, else null

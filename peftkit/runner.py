@@ -135,7 +135,10 @@ def _compute_metrics(task: str, regression: bool):
     def compute(pred):
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         preds = logits.squeeze(-1) if regression else np.argmax(logits, axis=-1)
-        return metric.compute(predictions=preds, references=pred.label_ids)
+        out = metric.compute(predictions=preds, references=pred.label_ids)
+        if not regression:  # 1 = a collapsed classifier (the same label for every example); reports flag it
+            out["predicted_classes"] = float(len(np.unique(preds)))
+        return out
     return compute
 
 

@@ -63,7 +63,8 @@ def runs_path(study: str, profile: str, runs_dir: str | Path | None = None) -> P
 def reports_path(profile: str, reports_dir: str | Path | None = None) -> Path:
     """``reports/`` for the cpu profile (the committed reports), ``reports/<profile>/`` for smoke and paper, so a
     smoke or paper build never overwrites the committed cpu reports; or ``reports_dir`` (relative: from the
-    checkout)."""
+    checkout). Runs that differ from the profile's default grid are reported one level down, in
+    ``variants/<what differed>/`` (see :func:`variant`)."""
     _check_profile(profile)
     if reports_dir is not None:
         return _under_root(reports_dir)
@@ -245,6 +246,60 @@ def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_
     return specs
 
 
+_VARIANT_TRAINING = ("max_steps", "epochs", "max_train", "lr", "batch_size", "max_length", "eval_steps", "consistency")
+
+
+def _field_sets(rows: Iterable[dict]) -> dict[str, set]:
+    out: dict[str, set] = {}
+    for row in rows:
+        for k, v in row.items():
+            out.setdefault(k, set()).add("none" if v is None else f"{v:g}" if isinstance(v, float) else str(v))
+    return out
+
+
+def variant(study: str, profile: str, results: Sequence[dict]) -> dict[str, str]:
+    """What makes ``results`` differ from the runs of the profile's default grid: {} when they are exactly those
+    runs (same run names, so same tasks, methods, seeds, budget and backbone), else {field: our values}, e.g.
+    {"max_steps": "1"}; a difference the fields do not show reads {"runs": "..."}."""
+    from .reporting.names import backbone_key, method_key, task_key
+
+    default = grid(study, profile)
+    want, have = {Path(s.out).name for s in default}, {r.get("run_id") for r in results}
+    if want == have:
+        return {}
+
+    def spec_row(s: RunSpec) -> dict:
+        r = resolve(s)
+        return {"tasks": task_key(s.task), "methods": method_key(method_label(s.method, s.options)), "seeds": s.seed,
+                "k": s.k, "data_seeds": r.data_seed, "model": backbone_key(r.model),
+                **{f: getattr(r, f) for f in _VARIANT_TRAINING}}
+
+    def result_row(x: dict) -> dict:
+        t = x.get("training") or {}
+        return {"tasks": task_key(x.get("task")), "methods": method_key(x.get("method_label") or x.get("method")),
+                "seeds": (x.get("seeds") or {}).get("seed"), "k": x.get("k"), "data_seeds": x.get("data_seed"),
+                "model": backbone_key(x.get("model")), **{f: t.get(f) for f in _VARIANT_TRAINING}}
+
+    ours, base = _field_sets(map(result_row, results)), _field_sets(map(spec_row, default))
+    diff = {k: ",".join(sorted(v)) for k, v in ours.items() if v != base.get(k)}
+    return diff or {"runs": f"{len(have - want)} runs outside the default grid, {len(want - have)} of its runs "
+                            "missing"}
+
+
+def variant_text(diff: dict[str, str]) -> str:
+    """{"max_steps": "1", "seeds": "42"} -> "max_steps=1, seeds=42"."""
+    return ", ".join(f"{k}={v}" for k, v in diff.items())
+
+
+def variant_folder(diff: dict[str, str]) -> str:
+    """A folder name for a non-default run set, e.g. "max-steps-1_seeds-42" (long ones end in a short hash)."""
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", "_".join(f"{k}-{v}" for k, v in diff.items()).replace("_", "-"))
+    slug = slug.replace("-" * 2, "-").strip("-")
+    if len(slug) > 60:
+        slug = slug[:50].rstrip("-") + "-" + hashlib.sha256(slug.encode()).hexdigest()[:8]
+    return slug or "variant"
+
+
 def _settings(s: RunSpec) -> str:
     opts = [f"{k}={v}" for k, v in s.options.items() if k not in _IN_LABEL]
     opts += [f"consistency={s.consistency:g}"] if s.consistency is not None else []
@@ -318,6 +373,7 @@ from .studies_reports2 import (ablation_adamix_report, ablation_bottleneck_repor
                                fewshot_report, nlg_report, unipelt_gates_report)
 
 __all__ = ["PROFILES", "NOTEBOOKS", "STUDIES", "DEFAULTS", "METHODS", "grid", "plan", "run_specs", "run_study",
-           "run_name", "runs_path", "reports_path", "project_root", "defaults", "command", "Report", "report",
+           "run_name", "runs_path", "reports_path", "variant", "project_root", "defaults", "command", "Report",
+           "report",
            "glue_main_report", "low_resource_report", "fewshot_report", "nlg_report", "ablation_bottleneck_report",
            "ablation_adamix_report", "unipelt_gates_report", "efficiency_report"]

@@ -18,7 +18,7 @@ from . import reporting as rep
 from .reporting.frame import context
 from .reporting.names import method_name, method_order, metric_name, task_key, task_name
 from .reporting.stats import describe_values
-from .reporting.tables import MISSING, format_ours
+from .reporting.tables import INTERVAL_NOTE, MISSING, format_ours
 
 
 @dataclass
@@ -36,13 +36,32 @@ class Report:
     claims: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
+    variant: dict = field(default_factory=dict)  # what differs from the profile's default runs ({}: nothing)
+
+    @property
+    def profile_label(self) -> str:
+        """'cpu', or 'cpu with non-default parameters (max_steps=1)' for a variant run set."""
+        from .studies import variant_text
+
+        return self.profile + (f" with non-default parameters ({variant_text(self.variant)})" if self.variant
+                               else "")
+
+    def variant_note(self) -> list[str]:
+        """The note every output of a variant carries (none for the profile's default runs)."""
+        from .studies import variant_text
+
+        if not self.variant:
+            return []
+        return [f"Not the {self.profile} profile's reports: these runs differ from its defaults in "
+                f"{variant_text(self.variant)}, so they are written to {self.reports_dir.name}/ and never over the "
+                "profile's own tables, figures and index."]
 
     def show(self) -> None:
         """Display notes, tables, claim verdicts and figures (in a notebook; plain text elsewhere)."""
         from IPython.display import Image, Markdown, display
 
-        if self.notes:
-            display(Markdown("\n".join(f"- {n}" for n in self.notes)))
+        if self.notes or self.variant:
+            display(Markdown("\n".join(f"- {n}" for n in self.variant_note() + list(self.notes))))
         for name, df in self.tables.items():
             display(Markdown(f"#### {self.titles[name]}"))
             display(df)
@@ -69,8 +88,11 @@ class Report:
                              "profile": ctx["profile"] if len(frame) else self.profile,
                              "paper_backbone": paper_backbone})
         a = df.attrs
+        if self.variant and "backbone" in a:
+            a["profile"] = f"{a['profile']} with non-default parameters"
+            notes = [*self.variant_note(), *notes]
         title = rep.table_title(what, a["backbone"], a["profile"], a.get("paper_backbone"), a.get("backbone_keys")) \
-            if "backbone" in a else f"{what}, profile {self.profile}"
+            if "backbone" in a else f"{what}, profile {self.profile_label}"
         if frame is not None and "budget" in frame and frame["budget"].notna().any():
             notes = [*notes, "Training budget (from the result files): "
                      + "; ".join(sorted(set(frame["budget"].dropna()))) + "."]
@@ -78,11 +100,42 @@ class Report:
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
         self.tables[name], self.titles[name] = df, title
+        if a.get("deltas"):
+            self._delta_finding(name, what, a, paths[0])
         return df
 
-    def figure(self, name: str, draw: Callable, description: str, *args, **kwargs) -> Path:
-        """``draw(*args, out, **kwargs)`` (a reporting figure) into figures/<notebook>_<name>.{png,pdf}."""
-        paths = draw(*args, self.reports_dir / "figures" / f"{self.notebook}_{name}", **kwargs)
+    def _delta_finding(self, name: str, what: str, attrs: dict, path: Path) -> None:
+        """The table's headline deltas (range and median of ours − paper) as a line of the README summary."""
+        from .reporting.names import backbone_name
+
+        deltas = sorted(attrs["deltas"], key=lambda d: d[2])
+        lo, hi = deltas[0], deltas[-1]
+        median = float(pd.Series([d[2] for d in deltas]).median())
+        rel = path.relative_to(self.reports_dir).as_posix()
+        text = (f"[{what}]({rel}): Δ from {lo[2]:+.2f} ({lo[0]}, {lo[1]}) to {hi[2]:+.2f} ({hi[0]}, {hi[1]}), "
+                f"median {median:+.2f} over {len(deltas)} cells")
+        paper_bb = attrs.get("paper_backbone")
+        caveat = (f"our runs use {attrs['backbone']}" + (f" where the papers used {backbone_name(paper_bb)}"
+                                                          if paper_bb else "")
+                  + f", with the {self.profile} profile's small training budgets, so a Δ against the paper mixes "
+                  "the method with that gap in scale; the claims compare our own methods under one budget.")
+        rep.register_finding(self.reports_dir, f"{self.notebook}_{name}", text, "delta",
+                             caveat=caveat[0].upper() + caveat[1:])
+
+    def caption(self, data) -> str:
+        """Backbone, profile and training budget of the runs behind a figure (a runs frame or result dicts)."""
+        frame = data if isinstance(data, pd.DataFrame) and "backbone" in data else rep.runs_frame(
+            data if isinstance(data, list) and all(isinstance(x, dict) for x in data) else [])
+        ctx = context(frame)
+        budgets = sorted(set(frame["budget"].dropna())) if "budget" in frame else []
+        text = f"{ctx['backbone']}, profile {self.profile_label}"
+        return text + (f"; budget: {'; '.join(budgets)}" if budgets else "")
+
+    def figure(self, name: str, draw: Callable, description: str, *args, caption_from=None, **kwargs) -> Path:
+        """``draw(*args, out, caption=..., **kwargs)`` (a reporting figure) into figures/<notebook>_<name>.{png,pdf};
+        the caption names backbone, profile and budget of ``caption_from`` (default: the first argument)."""
+        caption = self.caption(caption_from if caption_from is not None else (args[0] if args else []))
+        paths = draw(*args, self.reports_dir / "figures" / f"{self.notebook}_{name}", caption=caption, **kwargs)
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
         self.figures[name] = paths[0]
@@ -95,16 +148,28 @@ class Report:
         self.claims = [c for c in checks if c]
         if not self.claims:
             return
+        notes = "".join(f"> {n}\n\n" for n in self.variant_note())
         path = write_text(self.reports_dir / "claims" / f"{self.notebook}.md",
-                                 f"# {heading}, profile {self.profile}\n\n" + rep.claims_markdown(self.claims))
-        self._register(path, f"{heading}: verdicts with paired bootstrap CIs")
+                          f"# {heading}, profile {self.profile_label}\n\n{notes}" + rep.claims_markdown(self.claims))
+        self._register(path, f"{heading}: verdicts with paired Student-t CIs")
+        rel = path.relative_to(self.reports_dir).as_posix()
+        for c in self.claims:
+            rep.register_finding(self.reports_dir, f"{self.notebook}: {c['claim']}",
+                                 f"[{c['claim']}]({rel}): **{c['verdict']}** ({c['summary']})", "claim")
 
 
-def _start(study: str, profile: str, reports_dir) -> Report:
-    from .studies import NOTEBOOKS, reports_path
+def _start(study: str, profile: str, reports_dir, results: Sequence[dict]) -> Report:
+    """The report's folder: REPORTS_DIR (default: the profile's). Runs that differ from the profile's default grid
+    (any notebook parameter changed) go to ``<folder>/variants/<what differed>/`` instead when the folder is the
+    profile's own, so they never overwrite its committed reports; their outputs say what differed."""
+    from .studies import NOTEBOOKS, reports_path, variant, variant_folder
 
     notebook = {v: k for k, v in NOTEBOOKS.items()}[study]
-    return Report(study, notebook, profile, reports_path(profile, reports_dir))
+    diff = variant(study, profile, results)
+    folder = reports_path(profile, reports_dir)
+    if diff and folder.resolve() == reports_path(profile).resolve():
+        folder = folder / "variants" / variant_folder(diff)
+    return Report(study, notebook, profile, folder, variant=diff)
 
 
 def _present(values, order: Sequence[str] = ()) -> list[str]:
@@ -130,26 +195,33 @@ def _kit_metric(task: str) -> str:
 def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Sequence[str],
                metric_for: Callable[[str], str], paper: Callable[[dict, str], float | None] | None = None,
                index_name: str = "method") -> pd.DataFrame:
-    """A display table: one row per (label, column filters), one column per task with ``mean ± std [CI] n``; with
-    ``paper(filters, task)`` a "paper" column beside each task ("–" where the paper has no cell)."""
+    """A display table: one row per (label, column filters); per task ``mean ± std [CI] n`` (Student-t), and with
+    ``paper(filters, task)`` the paper's cell and Δ as columns beside it ("–" where the paper has no cell, or where
+    runs collapsed). One precision per column: the metric's."""
+    from .reporting.names import decimals
+
     body = []
     for label, where in rows:
         row = {index_name: label}
         for t in tasks:
-            m = metric_for(t)
+            m, d = metric_for(t), decimals(metric_for(t))
             sub = rep.select(frame, task=t, metric=m, **where)
             s = describe_values(sub["value"].to_numpy(dtype=float))
-            row[task_name(t)] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m)
+            collapsed = int(sub.drop_duplicates("run_id")["collapsed"].notna().sum()) if len(sub) else 0
+            name = task_name(t) + (" ours" if paper is not None else "")
+            row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, collapsed)
             if paper is not None:
                 v = paper(where, t)
-                row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:g}"
+                row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:.{d}f}"
+                row[f"{task_name(t)} Δ"] = (MISSING if v is None or not s["n"] else "– (collapsed)" if collapsed
+                                            else f"{s['mean'] - v:+.{d}f}")
         body.append(row)
     return pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
 
 
 def _metric_note(tasks, metric_for) -> str:
     return "Metrics: " + "; ".join(f"{task_name(t)} {metric_name(metric_for(t))}" for t in tasks) + \
-        ". ours: mean ± std [95% percentile-bootstrap CI of the mean] over n runs; – = no run or no paper cell."
+        f". ours: {INTERVAL_NOTE}; – = no run or no paper cell."
 
 
 # ---- 01 GLUE main ---------------------------------------------------------------------------------------------
@@ -158,7 +230,7 @@ def glue_main_report(results: list[dict], profile: str, reports_dir=None) -> Rep
     """Ours beside AdaMix's BERT-base GLUE table and UniPELT's full-data table (Table 3)."""
     from .studies import GLUE_NOT_RUN, GLUE_TASKS
 
-    r = _start("glue_main", profile, reports_dir)
+    r = _start("glue_main", profile, reports_dir, results)
     frame = rep.runs_frame(results)
     tasks, methods = _present(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
     r.notes = [f"{task_name(t)}: not run, {why}." for t, why in GLUE_NOT_RUN.items()]
@@ -209,7 +281,7 @@ def low_resource_report(results: list[dict], profile: str, reports_dir=None) -> 
     """UniPELT Table 1 per K, the "upper bound" comparison and the claim UniPELT (APL) at K=100 ≥ its components."""
     from .studies import GLUE_TASKS
 
-    r = _start("low_resource", profile, reports_dir)
+    r = _start("low_resource", profile, reports_dir, results)
     frame = rep.runs_frame(results)
     tasks, methods = _present(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
     ks = sorted(int(k) for k in frame["k"].dropna().unique())

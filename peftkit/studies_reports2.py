@@ -23,7 +23,7 @@ def _paper_glue(where: dict, task: str) -> float | None:
 def fewshot_report(results: list[dict], profile: str, reports_dir=None) -> Report:
     """LM-BFF few-shot (K=16 per class, five splits): AdaMix vs single-module PEFT vs full FT, prompt vs
     classification head."""
-    r = _start("fewshot", profile, reports_dir)
+    r = _start("fewshot", profile, reports_dir, results)
     frame = rep.runs_frame(results)
     tasks = _present(frame["task"])
     rows = []
@@ -61,7 +61,7 @@ def nlg_report(results: list[dict], profile: str, reports_dir=None) -> Report:
     """E2E and WebNLG beside AdaMix's GPT-2 medium tables, the nlg_bars figure and a few generated samples."""
     from .studies import NLG_NOT_RUN
 
-    r = _start("nlg", profile, reports_dir)
+    r = _start("nlg", profile, reports_dir, results)
     frame = rep.runs_frame(results)
     tasks, methods = _present(frame["task"], ("e2e", "webnlg", "dart")), method_order(frame["method_label"])
     cols = [(t, m) for t in tasks for m in NLG_METRICS if ((frame["task"] == t) & (frame["metric"] == m)).any()]
@@ -112,7 +112,7 @@ def ablation_bottleneck_report(results: list[dict], profile: str, reports_dir=No
     """Adapter vs AdaMix-adapter over the bottleneck dimension: table and curve."""
     from .studies import GLUE_TASKS
 
-    r = _start("ablation_bottleneck", profile, reports_dir)
+    r = _start("ablation_bottleneck", profile, reports_dir, results)
     frame = rep.runs_frame(results)
     tasks, methods = _present(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
     rows = [(f"{method_name(m)}, b={int(b)}", {"method_label": m, "bottleneck": int(b)})
@@ -151,7 +151,7 @@ def ablation_adamix_report(results: list[dict], profile: str, reports_dir=None) 
     the number of modules, and AdaMix-adapter vs a single adapter of the same inference size."""
     from .studies import GLUE_TASKS
 
-    r = _start("ablation_adamix", profile, reports_dir)
+    r = _start("ablation_adamix", profile, reports_dir, results)
     frame = rep.runs_frame(results, include_modes=True)
     frame["variant"] = frame["run_id"].map({x["run_id"]: _variant(x) for x in results})
     tasks = _present(frame["task"], GLUE_TASKS)
@@ -205,7 +205,7 @@ def unipelt_gates_report(results: list[dict], profile: str, reports_dir=None) ->
     from .reporting.figures import GATE_COMPONENTS, gate_matrix
     from .studies import GLUE_TASKS
 
-    r = _start("unipelt_gates", profile, reports_dir)
+    r = _start("unipelt_gates", profile, reports_dir, results)
     g = gate_matrix(results)
     tasks = _present(g["task"], GLUE_TASKS)
     g["K"] = g["k"].map(lambda k: "full" if k is None or pd.isna(k) else str(int(k)))
@@ -232,14 +232,14 @@ def unipelt_gates_report(results: list[dict], profile: str, reports_dir=None) ->
 
 def efficiency_report(results: list[dict], profile: str, reports_dir=None) -> Report:
     """UniPELT Table 4's measures on this machine: trainable %, training and inference time relative to full FT."""
-    r = _start("efficiency", profile, reports_dir)
+    r = _start("efficiency", profile, reports_dir, results)
     frame = rep.runs_frame(results)
     rows = rep.efficiency_rows(frame, methods=method_order(frame["method_label"]))
     wide = rows.pivot_table(index="method_label", columns="source", values=["trainable_pct", "train_time_vs_ft",
                                                                              "inference_time_vs_ft"], aggfunc="first")
     out = pd.DataFrame(index=[method_name(m) for m in method_order(rows["method_label"])])
     out.index.name = "method"
-    for measure, name, d in (("trainable_pct", "trainable %", 3), ("train_time_vs_ft", "training time × FT", 2),
+    for measure, name, d in (("trainable_pct", "inference params %", 3), ("train_time_vs_ft", "training time × FT", 2),
                              ("inference_time_vs_ft", "inference time × FT", 2)):
         for src in ("ours", "paper"):
             col = (measure, src)
@@ -253,12 +253,13 @@ def efficiency_report(results: list[dict], profile: str, reports_dir=None) -> Re
              "of eval_examples_per_s).",
              "Training throughput is the trainer's (in-training evaluation and checkpointing, where the budget has "
              "them, count as training time); other jobs sharing the machine's cores add noise.",
-             "trainable %: parameters of the inference form (AdaMix merged) over the backbone's; paper: UniPELT "
-             "Table 4 (BERT-base)."]
+             "inference params %: parameters the method adds to the inference form (AdaMix merged) over the "
+             "backbone's; paper: UniPELT Table 4's trainable % (BERT-base).",
+             "Figure: the time ratios carry their 95% Student-t interval over the matched runs."]
     r.table("results", out, "Efficiency relative to full fine-tuning", "Trainable parameters, training and "
             "inference time relative to full fine-tuning, ours beside UniPELT Table 4", frame=frame,
             paper_backbone="bert-base", notes=notes)
     if len(rows):
         r.figure("bars", rep.efficiency_bars, "Efficiency relative to full fine-tuning, ours beside UniPELT Table 4",
-                 rows)
+                 rows, caption_from=frame)
     return r

@@ -166,3 +166,31 @@ def test_adamix_lora_m1_equals_lora():
     perturb(a)
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(logits(a.eval(), x), logits(b.eval(), x))
+
+
+@pytest.mark.parametrize("opts", [{"base": "pfeiffer", "bottleneck": 8}, {"base": "lora", "r": 4}])
+def test_routing_reports_the_modules_the_last_forward_used(opts):
+    model = peftkit.apply(tiny("bert"), "adamix", num_modules=4, share="none", seed=3, **opts).train()
+    perturb(model)
+    with pytest.raises(ValueError, match="no peftkit method"):
+        peftkit.routing(tiny("bert"))
+    seen = set()
+    for _ in range(6):
+        model.zero_grad(set_to_none=True)
+        model(**batch("bert"), labels=torch.tensor([0, 1, 2])).loss.backward()
+        routes = peftkit.routing(model)
+        assert set(routes) == {n for n, _ in _mixtures(model)}
+        for name, m in _mixtures(model):
+            first, second = (m.down, m.up) if isinstance(m, Bottleneck) else (m.A, m.B)
+            used = ([i for i, lin in enumerate(first) if lin.weight.grad is not None],
+                    [j for j, lin in enumerate(second) if lin.weight.grad is not None])
+            assert routes[name] == [(used[0][0], used[1][0])]  # what trained is what routing says was drawn
+            seen.add(routes[name][0])
+    assert len(seen) > 1
+    with peftkit.route_groups(model, 2):
+        model(**{k: torch.cat([v, v]) for k, v in batch("bert").items()})
+    assert all(len(pairs) == 2 for pairs in peftkit.routing(model).values())
+    model.eval()
+    with torch.no_grad():
+        model(**batch("bert"))
+    assert set(peftkit.routing(model).values()) == {"merged"}

@@ -20,6 +20,8 @@ from peftkit.studies import DEFAULTS, NOTEBOOKS, STUDY_PARAMETERS
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 NAMES = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
+TOUR = "00_tour"  # the step-through notebook: no study, no runs
+STUDY_NAMES = [n for n in NAMES if n != TOUR]
 DATA = os.environ.get("PEFTKIT_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset: the notebooks need the shared data")
 
@@ -39,8 +41,8 @@ def _code(name: str) -> list:
     return [c for c in nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells if c.cell_type == "code"]
 
 
-def test_the_eight_notebooks_are_there():
-    assert NAMES == sorted(NOTEBOOKS)
+def test_the_tour_and_the_eight_study_notebooks_are_there():
+    assert TOUR in NAMES and STUDY_NAMES == sorted(NOTEBOOKS)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -59,7 +61,7 @@ def test_one_parameters_cell_of_upper_case_names(name):
     assert targets and all(t.isupper() for t in targets)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", STUDY_NAMES)
 def test_inspect_notebook_lists_the_parameters(name):
     import papermill as pm
 
@@ -109,7 +111,7 @@ def _finite_metrics(result: dict) -> bool:
 
 @needs_data
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", STUDY_NAMES)
 def test_notebook_runs_on_the_smoke_profile(name, smoke):
     import papermill as pm
 
@@ -150,6 +152,66 @@ def test_notebook_runs_on_the_smoke_profile(name, smoke):
     executed = nbformat.read(out, as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     assert not list(NB_DIR.glob("*executed*")) and not (NB_DIR / "runs").exists()  # nothing written beside them
+
+
+def test_tour_parameters():
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(NB_DIR / f"{TOUR}.ipynb"))
+    assert set(params) == {"PROFILE", "MODEL", "SEED", "N_SENTENCES", "STEPS", "LR", "REPORTS_DIR"}
+    assert params["PROFILE"]["default"] == '"cpu"' and params["MODEL"]["default"] == '"minilm"'
+    assert all(params[p]["help"] for p in params)
+    source = "\n".join(c.source for c in _code(TOUR))
+    assert "base=" not in source  # AdaMix's own defaults, whatever they are
+
+
+@needs_data
+@pytest.mark.slow
+def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
+    """The tour, executed by ``peftkit reproduce`` (as ``make reports`` does): its executed copy and HTML land in
+    REPORTS_DIR/executed/, and what it records is what it claims to show."""
+    from peftkit.reporting import read_index
+
+    reports = tmp_path / "reports"
+    proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports), "--runs-dir",
+                      str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = reports / f"executed/smoke/{TOUR}.ipynb"
+    assert (reports / f"executed/smoke/{TOUR}.html").stat().st_size > 0
+    assert not (tmp_path / "runs").exists()  # the tour trains no runs
+    rec = json.loads((reports / "tour/tour.json").read_text())
+    routing = rec["routing"]
+    m = rec["adamix"]["num_modules"]
+    assert len(routing["pass1"]) == 6 and set(routing["pass1"]) == set(routing["pass2"])  # one entry per layer
+    assert all(0 <= i < m for pairs in routing["pass1"].values() for pair in pairs for i in pair)
+    assert not routing["same_routes"] and routing["pass1"] != routing["pass2"]  # two forwards, different modules
+    assert routing["max_abs_diff"] > 1e-4 and routing["replay_max_abs_diff"] == 0.0  # routing alone differs
+    groups = rec["consistency_groups"]  # the doubled batch: two independently routed halves per module
+    assert groups and all(len(pairs) == 2 for pairs in groups.values())
+    assert any(pairs[0] != pairs[1] for pairs in groups.values())
+    steps = rec["consistency"]
+    assert len(steps) == 3 and all(s["kl"] >= 0 and s["weight"] == 1.0 for s in steps)
+    assert all(abs(s["loss"] - (s["task_loss"] + s["weight"] * s["kl"])) < 1e-5 for s in steps)
+    assert any(s["kl"] > 0 for s in steps)
+    merge = rec["merge"]
+    assert merge["deterministic"] and merge["max_abs_diff_vs_formula"] <= 1e-5
+    assert merge["inference"] < merge["trainable"]  # merged: one module's worth instead of M
+    modes = rec["inference_modes"]
+    assert {"merged", "random", "random (call 2)", "ensemble"} | {f"fixed-{k}" for k in range(m)} == set(modes)
+    assert modes["random"] != modes["random (call 2)"] and modes["fixed-0"] != modes["fixed-1"]
+    gates = rec["gates"]
+    assert gates["shape"] == [6, 4, 4] and len(gates["values"]) == 6 * 4 * 4  # layers x components x sentences
+    assert set(gates["components"]) == {"adapter", "prefix", "lora_query", "lora_value"}
+    assert all(0.0 < v < 1.0 for v in gates["values"]) and len(set(gates["values"])) > 1
+    assert rec["export"]["max_abs_diff"] <= 1e-5 and rec["export"]["peft_class"] == "PeftModel"
+    assert set(rec["export"]["files"]) == {"adapter_config.json", "adapter_model.safetensors"}
+    png = reports / "tour/unipelt_gates.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "tour/unipelt_gates.png" in read_index(reports)
+    executed = nbformat.read(out, as_version=4)  # the cells show it too, not only the record
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "peftkit method adamix" in text and "merged twice, identical logits: True" in text
+    assert "replaying the first pass's routing: difference 0" in text
 
 
 def _reproduce(*args: str) -> subprocess.CompletedProcess:

@@ -140,16 +140,41 @@ def test_bootstrap_ci_coverage_on_normal_samples():
     assert 0.88 <= hits / 200 <= 0.99  # ~95% nominal (percentile bootstrap runs a little narrow at n = 30)
 
 
+def test_t_interval_hand_checkable_cases():
+    from peftkit.reporting.stats import t_interval
+
+    lo, hi = t_interval([1.0, 2.0, 3.0])  # mean 2, s = 1, t(0.975, 2) = 4.3027
+    assert (lo, hi) == (pytest.approx(2 - 4.302653 / np.sqrt(3)), pytest.approx(2 + 4.302653 / np.sqrt(3)))
+    assert t_interval([0.1, 0.1, 0.1]) == (pytest.approx(0.1), pytest.approx(0.1))
+    assert all(np.isnan(t_interval([5.0]))) and all(np.isnan(t_interval([])))
+
+
+def test_t_interval_is_honest_at_three_seeds_where_the_percentile_bootstrap_is_not():
+    from peftkit.reporting.stats import t_interval
+
+    rng = np.random.default_rng(0)
+    t_hits = boot_hits = 0
+    for i in range(400):
+        x = rng.normal(10.0, 2.0, size=3)
+        lo, hi = t_interval(x)
+        t_hits += lo <= 10.0 <= hi
+        lo, hi = rep.bootstrap_ci(x, n_resamples=500, seed=i)
+        boot_hits += lo <= 10.0 <= hi
+    assert 0.91 <= t_hits / 400 <= 0.99  # nominal 95%
+    assert boot_hits / 400 < 0.85  # the bootstrap "95%" interval of three values is about the min-max range
+
+
 def test_summarise_numbers(tmp_path):
     runs = [make_result("rte", "lora", seed=s, metrics={"accuracy": a}) for s, a in ((1, 0.60), (2, 0.64), (3, 0.68))]
     runs.append(make_result("rte", "pfeiffer", seed=1, metrics={"accuracy": 0.5}))
     s = rep.summarise(frame_of(tmp_path, runs), by=["task", "k", "method_label", "metric"]).set_index("method_label")
     assert s.loc["lora", "n"] == 3 and s.loc["lora", "mean"] == pytest.approx(64.0)
     assert s.loc["lora", "std"] == pytest.approx(4.0)  # ddof=1: sqrt((16+0+16)/2)
-    assert 60.0 <= s.loc["lora", "ci_lo"] < 64.0 < s.loc["lora", "ci_hi"] <= 68.0
+    half = 4.302653 * 4.0 / np.sqrt(3)  # Student-t, 2 degrees of freedom: wider than the min-max range
+    assert (s.loc["lora", "ci_lo"], s.loc["lora", "ci_hi"]) == (pytest.approx(64 - half), pytest.approx(64 + half))
     assert not s.loc["lora", "single"]
     assert s.loc["pfeiffer", "n"] == 1 and np.isnan(s.loc["pfeiffer", "std"]) and s.loc["pfeiffer", "single"]
-    assert s.loc["pfeiffer", "ci_lo"] == s.loc["pfeiffer", "ci_hi"] == pytest.approx(50.0)
+    assert np.isnan(s.loc["pfeiffer", "ci_lo"]) and np.isnan(s.loc["pfeiffer", "ci_hi"])  # one run: no interval
     assert pd.isna(s.loc["lora", "k"])  # a missing k is its own group, not dropped
 
 
@@ -248,26 +273,30 @@ def test_comparison_table_and_markdown(tmp_path):
     assert st["delta"] == pytest.approx(62.0 - 79.37)
     assert nums.loc[("lora", "rte"), "n"] == 0 and np.isnan(nums.loc[("lora", "rte"), "delta"])
 
-    table = rep.comparison_table(frame, **kw)
-    assert table.loc[("Adapter (Pfeiffer)", "ours"), "SST-2"] == "81.00 ± 1.00 [80.00, 82.00] n=3"
-    assert table.loc[("Adapter (Pfeiffer)", "paper"), "SST-2"] == "80.48"
-    assert table.loc[("Adapter (Pfeiffer)", "Δ"), "SST-2"] == "+0.52"
-    assert table.loc[("UniPELT (APL)", "ours"), "SST-2"] == "83.00 (n=1, no CI)"
-    assert table.loc[("UniPELT (APL)", "ours"), "RTE"] == "–"  # no run
-    assert table.loc[("UniPELT (APL)", "ours"), "Avg"] == "–"  # not every task present
-    assert table.loc[("LoRA", "paper"), "Avg"] == f"{np.mean([81.56, 55.02, 49.35]):.2f}"
+    table = rep.comparison_table(frame, **kw)  # one row per method; ours | paper | Δ as columns, per task
+    half = 4.302653 / np.sqrt(3)  # Student-t interval of 80, 81, 82
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 ours"] == f"81.00 ± 1.00 [{81 - half:.2f}, {81 + half:.2f}] n=3"
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 paper"] == "80.48"
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 Δ"] == "+0.52"
+    assert table.loc["UniPELT (APL)", "SST-2 ours"] == "83.00 (n=1, no CI)"
+    assert table.loc["UniPELT (APL)", "RTE ours"] == "–"  # no run
+    assert table.loc["UniPELT (APL)", "Avg ours"] == "–"  # not every task present
+    assert table.loc["LoRA", "Avg paper"] == f"{np.mean([81.56, 55.02, 49.35]):.2f}"
+    assert table.loc["LoRA", "STS-B paper"] == "49.35"  # the metric's precision, not "%g"
+    assert list(table.columns[:3]) == ["SST-2 ours", "SST-2 paper", "SST-2 Δ"] and len(table) == 3
 
     md, csv_path = rep.write_table(table, tmp_path / "tables" / "k100", "UniPELT Table 1 (K=100), GLUE dev")
     text = md.read_text()
     assert text.splitlines()[0] == "# UniPELT Table 1 (K=100), GLUE dev, MiniLM-L6 (paper: BERT-base), profile cpu"
-    assert "| Adapter (Pfeiffer) | ours | 81.00 ± 1.00 [80.00, 82.00] n=3 | 57.33 ± 2.52" in text
-    assert "|  | paper | 80.48 | 52.78 | 77.32 |" in text
-    assert "|  | Δ | +0.52 | +4.55 | – | – |" in text
+    ci = f"[{81 - half:.2f}, {81 + half:.2f}]"
+    assert f"| Adapter (Pfeiffer) | 81.00 ± 1.00 {ci} n=3 | 80.48 | +0.52 | 57.33 ± 2.52" in text
     assert "nan" not in text.lower() and "None" not in text
     assert "STS-B: ours in the paper's metric (Spearman)" in text
+    assert "95% Student-t CI" in text and "bootstrap" not in text
     back = pd.read_csv(csv_path, keep_default_na=False)
-    assert list(back.columns) == ["method", "row", "SST-2", "RTE", "STS-B", "Avg"] and len(back) == 9
-    assert back.loc[(back["method"] == "LoRA") & (back["row"] == "ours"), "SST-2"].item() == "–"
+    assert list(back.columns) == ["method", "SST-2 ours", "SST-2 paper", "SST-2 Δ", "RTE ours", "RTE paper", "RTE Δ",
+                                  "STS-B ours", "STS-B paper", "STS-B Δ", "Avg ours", "Avg paper", "Avg Δ"]
+    assert len(back) == 3 and back.loc[back["method"] == "LoRA", "SST-2 ours"].item() == "–"
     assert not list(csv_path.parent.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
@@ -307,8 +336,8 @@ def test_claim_verdicts(tmp_path):
     assert by["rte"]["better_mean"] == pytest.approx(75.0) and by["rte"]["worse_mean"] == pytest.approx(73.0)
     assert by["sst2"]["verdict"] == "inconclusive (CI spans 0)"
     assert by["sst2"]["ci_lo"] < 0 < by["sst2"]["ci_hi"]
-    assert by["mrpc"]["verdict"].startswith("inconclusive") and by["mrpc"]["n_pairs"] == 1
-    assert by["qnli"]["n_pairs"] == 0 and by["qnli"]["verdict"].startswith("inconclusive")
+    assert by["mrpc"]["verdict"] == "too few runs (1 pairs < 5)" and by["mrpc"]["n_pairs"] == 1
+    assert by["qnli"]["n_pairs"] == 0 and by["qnli"]["verdict"].startswith("too few runs")
     assert c["verdict"] == "mixed"
     # merged vs random routing of the same models: random is better here, so the "≥" claim is not held
     modes = rep.claim_check(frame, {"method_label": "adamix-pfeiffer", "mode": "merged"},
@@ -326,11 +355,24 @@ def test_claim_verdicts(tmp_path):
     assert ("| RTE | accuracy | AdaMix (adapter): 75.00 (n=5) | Adapter (Pfeiffer): 73.00 (n=5) "
             "| +2.00 [+2.00, +2.00] | 5 | held |") in md
     assert "inconclusive (CI spans 0)" in md
+    assert "A verdict needs at least 5 pairs per task" in md and "Student-t" in md
+
+
+def test_claim_needs_five_pairs_even_when_every_pair_agrees(tmp_path):
+    runs = [make_result("rte", m, lab, seed=s, metrics={"accuracy": a + 0.01 * s})
+            for s in (1, 2, 3, 4) for m, lab, a in (("adamix", "adamix-pfeiffer", 0.75), ("pfeiffer", None, 0.70))]
+    four = rep.claim_check(frame_of(tmp_path, runs), "adamix-pfeiffer", "pfeiffer", "accuracy", ["rte"])
+    assert four["tasks"][0]["verdict"] == "too few runs (4 pairs < 5)" and four["verdict"] == "too few runs"
+    assert four["tasks"][0]["diff_mean"] == pytest.approx(5.0)  # the difference is still reported
+    runs += [make_result("rte", m, lab, seed=5, metrics={"accuracy": a + 0.05})
+             for m, lab, a in (("adamix", "adamix-pfeiffer", 0.75), ("pfeiffer", None, 0.70))]
+    five = rep.claim_check(frame_of(tmp_path / "5", runs), "adamix-pfeiffer", "pfeiffer", "accuracy", ["rte"])
+    assert five["verdict"] == "held"
 
 
 def test_claim_on_lower_is_better_metric(tmp_path):
     runs = [make_result("webnlg", m, lab, kind="nlg", seed=s, metrics={"bleu": 0.5, "ter": t + 0.001 * s})
-            for s in (1, 2, 3) for m, lab, t in (("adamix", "adamix-lora", 0.38), ("lora", "lora", 0.40))]
+            for s in (1, 2, 3, 4, 5) for m, lab, t in (("adamix", "adamix-lora", 0.38), ("lora", "lora", 0.40))]
     c = rep.claim_check(frame_of(tmp_path, runs), "adamix-lora", "lora", "ter", ["webnlg"])
     assert c["tasks"][0]["verdict"] == "held" and c["tasks"][0]["diff_mean"] == pytest.approx(0.02)
 
@@ -436,3 +478,156 @@ def test_nlg_report_flags_runs_that_generate_nothing(tmp_path):
     text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
     assert "Empty generations" in text and "AdaMix (LoRA) on E2E" in text and "LoRA on E2E;" not in text
     assert r.notes[-1].startswith("Empty generations")
+
+
+# ---------------------------------------------------------------------------------------------- honesty
+def test_collapsed_runs_are_flagged_and_get_no_delta(tmp_path):
+    runs = [make_result("sst2", "lora", seed=s, k=100, data_seed=111, metrics={"accuracy": 0.8 + 0.01 * s})
+            for s in (1, 2)]
+    dead = make_result("sst2", "pfeiffer", seed=1, k=100, data_seed=111, metrics={"accuracy": 0.509})
+    dead["best_metrics"]["predicted_classes"] = 1.0  # one label for every example
+    frame = frame_of(tmp_path, runs + [dead])
+    assert frame.loc[frame["method_label"] == "pfeiffer", "collapsed"].tolist() == ["constant predictions"]
+    assert frame.loc[frame["method_label"] == "lora", "collapsed"].isna().all()
+    kw = dict(paper="unipelt", table="low-resource", k=100, tasks=["sst2"], methods=["pfeiffer", "lora"],
+              metric_for=lambda t: "accuracy")
+    nums = rep.comparison_numbers(frame, **kw).set_index("method_label")
+    assert np.isnan(nums.loc["pfeiffer", "delta"]) and nums.loc["pfeiffer", "collapsed"] == 1
+    assert not np.isnan(nums.loc["lora", "delta"])
+    table = rep.comparison_table(frame, **kw)
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 ours"] == "50.90 (n=1, no CI) collapsed 1/1"
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 Δ"] == "– (collapsed)"
+    assert any("1 of 1 runs collapsed (constant predictions): no Δ" in n for n in table.attrs["notes"])
+    empty = make_result("e2e", "lora", kind="nlg", metrics={"bleu": 0.0})
+    empty["samples"] = [{"source": "s", "prediction": " ", "reference": "r"}]
+    assert rep.runs_frame([empty])["collapsed"].tolist() == ["empty generations"]
+
+
+def _captured(monkeypatch):
+    """Replace figures.finish: keep the figure's texts instead of writing files."""
+    from matplotlib.container import ErrorbarContainer
+    from matplotlib.patches import Rectangle
+
+    from peftkit.reporting import figures
+
+    seen = {}
+
+    def finish(fig, out, caption=None):
+        ax = fig.axes
+        seen.update(caption=caption, xlabels=[a.get_xlabel() for a in ax],
+                    legend=[t.get_text() for lg in fig.legends for t in lg.get_texts()],
+                    bars=sum(isinstance(p, Rectangle) for a in ax for p in a.patches),
+                    errorbars=sum(isinstance(c, ErrorbarContainer) and c.has_xerr for a in ax for c in a.containers),
+                    yerr=[c for a in ax for c in a.containers if isinstance(c, ErrorbarContainer)],
+                    log=[a.get_xscale() for a in ax])
+        return []
+    monkeypatch.setattr(figures, "finish", finish)
+    return seen
+
+
+def test_figures_say_what_they_plot(tmp_path, monkeypatch):
+    seen = _captured(monkeypatch)
+    runs = [make_result("mrpc", m, lab, seed=s, metrics={"f1": 0.8}, train_eps=eps * (1 + 0.05 * s * (lab == "lora")))
+            for s in (1, 2, 3) for m, lab, eps in (("full", "full", 50.0), ("lora", "lora", 100.0))]
+    eff = rep.efficiency_rows(frame_of(tmp_path, runs))
+    ours = eff[eff["source"] == "ours"].set_index("method_label")
+    assert ours.loc["lora", "train_time_vs_ft_lo"] < ours.loc["lora", "train_time_vs_ft"] \
+        < ours.loc["lora", "train_time_vs_ft_hi"]
+    rep.efficiency_bars(eff, tmp_path / "eff", caption="MiniLM-L6, profile cpu; budget: 2 epochs")
+    assert seen["caption"] == "MiniLM-L6, profile cpu; budget: 2 epochs"
+    assert "inference" in seen["xlabels"][0] and "trainable" not in seen["xlabels"][0]  # what it plots
+    assert seen["log"][0] == "log" and seen["bars"] == 0  # points on the log axis, no bars anywhere
+    assert seen["errorbars"] >= 2  # the time ratios carry intervals
+    nlg = [make_result("e2e", "lora", kind="nlg", seed=1, metrics={"bleu": 0.6, "nist": 8.0})]
+    rep.nlg_bars(frame_of(tmp_path / "nlg", nlg), tmp_path / "nlg", tasks=["e2e"])
+    assert seen["legend"] and not any("95% CI" in t for t in seen["legend"])  # n = 1: no interval to name
+    assert "ours (n = 1, no interval)" in seen["legend"]
+    curve = [make_result("rte", "pfeiffer", seed=s, config={"bottleneck": b}, metrics={"accuracy": 0.7})
+             for s in (1, 2) for b in (8, 48)]
+    rep.bottleneck_curve(frame_of(tmp_path / "curve", curve), tmp_path / "curve", tasks=["rte"], metric="accuracy",
+                         methods=["pfeiffer"])
+    assert seen["xlabels"][0] == "bottleneck dimension"
+    one = [make_result("rte", "adamix", "adamix-pfeiffer", seed=1, metrics={"accuracy": 0.7},
+                       modes={"merged": {"accuracy": 0.7}, "random": {"accuracy": 0.69}})]
+    rep.strip_by_mode(frame_of(tmp_path / "modes", one, include_modes=True), tmp_path / "m", tasks=["rte"],
+                      metric="accuracy")
+    assert seen["legend"] == ["mean (n = 1)"]
+
+
+def _grid_results(study: str, profile: str, **params) -> list[dict]:
+    """Synthetic results of exactly the runs of a study's grid (names, fields and budget as the grid's specs)."""
+    import dataclasses
+
+    from peftkit import studies
+    from peftkit.experiment import method_label, resolve
+
+    out = []
+    for spec in studies.grid(study, profile, runs_dir="/nonexistent", **params):
+        r = resolve(spec)
+        res = make_result(spec.task, spec.method, method_label(spec.method, spec.options), seed=spec.seed, k=spec.k,
+                          data_seed=r.data_seed, model=r.model, profile=profile, run_id=Path(spec.out).name,
+                          metrics={"accuracy": 0.7 + 0.001 * spec.seed})
+        res["training"].update({k: v for k, v in dataclasses.asdict(r).items() if k in res["training"]})
+        out.append(res)
+    return out
+
+
+def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypatch):
+    from peftkit import studies
+
+    monkeypatch.setattr(studies, "project_root", lambda: tmp_path)
+    default = _grid_results("glue_main", "cpu")
+    assert studies.variant("glue_main", "cpu", default) == {}
+    r = studies.glue_main_report(default, "cpu")
+    assert r.reports_dir == tmp_path / "reports" and not r.variant
+    committed = (tmp_path / "reports/tables/01_glue_main_vs_adamix.md").read_text()
+    index = (tmp_path / "reports/index.json").read_text()
+
+    changed = _grid_results("glue_main", "cpu", max_steps=1)
+    diff = studies.variant("glue_main", "cpu", changed)
+    assert diff["max_steps"] == "1" and set(diff) <= {"max_steps", "epochs"}
+    v = studies.glue_main_report(changed, "cpu")
+    assert v.reports_dir == tmp_path / "reports" / "variants" / studies.variant_folder(diff)
+    assert "max-steps-1" in v.reports_dir.name
+    assert (tmp_path / "reports/tables/01_glue_main_vs_adamix.md").read_text() == committed  # untouched
+    text = (v.reports_dir / "tables/01_glue_main_vs_adamix.md").read_text()
+    assert "with non-default parameters" in text.splitlines()[0] and "max_steps=1" in text
+    assert (tmp_path / "reports/index.json").read_text() == index  # the profile's index and README too
+    assert "tables/01_glue_main_vs_adamix.md" in rep.read_index(v.reports_dir)
+    fewer = [x for x in default if x["seeds"]["seed"] != 44]  # a subset of the default runs is a variant too
+    assert studies.variant("glue_main", "cpu", fewer) == {"seeds": "42,43"}
+    own = studies.glue_main_report(changed, "cpu", tmp_path / "elsewhere")  # an explicit REPORTS_DIR is used as is
+    assert own.reports_dir == tmp_path / "elsewhere" and own.variant
+
+
+def test_readme_opens_with_what_was_found(tmp_path, monkeypatch):
+    from peftkit import studies
+
+    monkeypatch.setattr(studies, "project_root", lambda: tmp_path)
+    studies.glue_main_report(_grid_results("glue_main", "cpu"), "cpu")
+    reports = tmp_path / "reports"
+    rep.register_finding(reports, "x: claim", "[A > B](claims/x.md): **too few runs** (...)", "claim")
+    text = (reports / "README.md").read_text()
+    assert text.startswith("# Reports\n\n## What was found")
+    assert text.index("## What was found") < text.index("**too few runs**") < text.index("Δ from") \
+        < text.index("Scale: ") < text.index("## Files") < text.index("- [tables/")
+    assert "MiniLM-L6 where the papers used BERT-base" in text
+    with pytest.raises(ValueError, match="kind"):
+        rep.register_finding(reports, "y", "text", "verdict")
+
+
+def test_study_tables_put_ours_paper_and_delta_side_by_side(tmp_path):
+    from peftkit.studies_reports2 import ablation_bottleneck_report
+
+    runs = [make_result("sst2", m, lab, seed=s, config={"bottleneck": 48}, metrics={"accuracy": a + 0.01 * s})
+            for s in (1, 2, 3) for m, lab, a in (("pfeiffer", None, 0.80), ("adamix", "adamix-pfeiffer", 0.82))]
+    r = ablation_bottleneck_report(runs, "cpu", tmp_path / "r")
+    t = r.tables["results"]
+    assert ["SST-2 ours", "SST-2 paper", "SST-2 Δ"] == [c for c in t.columns if c.startswith("SST-2")]
+    paper = rep.paper_value("adamix", "glue", "pfeiffer", "sst2", backbone="bert-base",
+                            metric=rep.paper_metric("sst2", "adamix"))
+    row = t.loc["Adapter (Pfeiffer), b=48"]
+    assert row["SST-2 paper"] == f"{paper:.2f}" and row["SST-2 Δ"] == f"{82.0 - paper:+.2f}"
+    assert row["SST-2 ours"].endswith("n=3") and r.variant  # not the cpu grid: a variant, said so
+    text = (tmp_path / "r/tables/05_ablation_bottleneck_results.md").read_text()
+    assert "with non-default parameters" in text.splitlines()[0] and "Student-t" in text

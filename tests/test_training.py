@@ -28,6 +28,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path):
                       inference_modes=True, **SMOKE), progress=False)
     on_disk = json.loads((tmp_path / "r" / "result.json").read_text())
     assert on_disk["best_metrics"] == res["best_metrics"] and 0.0 <= res["best_metrics"]["accuracy"] <= 1.0
+    assert res["best_metrics"]["predicted_classes"] in (1.0, 2.0)  # 1 = collapsed; the reports flag it
     for key in ("method_config", "training", "seeds", "data", "evaluations", "parameters", "wall_time_s",
                 "train_examples_per_s", "peak_memory_mb", "peftkit_version", "git_commit", "versions", "device"):
         assert on_disk[key] is not None, key

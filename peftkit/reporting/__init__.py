@@ -17,7 +17,7 @@ from ..metrics._glue_tasks import paper_metric
 from .claims import claim_check, claims_markdown
 from .efficiency import efficiency_rows
 from .frame import runs_frame, select
-from .index import read_index, register_artifact, write_index
+from .index import read_findings, read_index, register_artifact, register_finding, write_index
 from .names import METHOD_LABELS, backbone_name, method_name, task_name
 from .paper import method_rows, paper_cell, paper_numbers, paper_row, paper_value
 from .stats import bootstrap_ci, summarise
@@ -37,4 +37,5 @@ def __getattr__(name):  # figures import matplotlib/seaborn only when a figure i
 __all__ = ["runs_frame", "select", "summarise", "bootstrap_ci", "paper_value", "paper_cell", "paper_row",
            "method_rows", "paper_numbers", "paper_metric", "comparison_numbers", "comparison_table", "write_table",
            "table_title", "to_markdown", "claim_check", "claims_markdown", "efficiency_rows", "register_artifact",
+           "register_finding", "read_findings",
            "write_index", "read_index", "METHOD_LABELS", "method_name", "task_name", "backbone_name", *_FIGURES]

@@ -104,10 +104,14 @@ def min_font_size(fig) -> float:
     return min(sizes) if sizes else MIN_FONT
 
 
-def finish(fig, path_stem: str | os.PathLike) -> list[Path]:
-    """Tidy, write ``<stem>.png`` (200 dpi) and ``<stem>.pdf``, close the figure; returns both paths."""
+def finish(fig, path_stem: str | os.PathLike, caption: str | None = None) -> list[Path]:
+    """Tidy, write ``<stem>.png`` (200 dpi) and ``<stem>.pdf``, close the figure; returns both paths.
+    ``caption`` (backbone, profile, budget) goes above the panels, wrapped to the figure's width."""
     stem = Path(path_stem)
     try:
+        if caption:
+            width = max(40, int(fig.get_figwidth() * 13))
+            fig.suptitle(textwrap.fill(caption, width=width), fontsize=MIN_FONT)
         tidy(fig)
         png = write_bytes_via(stem.with_suffix(".png"), lambda p: fig.savefig(p, dpi=DPI, format="png"))
         pdf = write_bytes_via(stem.with_suffix(".pdf"), lambda p: fig.savefig(p, format="pdf"))

@@ -1,4 +1,10 @@
-"""The papers' qualitative claims, checked on our seeds with paired bootstrap intervals."""
+"""The papers' qualitative claims, checked on our seeds with paired Student-t intervals.
+
+A verdict needs at least :data:`MIN_PAIRS` paired runs per task. Below that a claim is reported as "too few
+runs", never "held": with four pairs or fewer even differences that all favour the claim are not significant at
+5% by a one-sided sign test (1/16 at n = 4), and a t interval over 2-3 pairs rests on a spread estimated from
+almost nothing.
+"""
 from __future__ import annotations
 
 from typing import Callable, Sequence, Union
@@ -8,13 +14,14 @@ import pandas as pd
 
 from .frame import select
 from .names import LOWER_IS_BETTER, method_name, metric_name, task_key, task_name
-from .stats import bootstrap_ci, paired_differences
+from .stats import paired_differences, t_interval
 from .tables import to_markdown
 
 Selector = Union[str, dict]
 PAIR_KEYS = ("task", "k", "data_seed", "seed", "model", "profile")
 HELD, NOT_HELD, SPANS = "held", "not held", "inconclusive (CI spans 0)"
-NO_PAIRS, ONE_PAIR = "inconclusive (no paired seeds)", "inconclusive (one paired seed)"
+MIN_PAIRS = 5  # paired runs per task a verdict needs (see the module docstring)
+TOO_FEW = "too few runs"
 
 
 def _where(selector: Selector, frame: pd.DataFrame) -> dict:
@@ -34,10 +41,8 @@ def selector_name(selector: Selector) -> str:
 
 
 def _verdict(diffs: np.ndarray, lo: float, hi: float, at_least: bool) -> str:
-    if diffs.size == 0:
-        return NO_PAIRS
-    if diffs.size == 1:
-        return ONE_PAIR
+    if diffs.size < MIN_PAIRS:
+        return f"{TOO_FEW} ({diffs.size} pairs < {MIN_PAIRS})"
     if hi < 0:
         return NOT_HELD
     if lo > 0 or (at_least and lo >= 0):
@@ -55,7 +60,7 @@ def _check_task(frame, task, metric, better, worses, pair_on, at_least) -> dict:
     worse, w = max(present, key=lambda p: sign * p[1]["value"].mean()) if present else (worses[0], candidates[0][1])
     pairs = paired_differences(b, w, [c for c in pair_on if c in frame.columns])
     diffs = sign * pairs["diff"].to_numpy(dtype=float)
-    lo, hi = bootstrap_ci(diffs)
+    lo, hi = t_interval(diffs)
     return {"task": task, "metric": metric, "better": selector_name(better), "worse": selector_name(worse),
             "better_mean": float(b["value"].mean()) if len(b) else float("nan"),
             "worse_mean": float(w["value"].mean()) if len(w) else float("nan"),
@@ -74,10 +79,11 @@ def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequenc
     may be a list: per task the one with the best mean is taken ("best single component"). ``metric``: a name or
     ``callable(task) -> name``. Runs are paired on ``pair_on`` (task, k, data seed, seed, model, profile); the
     paired difference (better − worse; sign flipped for lower-is-better metrics such as TER, so > 0 always means
-    "better is better") gets a 95% bootstrap CI. Per task ``verdict``: "held" (CI above 0; with ``at_least``,
-    a "≥" claim, CI ≥ 0 suffices), "not held" (CI below 0), "inconclusive (CI spans 0)", or inconclusive with
-    one or no paired seeds. Several runs under one pairing key (e.g. two bottleneck sizes) are averaged first:
-    select the runs the claim is about before calling (``select(frame, k=100)``, one bottleneck, ...).
+    "better is better") gets a 95% Student-t CI. Per task ``verdict``: "held" (CI above 0; with ``at_least``,
+    a "≥" claim, CI ≥ 0 suffices), "not held" (CI below 0), "inconclusive (CI spans 0)", or "too few runs"
+    with fewer than :data:`MIN_PAIRS` pairs. Several runs under one pairing key (e.g. two bottleneck sizes) are
+    averaged first: select the runs the claim is about before calling (``select(frame, k=100)``, one bottleneck,
+    ...).
     """
     worses = list(worse) if isinstance(worse, (list, tuple)) else [worse]
     if not worses:
@@ -87,11 +93,14 @@ def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequenc
             for t in tasks]
     verdicts = [r["verdict"] for r in rows]
     counts = {v: sum(x == v for x in verdicts) for v in (HELD, NOT_HELD)}
-    other = len(verdicts) - counts[HELD] - counts[NOT_HELD]
+    too_few = sum(x.startswith(TOO_FEW) for x in verdicts)
+    other = len(verdicts) - counts[HELD] - counts[NOT_HELD] - too_few
     if verdicts and counts[HELD] == len(verdicts):
         overall = HELD
     elif verdicts and counts[NOT_HELD] == len(verdicts):
         overall = NOT_HELD
+    elif verdicts and too_few == len(verdicts):
+        overall = TOO_FEW
     else:
         overall = "mixed" if counts[HELD] or counts[NOT_HELD] else "inconclusive"
     relation = "≥" if at_least else ">"
@@ -100,7 +109,7 @@ def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequenc
     return {"claim": claim or f"{selector_name(better)} {relation} {worse_name}", "better": selector_name(better),
             "worse": worse_name, "relation": relation, "tasks": rows, "verdict": overall,
             "summary": f"held on {counts[HELD]}/{len(rows)} tasks, not held on {counts[NOT_HELD]}, "
-                       f"inconclusive on {other}"}
+                       f"inconclusive on {other}, too few runs on {too_few}"}
 
 
 def _num(x: float, d: int = 2, sign: bool = False) -> str:
@@ -126,5 +135,8 @@ def claims_markdown(checks: Sequence[dict]) -> str:
                                                         "pairs", "verdict"]))
         out.append(f"### {c['claim']}\n\nVerdict: **{c['verdict']}** ({c['summary']}).\n\n{table}")
     note = ("Paired Δ: better − worse over runs matched on task, K, data seed, seed, backbone and profile (sign "
-            "flipped for TER, so Δ > 0 favours the claim); 95% percentile-bootstrap CI of the mean difference.\n")
+            "flipped for TER, so Δ > 0 favours the claim); 95% Student-t CI of the mean difference over the n "
+            f"pairs. A verdict needs at least {MIN_PAIRS} pairs per task; below that it reads \"{TOO_FEW}\" (with "
+            "4 pairs or fewer, even differences that all favour the claim are not significant at 5% by a sign "
+            "test).\n")
     return "\n".join(out) + ("\n" + note if out else "")

@@ -9,9 +9,11 @@ import pandas as pd
 from .frame import RUN_KEYS
 from .names import method_key, method_order
 from .paper import paper_value
+from .stats import t_interval
 
 MEASURES = ("trainable_pct", "train_time_vs_ft", "inference_time_vs_ft")
-COLUMNS = ["method_label", "source", *MEASURES, "n_runs"]
+INTERVALS = [f"{m}_{side}" for m in MEASURES[1:] for side in ("lo", "hi")]
+COLUMNS = ["method_label", "source", *MEASURES, "n_runs", *INTERVALS]
 
 
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -28,7 +30,8 @@ def efficiency_rows(frame: pd.DataFrame, *, methods: Sequence[str] | None = None
     per example relative to ``reference`` (full FT) on the same task, K, seeds, backbone and profile (1 / the ratio
     of ``train_examples_per_s`` and ``eval_examples_per_s``), averaged over such matched runs; with ``paper``
     the rows of UniPELT Table 4 for the same methods. Columns: method_label, source, trainable_pct,
-    train_time_vs_ft, inference_time_vs_ft, n_runs."""
+    train_time_vs_ft, inference_time_vs_ft, n_runs, and the 95% Student-t interval of each time ratio over the
+    matched runs (``train_time_vs_ft_lo`` / ``_hi``, ``inference_time_vs_ft_lo`` / ``_hi``; NaN below 2 runs)."""
     runs = _runs(frame)
     labels = method_order(runs["method_label"]) if methods is None else [method_key(m) for m in methods]
     ref = runs[runs["method_label"] == reference].groupby("_key")[["train_examples_per_s",
@@ -42,9 +45,12 @@ def efficiency_rows(frame: pd.DataFrame, *, methods: Sequence[str] | None = None
         with np.errstate(divide="ignore", invalid="ignore"):
             train = (matched["train_examples_per_s_ref"] / matched["train_examples_per_s"]).replace(np.inf, np.nan)
             infer = (matched["eval_examples_per_s_ref"] / matched["eval_examples_per_s"]).replace(np.inf, np.nan)
+        (t_lo, t_hi), (i_lo, i_hi) = t_interval(train.to_numpy(float)), t_interval(infer.to_numpy(float))
         rows.append({"method_label": label, "source": "ours", "trainable_pct": mine["inference_pct"].mean(),
                      "train_time_vs_ft": train.mean() if len(train) else np.nan,
-                     "inference_time_vs_ft": infer.mean() if len(infer) else np.nan, "n_runs": len(mine)})
+                     "inference_time_vs_ft": infer.mean() if len(infer) else np.nan, "n_runs": len(mine),
+                     "train_time_vs_ft_lo": t_lo, "train_time_vs_ft_hi": t_hi, "inference_time_vs_ft_lo": i_lo,
+                     "inference_time_vs_ft_hi": i_hi})
     if paper:
         for label in labels:
             values = {m: paper_value("unipelt", "efficiency", label, m) for m in MEASURES}

@@ -1,5 +1,6 @@
 """Report figures. Each takes data frames / records and an output path stem, writes ``<stem>.png`` (200 dpi) and
-``<stem>.pdf`` and returns both paths. Means carry 95% percentile-bootstrap CIs (see :mod:`.stats`)."""
+``<stem>.pdf`` and returns both paths. Means carry 95% Student-t CIs (see :mod:`.stats`; none for n = 1), and
+``caption`` (backbone, profile, training budget) goes above the panels."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,6 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.patches import Patch
 
 from ._plot import PALETTE, SOURCE_COLOURS, finish, grid, legend_below, method_colour, style, wrap
 from .frame import select
@@ -42,7 +42,8 @@ def _need(df: pd.DataFrame, what: str) -> None:
 
 
 def bottleneck_curve(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str], metric: Metric,
-                     methods: Sequence[str] = ("pfeiffer", "adamix-pfeiffer"), dim: str = "bottleneck") -> list[Path]:
+                     methods: Sequence[str] = ("pfeiffer", "adamix-pfeiffer"), dim: str = "bottleneck",
+                     caption: str | None = None) -> list[Path]:
     """Metric against adapter dimension (``dim``: "bottleneck", or "r" for LoRA) per method: mean over seeds with
     its 95% CI band; one panel per task."""
     metric_for = _metric_for(metric)
@@ -65,12 +66,12 @@ def bottleneck_curve(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequ
             ax.set_xscale("log", base=2)
             ax.set_xticks(dims, [str(d) for d in dims])
             ax.minorticks_off()
-            ax.set_xlabel("bottleneck dimension (units)" if dim == "bottleneck" else f"{dim} (rank)")
+            ax.set_xlabel("bottleneck dimension" if dim == "bottleneck" else f"LoRA rank {dim}")
             ax.set_ylabel(metric_axis_label(m))
             ax.set_title(task_name(tk))
         handles, labels = axes[0].get_legend_handles_labels()
         legend_below(fig, handles, labels)
-        return finish(fig, out)
+        return finish(fig, out, caption)
 
 
 def _mode_order(modes: Iterable[str]) -> list[str]:
@@ -86,7 +87,8 @@ def _mode_order(modes: Iterable[str]) -> list[str]:
 
 
 def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str], metric: Metric,
-                  method: str = "adamix-pfeiffer", modes: Sequence[str] | None = None) -> list[Path]:
+                  method: str = "adamix-pfeiffer", modes: Sequence[str] | None = None,
+                  caption: str | None = None) -> list[Path]:
     """AdaMix inference modes (merged, random, fixed-K, ensemble) of the same trained models: one point per seed,
     the mean with its 95% CI in black, a violin where a mode has ≥ 5 seeds. Needs ``runs_frame(...,
     include_modes=True)``."""
@@ -113,14 +115,15 @@ def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequenc
                           alpha=0.85, legend=False, ax=ax)
             s = summarise(df.assign(mode=df["mode"].astype(str)), by=["mode"]).set_index("mode").loc[order]
             xs = np.arange(len(order))
-            ax.errorbar(xs + 0.3, s["mean"], yerr=_yerr(s), fmt="D",
-                        color="black", markersize=4, capsize=3, linewidth=1, label="mean, 95% CI")
+            several = bool((s["n"] > 1).any())
+            ax.errorbar(xs + 0.3, s["mean"], yerr=_yerr(s) if several else None, fmt="D", color="black",
+                        markersize=4, capsize=3, linewidth=1, label="mean, 95% CI" if several else "mean (n = 1)")
             ax.set_xlabel("inference mode")
             ax.set_ylabel(metric_axis_label(m))
             ax.set_title(f"{task_name(tk)}: {method_name(method)}")
         handles, labels = axes[0].get_legend_handles_labels()
         legend_below(fig, handles, labels)
-        return finish(fig, out)
+        return finish(fig, out, caption)
 
 
 GATE_COMPONENTS = {"adapter": "adapter", "prefix": "prefix", "lora_query": "LoRA\n(query)",
@@ -145,7 +148,7 @@ def gate_matrix(results: Sequence[dict]) -> pd.DataFrame:
 
 
 def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequence[str] | None = None,
-                 ncols: int = 3) -> list[Path]:
+                 ncols: int = 3, caption: str | None = None) -> list[Path]:
     """Layers x components of UniPELT's mean gate values (averaged over the reported set and over seeds), one
     panel per task / K / variant, from the result files' ``gates`` field."""
     g = gate_matrix(results)
@@ -178,30 +181,62 @@ def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequ
             kk = "" if k is None or pd.isna(k) else f", K={int(k)}"
             ax.set_title(f"{task_name(task)}{kk}" + (f" {method_name(label)}" if several else "") + f" (n={seeds})")
         fig.colorbar(image, ax=axes, shrink=0.9, label="mean gate value (0–1)")
-        return finish(fig, out)
+        return finish(fig, out, caption)
 
 
-def efficiency_bars(rows: pd.DataFrame | Sequence[dict], out: str | os.PathLike) -> list[Path]:
-    """Trainable parameters (% of the backbone, log scale), training and inference time relative to full FT;
-    ours beside the paper's per method. ``rows``: method_label, source ("ours" | "paper"), trainable_pct,
-    train_time_vs_ft, inference_time_vs_ft (see :func:`peftkit.reporting.efficiency.efficiency_rows`)."""
+def gate_heatmap_examples(frame: pd.DataFrame, out: str | os.PathLike, caption: str) -> list[Path]:
+    """Gate values of one forward, one panel per component: layers x examples, the value in each cell.
+    ``frame``: layer, component, example, gate (see :func:`peftkit.tour.gate_frame`)."""
+    _need(frame, "gate heatmap (no gate values)")
+    comps = [c for c in GATE_COMPONENTS if c in set(frame["component"])]
+    examples = list(dict.fromkeys(frame["example"]))
+    with style():
+        fig, axes = grid(len(comps), ncols=len(comps), panel=(0.6 + 0.55 * len(examples), 2.6), sharey=True)
+        image = None
+        for ax, comp in zip(axes, comps):
+            mat = frame[frame["component"] == comp].pivot(index="layer", columns="example", values="gate")[examples]
+            image = ax.imshow(mat.to_numpy(), aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+            for (i, j), v in np.ndenumerate(mat.to_numpy()):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color="black" if v > 0.55 else "white")
+            ax.set_xticks(range(len(examples)), examples, rotation=90)
+            ax.set_yticks(range(len(mat.index)), [str(i) for i in mat.index])
+            ax.set_title(GATE_COMPONENTS[comp].replace("\n", " "))
+            ax.set_xlabel("example")
+        axes[0].set_ylabel("layer (index)")
+        fig.colorbar(image, ax=axes, shrink=0.9, label="gate value (0–1)")
+        return finish(fig, out, caption)
+
+
+def efficiency_bars(rows: pd.DataFrame | Sequence[dict], out: str | os.PathLike, caption: str | None = None
+                    ) -> list[Path]:
+    """Per method, ours beside the paper's: parameters of the inference form (% of the backbone; log axis, points
+    not bars), training and inference time relative to full FT (points with their 95% Student-t intervals over
+    the matched runs where ``*_lo`` / ``*_hi`` are given). ``rows``: method_label, source ("ours" | "paper"),
+    trainable_pct, train_time_vs_ft, inference_time_vs_ft (see
+    :func:`peftkit.reporting.efficiency.efficiency_rows`)."""
     df = pd.DataFrame(rows)
     _need(df, "efficiency bars")
     order = method_order(df["method_label"])
     names = [method_name(m) for m in order]
-    panels = [("trainable_pct", "trainable parameters (% of backbone, log)"),
-              ("train_time_vs_ft", "training time (× full FT)"),
-              ("inference_time_vs_ft", "inference time (× full FT)")]
+    panels = [("trainable_pct", "parameters at inference\n(% of backbone, log scale)"),
+              ("train_time_vs_ft", "training time per example\n(× full FT)"),
+              ("inference_time_vs_ft", "inference time per example\n(× full FT)")]
     sources = [s for s in ("ours", "paper") if s in set(df["source"])]
+    markers = {"ours": "o", "paper": "s"}
     with style():
         fig, axes = grid(3, ncols=3, panel=(3.3, 0.9 + 0.42 * len(order)), sharey=True)
-        h = 0.8 / len(sources)
         for ax, (col, label) in zip(axes, panels):
             for i, src in enumerate(sources):
                 sub = df[df["source"] == src].set_index("method_label").reindex(order)
-                ys = np.arange(len(order)) - 0.4 + h * (i + 0.5)
-                ax.barh(ys, sub[col].astype(float), height=h, color=SOURCE_COLOURS[src], label=src,
-                        hatch="//" if src == "paper" else None, edgecolor="white", linewidth=0.5)
+                ys = np.arange(len(order)) + (0.15 if src == "paper" else -0.15)
+                xs = sub[col].astype(float).to_numpy()
+                err = None
+                if f"{col}_lo" in sub and sub[f"{col}_lo"].notna().any():
+                    lo, hi = sub[f"{col}_lo"].astype(float).to_numpy(), sub[f"{col}_hi"].astype(float).to_numpy()
+                    err = np.clip(np.nan_to_num(np.vstack([xs - lo, hi - xs])), 0.0, None)
+                ax.errorbar(xs, ys, xerr=err, fmt=markers[src], color=SOURCE_COLOURS[src], markersize=5,
+                            capsize=2, linewidth=0.8, label=src if src == "paper" else "ours (mean, 95% CI)",
+                            markerfacecolor="white" if src == "paper" else SOURCE_COLOURS[src])
             if col == "trainable_pct":
                 ax.set_xscale("log")
             else:
@@ -210,16 +245,17 @@ def efficiency_bars(rows: pd.DataFrame | Sequence[dict], out: str | os.PathLike)
             ax.set_xlabel(label)
         axes[0].invert_yaxis()  # shared: the first method on top in every panel
         axes[0].set_ylabel("method")
-        handles = [Patch(facecolor=SOURCE_COLOURS[s], hatch="//" if s == "paper" else None, label=s) for s in sources]
-        legend_below(fig, handles, [h.get_label() for h in handles])
-        return finish(fig, out)
+        handles, labels = axes[0].get_legend_handles_labels()
+        legend_below(fig, handles, labels)
+        return finish(fig, out, caption)
 
 
 def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str] = ("e2e", "webnlg", "dart"),
              methods: Sequence[str] | None = None, metrics: Sequence[str] | None = None, paper: str = "adamix",
-             table: str = "nlg") -> list[Path]:
-    """NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr; TER) ours (mean, 95% CI) beside the paper's, one panel per
-    task and metric, methods on the x axis."""
+             table: str = "nlg", caption: str | None = None) -> list[Path]:
+    """NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr; TER) ours (mean, with its 95% Student-t CI where n > 1)
+    beside the paper's, one panel per task and metric, methods on the x axis. The legend names the interval only
+    when some bar has one (n = 1 everywhere: "ours (n = 1, no interval)")."""
     df = _reported(frame)
     df = select(df, task=[task_key(t) for t in tasks])
     if methods is not None:
@@ -233,14 +269,16 @@ def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str
                     key=lambda p: ([task_key(t) for t in tasks].index(p[0]),
                                    order_m.index(p[1]) if p[1] in order_m else 99))
     labels = method_order(s["method_label"])
+    n_max = int(s["n"].max())
+    ours_label = ("ours (n = 1, no interval)" if n_max <= 1 else "ours (mean, 95% CI)" if (s["n"] > 1).all()
+                  else "ours (mean; 95% CI where n > 1)")
     with style():
         fig, axes = grid(len(panels), ncols=min(4, len(panels)), panel=(1.0 + 0.75 * len(labels), 3.0))
         for ax, (task, metric) in zip(axes, panels):
             g = s[(s["task"] == task) & (s["metric"] == metric)].set_index("method_label").reindex(labels)
             xs = np.arange(len(labels))
-            ax.bar(xs - 0.2, g["mean"], width=0.4, color=SOURCE_COLOURS["ours"], label="ours (mean, 95% CI)",
-                   yerr=_yerr(g), capsize=2,
-                   error_kw={"linewidth": 0.8})
+            ax.bar(xs - 0.2, g["mean"], width=0.4, color=SOURCE_COLOURS["ours"], label=ours_label,
+                   yerr=_yerr(g) if n_max > 1 else None, capsize=2, error_kw={"linewidth": 0.8})
             pv = [paper_value(paper, table, m, task, metric=metric) for m in labels]
             ax.bar(xs + 0.2, [np.nan if v is None else v for v in pv], width=0.4, color=SOURCE_COLOURS["paper"],
                    hatch="//", edgecolor="white", linewidth=0.5, label="paper")
@@ -250,8 +288,8 @@ def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str
             ax.set_title(f"{task_name(task)} {metric_name(metric)}")
         handles, names = axes[0].get_legend_handles_labels()
         legend_below(fig, handles, names)
-        return finish(fig, out)
+        return finish(fig, out, caption)
 
 
-__all__ = ["bottleneck_curve", "strip_by_mode", "gate_heatmap", "gate_matrix", "efficiency_bars", "nlg_bars",
-           "PALETTE"]
+__all__ = ["bottleneck_curve", "strip_by_mode", "gate_heatmap", "gate_heatmap_examples", "gate_matrix",
+           "efficiency_bars", "nlg_bars", "PALETTE"]

@@ -13,7 +13,7 @@ COLUMNS = ["run_id", "task", "task_kind", "protocol", "k", "data_seed", "seed", 
            "method_label", "model", "backbone", "head", "profile", "bottleneck", "r", "num_modules", "mode",
            "metric", "value", "trainable_params", "inference_params", "head_params", "total_params",
            "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s", "wall_time_s",
-           "best_step", "git_commit", "path", "budget"]
+           "best_step", "git_commit", "path", "budget", "collapsed"]
 INT_COLUMNS = ("k", "data_seed", "seed", "routing_seed", "bottleneck", "r", "num_modules", "trainable_params",
                "inference_params", "head_params", "total_params", "best_step")
 # A run is identified across methods by these (the pairing key of claim checks and relative timings).
@@ -50,6 +50,18 @@ def budget_text(r: dict) -> str | None:
     return f"{rows:,} training examples, {length} at batch {t.get('batch_size')}"
 
 
+def collapse_reason(r: dict) -> str | None:
+    """Why a run's scores are not comparable to a trained model's, or None: a classifier that predicts one label
+    for every example (``best_metrics["predicted_classes"] == 1``), or a generator whose stored samples are all
+    empty strings."""
+    if (r.get("best_metrics") or {}).get("predicted_classes") == 1:
+        return "constant predictions"
+    samples = r.get("samples")
+    if samples and not any(str(s.get("prediction", "")).strip() for s in samples):
+        return "empty generations"
+    return None
+
+
 def _run_fields(r: dict) -> dict:
     cfg = r.get("method_config") or {}
     seeds = r.get("seeds") or {}
@@ -76,7 +88,7 @@ def _run_fields(r: dict) -> dict:
         "train_time_s": r.get("train_time_s"), "train_examples_per_s": r.get("train_examples_per_s"),
         "eval_examples_per_s": r.get("eval_examples_per_s"), "wall_time_s": r.get("wall_time_s"),
         "best_step": _int(r.get("best_step")), "git_commit": r.get("git_commit"), "path": r.get("path"),
-        "budget": budget_text(r),
+        "budget": budget_text(r), "collapsed": collapse_reason(r),
     }
 
 

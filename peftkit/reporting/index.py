@@ -1,6 +1,7 @@
-"""``reports/README.md``: one line per artifact (link, what it is, the command that rebuilt it), generated from
-``reports/index.json``, to which every notebook or command registers its own artifacts without clobbering the
-others' (read-modify-write under a lock, both files replaced atomically)."""
+"""``reports/README.md``: a short summary of what was found (each claim's verdict, the headline deltas against the
+papers, the scale caveat), then one line per artifact (link, what it is, the command that rebuilt it). Both are
+generated from ``reports/index.json``, to which every notebook or command registers its own artifacts and
+findings without clobbering the others' (read-modify-write under a lock, both files replaced atomically)."""
 from __future__ import annotations
 
 import json
@@ -15,10 +16,11 @@ from ..atomic import locked, write_text as write_text_atomic
 INDEX = "index.json"
 README = "README.md"
 LOCK = ".index.lock"
-HEADER = ("# Reports\n\n"
-          "The notebooks' tables, figures and claim checks are functions of the runs' `result.json` files (they "
-          "never train); the parameter counts and benchmarks come from their own commands. Each line: the "
-          "artifact, what it is, and the command that rebuilt it.\n\n")
+HEADER = "# Reports\n\n"
+FILES = ("## Files\n\n"
+         "The notebooks' tables, figures and claim checks are functions of the runs' `result.json` files (they "
+         "never train); the parameter counts and benchmarks come from their own commands. Each line: the "
+         "artifact, what it is, and the command that rebuilt it.\n\n")
 
 
 def _key(reports_dir: Path, path: str | os.PathLike) -> str:
@@ -37,35 +39,74 @@ def _key(reports_dir: Path, path: str | os.PathLike) -> str:
     return Path(os.path.relpath(p, root)).as_posix()
 
 
+def _read(reports_dir: str | os.PathLike) -> dict:
+    f = Path(reports_dir) / INDEX
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
 def read_index(reports_dir: str | os.PathLike) -> dict[str, dict]:
     """{relative path: {"description", "command", "updated"}} from ``index.json`` (empty when absent)."""
-    f = Path(reports_dir) / INDEX
-    if not f.is_file():
-        return {}
-    data = json.loads(f.read_text())
-    return dict(data.get("artifacts", {}))
+    return dict(_read(reports_dir).get("artifacts", {}))
 
 
-def render_readme(reports_dir: str | os.PathLike, artifacts: dict[str, dict]) -> str:
+def read_findings(reports_dir: str | os.PathLike) -> dict[str, dict]:
+    """{key: {"text", "kind" ("claim" | "delta"), "caveat"}} registered by :func:`register_finding`."""
+    return dict(_read(reports_dir).get("findings", {}))
+
+
+def render_summary(findings: dict[str, dict]) -> str:
+    """"What was found": the claims' verdicts, the headline deltas, then the scale caveats (each once)."""
+    if not findings:
+        return ""
+    out = ["## What was found\n"]
+    for kind, heading in (("claim", "Claims of the papers, checked on our runs"),
+                          ("delta", "Our numbers against the papers' (Δ = ours − paper)")):
+        lines = [f"- {findings[k]['text']}" for k in sorted(findings) if findings[k].get("kind") == kind]
+        if lines:
+            out += [f"{heading}:\n", *lines, ""]
+    caveats = list(dict.fromkeys(f["caveat"] for f in findings.values() if f.get("caveat")))
+    if caveats:
+        out += ["Scale: " + " ".join(caveats), ""]
+    return "\n".join(out) + "\n"
+
+
+def render_readme(reports_dir: str | os.PathLike, artifacts: dict[str, dict],
+                  findings: dict[str, dict] | None = None) -> str:
     lines = []
     for rel in sorted(artifacts):
         a = artifacts[rel]
         missing = "" if (Path(reports_dir) / rel).exists() else " *(not built yet)*"
         lines.append(f"- [{rel}]({rel}){missing}: {a['description']}. Rebuilt by `{a['command']}`.")
-    return HEADER + "\n".join(lines) + ("\n" if lines else "")
+    return HEADER + render_summary(findings or {}) + FILES + "\n".join(lines) + ("\n" if lines else "")
 
 
-def _update(reports_dir: Path, entries: Iterable[tuple[str | os.PathLike, str, str]], replace: bool) -> Path:
+def _update(reports_dir: Path, entries: Iterable[tuple[str | os.PathLike, str, str]], replace: bool,
+            findings: dict[str, dict] | None = None) -> Path:
     with locked(reports_dir / LOCK):
-        artifacts = {} if replace else read_index(reports_dir)
+        data = _read(reports_dir)
+        artifacts = {} if replace else dict(data.get("artifacts", {}))
+        known = {} if replace else dict(data.get("findings", {}))
+        known.update(findings or {})
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for path, description, command in entries:
             if not str(description).strip() or not str(command).strip():
                 raise ValueError(f"artifact {path}: description and command must not be empty")
             artifacts[_key(reports_dir, path)] = {"description": str(description).strip().rstrip("."),
                                                   "command": str(command).strip(), "updated": stamp}
-        write_json_atomic(reports_dir / INDEX, {"artifacts": artifacts})
-        return write_text_atomic(reports_dir / README, render_readme(reports_dir, artifacts))
+        write_json_atomic(reports_dir / INDEX, {"artifacts": artifacts, **({"findings": known} if known else {})})
+        return write_text_atomic(reports_dir / README, render_readme(reports_dir, artifacts, known))
+
+
+def register_finding(reports_dir: str | os.PathLike, key: str, text: str, kind: str,
+                     caveat: str | None = None) -> Path:
+    """Add or replace one line of the README's summary: ``kind`` "claim" (a verdict) or "delta" (a headline
+    difference from the paper); ``caveat``: the scale caveat it comes with (printed once). Returns the README."""
+    if kind not in ("claim", "delta"):
+        raise ValueError(f"invalid kind={kind!r}: allowed claim, delta")
+    if not str(text).strip():
+        raise ValueError(f"finding {key}: text must not be empty")
+    return _update(Path(reports_dir), [], replace=False,
+                   findings={key: {"text": str(text).strip(), "kind": kind, "caveat": caveat}})
 
 
 def register_artifact(reports_dir: str | os.PathLike, path: str | os.PathLike, description: str,

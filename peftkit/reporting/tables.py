@@ -17,7 +17,8 @@ from .stats import describe_values
 
 MISSING = "–"
 NUMBER_COLUMNS = ["method_label", "task", "metric", "n", "mean", "std", "ci_lo", "ci_hi", "single", "paper",
-                  "paper_metric", "paper_row", "delta", "note"]
+                  "paper_metric", "paper_row", "delta", "collapsed", "note"]
+INTERVAL_NOTE = "mean ± std [95% Student-t CI of the mean] over n runs (n = 1: no interval)"
 
 
 def _paper_cell(paper, table, method, task, k, backbone, metric) -> dict | None:
@@ -33,12 +34,13 @@ def _paper_cell(paper, table, method, task, k, backbone, metric) -> dict | None:
 def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequence[str],
                        methods: Sequence[str], metric_for: Callable[[str], str], k: int | None = None,
                        backbone: str | None = None) -> pd.DataFrame:
-    """One row per method x task: our seed statistics (n, mean, std, bootstrap CI), the paper's value, Δ.
+    """One row per method x task: our seed statistics (n, mean, std, Student-t CI), the paper's value, Δ.
 
     Our rows are ``frame``'s reported metrics (mode "reported") with this ``k`` (None: full-data runs, k
     missing). ``metric_for(task)`` is the metric we report; where the paper's cell is in another metric that our
     runs also report (e.g. STS-B Spearman in UniPELT's tables), ours switches to it; where we lack it, Δ is
-    missing and ``note`` says why.
+    missing and ``note`` says why. ``collapsed``: how many of our runs collapsed (constant predictions, empty
+    generations; see :func:`peftkit.reporting.frame.collapse_reason`): such a cell gets no Δ.
     """
     bb = table_backbone(paper, table, backbone)
     sub = frame if "mode" not in frame.columns else frame[frame["mode"] == "reported"]
@@ -59,11 +61,17 @@ def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Se
                     note = f"paper's cell is {metric_name(cell['metric'])}, ours {metric_name(metric)}: no Δ"
             stats = describe_values(ours.loc[ours["metric"] == metric, "value"].to_numpy(dtype=float))
             value = None if cell is None else float(cell["value"])
-            comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric
+            runs = ours.drop_duplicates("run_id") if "run_id" in ours else ours
+            collapsed = int(runs["collapsed"].notna().sum()) if "collapsed" in runs else 0
+            if collapsed:
+                reasons = ", ".join(sorted(set(runs["collapsed"].dropna())))
+                note = (note + "; " if note else "") + f"{collapsed} of {len(runs)} runs collapsed ({reasons}): no Δ"
+            comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric and not collapsed
             rows.append({"method_label": method, "task": tk, "metric": metric, **stats, "paper": value,
                          "paper_metric": None if cell is None else cell["metric"],
                          "paper_row": None if cell is None else cell["row"],
-                         "delta": stats["mean"] - value if comparable else float("nan"), "note": note})
+                         "delta": stats["mean"] - value if comparable else float("nan"), "collapsed": collapsed,
+                         "note": note})
     out = pd.DataFrame(rows, columns=NUMBER_COLUMNS)
     out["paper"] = out["paper"].astype(float)
     return out
@@ -73,63 +81,70 @@ def _missing(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def format_ours(n: int, mean: float, std: float, lo: float, hi: float, metric: str = "accuracy") -> str:
-    """'81.20 ± 1.10 [79.90, 82.40] n=3'; one seed: '81.20 (n=1, no CI)'; no runs: '–'."""
+def format_ours(n: int, mean: float, std: float, lo: float, hi: float, metric: str = "accuracy",
+                collapsed: int = 0) -> str:
+    """'81.20 ± 1.10 [78.47, 83.93] n=3' (Student-t CI); one run: '81.20 (n=1, no CI)'; no runs: '–'; with
+    collapsed runs: '50.00 (n=1, no CI) collapsed 1/1'. Every number in the metric's precision."""
     if not n:
         return MISSING
     d = decimals(metric)
-    if n == 1:
-        return f"{mean:.{d}f} (n=1, no CI)"
-    return f"{mean:.{d}f} ± {std:.{d}f} [{lo:.{d}f}, {hi:.{d}f}] n={n}"
+    text = f"{mean:.{d}f} (n=1, no CI)" if n == 1 else f"{mean:.{d}f} ± {std:.{d}f} [{lo:.{d}f}, {hi:.{d}f}] n={n}"
+    return text + (f" collapsed {collapsed}/{n}" if collapsed else "")
 
 
 def _fmt(x, d=2, sign=False) -> str:
     if _missing(x):
         return MISSING
-    return f"{x:+.{d}f}" if sign else f"{x:.6g}"
+    return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
 
 
 def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequence[str], methods: Sequence[str],
                      metric_for: Callable[[str], str], k: int | None = None,
                      backbone: str | None = None) -> pd.DataFrame:
-    """Display table: rows (method, ours | paper | Δ), one column per task, plus "Avg" where every task is present.
+    """Display table as a paper prints it: one row per method; per task three columns, ours | paper | Δ, plus
+    "Avg" columns where every task is present. Each column has one precision (the metric's).
 
-    "ours" reads ``mean ± std [CI lo, CI hi] n=seeds``; "Δ" = ours mean − paper; empty cells are "–". The frame's
-    ``attrs`` carry what :func:`write_table` puts in the title (backbone, profile, the paper's backbone) and notes.
+    "ours" reads ``mean ± std [95% Student-t CI] n=runs``; "Δ" = ours mean − paper (none where runs collapsed);
+    empty cells are "–". The frame's ``attrs`` carry what :func:`write_table` puts in the title (backbone,
+    profile, the paper's backbone) and notes.
     """
     nums = comparison_numbers(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
                               k=k, backbone=backbone)
-    cols = [task_name(t) for t in tasks] + (["Avg"] if len(tasks) > 1 else [])
     index, body = [], []
     for method in dict.fromkeys(nums["method_label"]):
         m = nums[nums["method_label"] == method]
-        ours = [format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric) for r in m.itertuples()]
-        papers = [_fmt(v) for v in m["paper"]]
-        deltas = [_fmt(v, decimals(mt), sign=True) for v, mt in zip(m["delta"], m["metric"])]
+        row = {}
+        for r in m.itertuples():
+            d, name = decimals(r.metric), task_name(r.task)
+            row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, r.collapsed)
+            row[f"{name} paper"] = _fmt(r.paper, d)
+            row[f"{name} Δ"] = ("– (collapsed)" if r.collapsed and not _missing(r.paper)
+                                else _fmt(r.delta, d, sign=True))
         if len(tasks) > 1:
             have_ours = bool((m["n"] > 0).all())
             have_paper = bool(m["paper"].notna().all())
-            ours.append(f"{m['mean'].mean():.2f}" if have_ours else MISSING)
-            papers.append(f"{m['paper'].mean():.2f}" if have_paper else MISSING)
-            deltas.append(f"{m['mean'].mean() - m['paper'].mean():+.2f}"
-                          if have_ours and have_paper and m["delta"].notna().all() else MISSING)
-        name = method_name(method)
-        index += [(name, "ours"), (name, "paper"), (name, "Δ")]
-        body += [ours, papers, deltas]
-    out = pd.DataFrame(body, index=pd.MultiIndex.from_tuples(index, names=["method", "row"]), columns=cols)
+            row["Avg ours"] = f"{m['mean'].mean():.2f}" if have_ours else MISSING
+            row["Avg paper"] = f"{m['paper'].mean():.2f}" if have_paper else MISSING
+            row["Avg Δ"] = (f"{m['mean'].mean() - m['paper'].mean():+.2f}"
+                            if have_ours and have_paper and m["delta"].notna().all() else MISSING)
+        index.append(method_name(method))
+        body.append(row)
+    out = pd.DataFrame(body, index=pd.Index(index, name="method"))
     used = select(frame, task=[task_key(t) for t in tasks], method_label=[method_key(m) for m in methods])
     ctx = context(used)
     metrics = "; ".join(f"{task_name(t)} {metric_name(mt)}" for t, mt in
                         dict(zip(nums["task"], nums["metric"])).items())
-    notes = ["ours: mean ± std [95% percentile-bootstrap CI of the mean, 10,000 resamples] over n seeds; "
-             "Δ = ours mean − paper; – = no run or no paper cell.",
+    notes = [f"ours: {INTERVAL_NOTE}; Δ = ours mean − paper; – = no run or no paper cell.",
              f"Metrics: {metrics}. Paper: {paper} {table}" + (f", K = {k}" if k is not None else "") + "."]
     notes += [f"{method_name(r.method_label)}, {task_name(r.task)}: {r.note}." for r in nums.itertuples() if r.note]
     if len(tasks) > 1:
-        notes.append("Avg: mean over the columns, only where every task has a value.")
+        notes.append("Avg: mean over the tasks, only where every task has a value.")
     paper_bb = table_backbone(paper, table, backbone)
+    deltas = nums.dropna(subset=["delta"])
     out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"],
-                      "profile": ctx["profile"], "paper_backbone": paper_bb, "notes": notes})
+                      "profile": ctx["profile"], "paper_backbone": paper_bb, "notes": notes,
+                      "deltas": [(method_name(r.method_label), task_name(r.task), float(r.delta))
+                                 for r in deltas.itertuples()]})
     return out
 
 
