@@ -30,12 +30,14 @@ $(PEERS)/.installed: requirements-peers.lock pyproject.toml
 	$(PPY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
 	touch $@
 
-# The suite on the runtime lock, then the tests marked `peers` (AdapterHub goldens, bench) in the peers venv;
-# both always run, and the target fails if either failed.
+# The suite on the runtime lock, then in the peers venv the tests marked `peers` (AdapterHub goldens, bench) and
+# peftkit's method and compat tests on transformers 4.57; all always run, and the target fails if any failed.
+PEERS_CORE := tests/test_compat.py tests/test_methods.py
 test: venv peers
 	@rc=0; \
 	$(VPY) -m pytest -q -m "not peers" || rc=$$?; \
 	$(PPY) -m pytest -q -m peers || rc=$$?; \
+	$(PPY) -m pytest -q $(PEERS_CORE) || rc=$$?; \
 	exit $$rc
 
 params: venv
