@@ -3,15 +3,16 @@ these helpers instead of testing versions itself.
 
 What differs, and what peftkit does about it:
 
-- ``TrainingArguments``: 5.0 dropped ``save_safetensors`` (checkpoints are always safetensors: peftkit's models keep
-  their state dicts free of shared tensors, so both versions write safetensors); ``group_by_length`` became
-  ``train_sampling_strategy="group_by_length"``; ``warmup_ratio`` went away and ``warmup_steps`` takes a float
-  below 1 as a ratio of the training steps (both versions round ``ceil(steps * ratio)``, so the schedule is the same).
+- ``TrainingArguments``: 5.0 dropped ``save_safetensors`` (checkpoints are always safetensors; peftkit asks for them
+  on 4.57 too: ``save_pretrained`` drops tied weights, and ``features.PromptClassifier``, not a ``PreTrainedModel``,
+  saves its tied decoder once); ``group_by_length`` became ``train_sampling_strategy="group_by_length"``;
+  ``warmup_ratio`` went away and ``warmup_steps`` takes a float below 1 as a ratio of the training steps (both
+  releases round ``ceil(steps * ratio)``, so the schedule is the same).
 - Attention modules get the layer's KV cache as ``cache=`` (5.x; ``past_key_values`` is deprecated) where 4.57
   passed ``past_key_values`` / ``past_key_value`` (BERT-like) or ``layer_past`` (older GPT-2).
 
-The differences are detected from what the installed release accepts (its ``TrainingArguments`` fields), not from
-version numbers.
+The differences are detected from what the installed release accepts (its ``TrainingArguments`` fields, the keyword
+the cache arrives under), not from version numbers.
 """
 from __future__ import annotations
 
