@@ -1,23 +1,44 @@
 # peftkit: the two commands of the README are `make reports` and `make test`.
+# Two environments: .venv from requirements.lock (the runtime: transformers 5) and .venv-peers from
+# requirements-peers.lock (transformers 4.57 + AdapterHub adapters + peft: the peers peftkit is checked against).
 PY ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
+PEERS := .venv-peers
+PPY := $(PEERS)/bin/python
+PIP_FLAGS := -q --disable-pip-version-check
 PEFTKIT_DATA_DIR ?= $(abspath ../shared/data)
 export PEFTKIT_DATA_DIR
 PROFILE ?= cpu
 
-.PHONY: venv test reports params bench clean
+.PHONY: venv peers test reports params bench clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check -r requirements.lock
-	$(VPY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(VPY) -m pip install $(PIP_FLAGS) -r requirements.lock
+	$(VPY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
 	touch $@
 
-test: venv
-	$(VPY) -m pytest -q
+# peftkit is installed editable (--no-deps) in both environments: the same source runs on 4.57 and 5.x.
+peers: $(PEERS)/.installed
+
+$(PEERS)/.installed: requirements-peers.lock pyproject.toml
+	test -x $(PPY) || $(PY) -m venv $(PEERS)
+	$(PPY) -m pip install $(PIP_FLAGS) -r requirements-peers.lock
+	$(PPY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
+	touch $@
+
+# The suite on the runtime lock, then in the peers venv the tests marked `peers` (AdapterHub goldens, bench) and
+# peftkit's method and compat tests on transformers 4.57; all always run, and the target fails if any failed.
+PEERS_CORE := tests/test_compat.py tests/test_methods.py
+test: venv peers
+	@rc=0; \
+	$(VPY) -m pytest -q -m "not peers" || rc=$$?; \
+	$(PPY) -m pytest -q -m peers || rc=$$?; \
+	$(PPY) -m pytest -q $(PEERS_CORE) || rc=$$?; \
+	exit $$rc
 
 params: venv
 	$(VPY) -m peftkit.cli params-report --out reports
@@ -26,8 +47,9 @@ params: venv
 reports: params
 	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE)
 
-bench: venv
-	$(VPY) -m bench
+# The peer groups need AdapterHub adapters, which needs transformers 4.57: the bench runs in the peers venv.
+bench: peers
+	$(PPY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache

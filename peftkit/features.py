@@ -70,7 +70,12 @@ def tokenize_prompt(ds, tokenizer, task: str, max_length: int):
 
 
 class PromptClassifier(nn.Module):
-    """Masked-LM backbone read at the mask position: class logits are the label words' vocabulary logits."""
+    """Masked-LM backbone read at the mask position: class logits are the label words' vocabulary logits.
+
+    Its state dict holds each tensor once: the MLM decoder (weight and bias) is tied to the word embeddings, and
+    safetensors, the only checkpoint format of transformers 5, refuses tensors that share memory. The tied names
+    are left out on save and filled from their source on load (``aliases``), so a checkpoint round-trips.
+    """
 
     def __init__(self, mlm: nn.Module, word_ids: list[int]):
         super().__init__()
@@ -80,6 +85,31 @@ class PromptClassifier(nn.Module):
         # shortcuts, not submodules: the weights are registered once, under mlm.* (no duplicate state_dict keys)
         self.__dict__["body"] = getattr(mlm, mlm.base_model_prefix)
         self.__dict__["head"] = mlm.cls if hasattr(mlm, "cls") else mlm.lm_head
+
+    def aliases(self) -> dict[str, str]:
+        """{later name: first name} for every parameter or buffer registered under more than one name."""
+        first: dict[int, str] = {}
+        out = {}
+        named = [*self.named_parameters(remove_duplicate=False), *self.named_buffers(remove_duplicate=False)]
+        for name, tensor in named:
+            if id(tensor) in first:
+                out[name] = first[id(tensor)]
+            else:
+                first[id(tensor)] = name
+        return out
+
+    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+        out = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for alias in self.aliases():
+            out.pop(prefix + alias, None)
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        full = dict(state_dict)
+        for alias, source in self.aliases().items():
+            if alias not in full and source in full:
+                full[alias] = full[source]
+        return super().load_state_dict(full, strict=strict, assign=assign)
 
     def forward(self, input_ids, attention_mask=None, mask_pos=None, labels=None, token_type_ids=None):
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]

@@ -151,9 +151,9 @@ def _selection(kind: str, task: str, regression: bool) -> tuple[str, bool]:
 
 
 def execute(spec, out: Path, *, progress: bool, started: float, label: str, world_rank: int) -> dict:
-    from transformers import TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
+    from .compat import training_arguments
     from .data import task_kind
     from .features import PadCollator
     from .trainer import BestAndPatience, PeftTrainer, RoutingState
@@ -174,7 +174,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     # eval_steps: None = evaluate (and checkpoint) every epoch; N = every N steps; 0 = no evaluation during
     # training (the final weights are scored), with a checkpoint every epoch so a killed run still resumes.
     strategy = "steps" if spec.eval_steps else "epoch"
-    args = TrainingArguments(
+    args = training_arguments(
         output_dir=str(ckpt_dir), per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=64,
         learning_rate=spec.lr, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
         eval_strategy="no" if spec.eval_steps == 0 else strategy, save_strategy=strategy,
@@ -184,7 +184,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         lr_scheduler_type="linear",
         label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        bf16=use_bf16(spec.precision), group_by_length=kind != "fewshot", save_safetensors=False,
+        bf16=use_bf16(spec.precision), group_by_length=kind != "fewshot",
         ddp_find_unused_parameters=spec.method in ("adamix",),
         ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
     )

@@ -58,6 +58,15 @@ def perturb(model, scale: float = 0.1, seed: int = 2) -> None:
                 p.add_(torch.randn(p.shape, generator=g) * scale)
 
 
+def pytest_ignore_collect(collection_path, config):
+    """``pytest -m peers`` (``make test`` in the peers venv, which lacks the runtime's data and report packages)
+    collects only the test files that hold peer tests, so the others' imports cannot fail there."""
+    if config.getoption("markexpr", "") == "peers" and collection_path.name.startswith("test_") \
+            and collection_path.suffix == ".py":
+        return "pytest.mark.peers" not in collection_path.read_text()
+    return None
+
+
 @pytest.fixture
 def make():
     return tiny

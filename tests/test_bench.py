@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT))
 from bench import measure  # noqa: E402
 from bench.__main__ import main  # noqa: E402
 
+pytestmark = pytest.mark.peers  # the peer groups need AdapterHub adapters (transformers 4.57): make peers
 pytest.importorskip("peft")
 pytest.importorskip("adapters")
 

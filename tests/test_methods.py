@@ -158,16 +158,24 @@ def test_mlm_head_trains_but_tied_decoder_does_not():
     assert not any(n.startswith("cls.") for n, p in frozen_head.named_parameters() if p.requires_grad)
 
 
-def test_gpt2_prefix_generation_with_cache_matches_without():
-    model = peftkit.apply(tiny("gpt2"), "prefix", prefix_length=3, prefix_hidden=16, seed=0)
+@pytest.mark.parametrize("method,opts", [("prefix", {"prefix_length": 3, "prefix_hidden": 16}),
+                                         ("unipelt", {"prefix_length": 3, "bottleneck": 8, "r": 4, "gates": False})])
+def test_gpt2_prefix_generation_with_cache_matches_without(method, opts):
+    """The prefix layers find the KV cache under every release's keyword (5.x: ``cache=``); one that missed it
+    attends to the newest token only. Compared on the scores (a tiny model's greedy tokens repeat and hide it).
+    UniPELT without gates: a gate averages over the positions it is given, which a cached step restricts to one."""
+    model = peftkit.apply(tiny("gpt2"), method, seed=0, **opts)
     perturb(model)
     model.eval()
-    ids = batch("gpt2", b=1, t=4)["input_ids"]
-    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    x = batch("gpt2", b=2, t=5)
+    ids, mask = x["input_ids"].flip(1), x["attention_mask"].flip(1)  # left padding on row 1
+    kw = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0, output_scores=True,
+              return_dict_in_generate=True)
     with torch.no_grad():
         cached = model.generate(ids, use_cache=True, **kw)
         uncached = model.generate(ids, use_cache=False, **kw)
-    assert torch.equal(cached, uncached)
+    assert cached.sequences.shape == (2, 11) and torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(torch.stack(cached.scores), torch.stack(uncached.scores), atol=1e-5, rtol=0)
 
 
 def test_gpt2_lora_touches_query_and_value_slices_only():

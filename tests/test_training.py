@@ -134,6 +134,37 @@ def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_o
     assert torch.allclose(out.logits, expect, atol=1e-6) and out.loss.item() > 0
 
 
+@pytest.mark.parametrize("method,opts", [("lora", {"r": 4}), ("prompt", {"prompt_length": 3})])
+def test_prompt_classifier_checkpoint_round_trips_through_safetensors(method, opts, tmp_path):
+    """The decoder is tied to the word embeddings; the Trainer's checkpoint (safetensors, the only format of
+    transformers 5) must save once and load back tied, with the same logits, into a fresh model."""
+    from safetensors.torch import load_file
+
+    from peftkit.compat import training_arguments
+    from peftkit.features import PromptClassifier
+    from peftkit.trainer import PeftTrainer
+
+    def build(seed):
+        mlm = peftkit.apply(tiny("bert-mlm", seed=seed), method, seed=seed, **opts)
+        return PromptClassifier(mlm, [5, 9])
+
+    clf = build(0)
+    perturb(clf)
+    assert clf.aliases() == {"mlm.cls.predictions.decoder.weight": "mlm.bert.embeddings.word_embeddings.weight",
+                             "mlm.cls.predictions.decoder.bias": "mlm.cls.predictions.bias"}
+    args = training_arguments(output_dir=str(tmp_path / "ckpt"), report_to=[], use_cpu=True)
+    PeftTrainer(model=clf, args=args).save_model(str(tmp_path / "saved"))
+    saved = load_file(tmp_path / "saved" / "model.safetensors")
+    assert "mlm.bert.embeddings.word_embeddings.weight" in saved and not set(clf.aliases()) & set(saved)
+    fresh = build(1)
+    fresh.load_state_dict(saved)  # strict: the tied names are filled from their source
+    assert fresh.mlm.cls.predictions.decoder.weight is fresh.mlm.bert.embeddings.word_embeddings.weight
+    x = {"input_ids": torch.randint(3, 50, (2, 7)), "attention_mask": torch.ones(2, 7, dtype=torch.long),
+         "mask_pos": torch.tensor([1, 4])}
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(**x).logits, clf.eval()(**x).logits, atol=0, rtol=0)
+
+
 def test_new_head_weights_tells_a_pretrained_mlm_head_from_a_bare_encoder(tmp_path):
     from peftkit.backbones import new_head_weights
 

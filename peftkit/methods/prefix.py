@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..compat import cache_update, layer_cache
 from ..config import MethodConfig, check_choice, check_int, register
 from ..layers import INITS, Gate, PeftState, init_module, patch_forward
 
@@ -100,7 +101,7 @@ def prefix_attention(m: nn.Module, hidden_states: torch.Tensor, *args, layer: in
     if kwargs.get("encoder_hidden_states") is not None:
         raise NotImplementedError("prefix-tuning does not support cross-attention")
     mask = kwargs.get("attention_mask", args[0] if args and family == "bert" else None)
-    cache = kwargs.get("past_key_values", kwargs.get("past_key_value", kwargs.get("layer_past")))
+    cache = layer_cache(kwargs)
     b, t, _ = hidden_states.shape
     if family == "bert":
         heads, d = m.num_attention_heads, m.attention_head_size
@@ -116,7 +117,7 @@ def prefix_attention(m: nn.Module, hidden_states: torch.Tensor, *args, layer: in
             scale /= float(m.layer_idx + 1)
     q, k, v = (x.view(b, t, heads, d).transpose(1, 2) for x in (q, k, v))
     if cache is not None:
-        k, v = cache.update(k, v, m.layer_idx, {"cache_position": kwargs.get("cache_position")})
+        k, v = cache_update(cache, k, v, m.layer_idx, kwargs)
     kv = state.prefix_kv if state.prefix_kv is not None else m._pk_prefix_encoder.compute()
     pk, pv = (x.to(k.dtype).view(1, -1, heads, d).transpose(1, 2).expand(b, -1, -1, -1) for x in kv[layer])
     if getattr(m, "pk_prefix_gate", None) is not None:
