@@ -1,0 +1,137 @@
+"""Executors: a smoke grid trained through Ray equals the local one, reruns train nothing, a failing run is reported
+while the others finish, and two drivers on one grid train each run once (atomic claims, stale-claim recovery)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from peftkit import executors, studies
+from peftkit.executors import ExecutorOptions, claim, execute_grid, is_stale
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = os.environ.get("PEFTKIT_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset: the runs need the shared data")
+
+
+def _grid(runs, seeds=(42, 43), methods=("lora", "bitfit", "adamix-pfeiffer")):
+    """6 smoke runs (1 step on 8 RTE examples, 8 evaluated) of MiniLM."""
+    return studies.grid("glue_main", "smoke", tasks=["rte"], methods=list(methods), seeds=list(seeds), max_steps=1,
+                        max_train=8, runs_dir=runs)
+
+
+def _metrics(specs) -> list[dict]:
+    return [json.loads((Path(s.out) / "result.json").read_text())["best_metrics"] for s in specs]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance with 2 CPUs for the module (the executor reuses a running ray.init)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield ray
+    ray.shutdown()
+
+
+def test_bad_executor_options_name_the_field():
+    for kwargs, field in ((dict(executor="dask"), "executor"), (dict(executor="ray", gpus_per_run=-1), "gpus_per_run"),
+                          (dict(executor="ray", gpus_per_run=1.5), "gpus_per_run"),
+                          (dict(executor="ray", cpus_per_run="2"), "cpus_per_run")):
+        with pytest.raises(ValueError, match=f"invalid {field}"):
+            ExecutorOptions(**kwargs).resolved()
+    with pytest.raises(ValueError, match="invalid executor"):
+        studies.run_specs([], executor="slurm")
+
+
+def test_claim_is_exclusive_and_a_stale_claim_is_taken_over(tmp_path, monkeypatch):
+    first = claim(tmp_path / "run")
+    assert first is not None and claim(tmp_path / "run") is None  # held by a live process (this one)
+    first.release()
+    assert not (tmp_path / "run" / executors.CLAIM_FILE).exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs, on this host: its claim is stale
+    path = tmp_path / "run" / executors.CLAIM_FILE
+    path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": 0, "token": "x"}))
+    assert is_stale(tmp_path / "run")
+    again = claim(tmp_path / "run")
+    assert again is not None and json.loads(path.read_text())["pid"] == os.getpid()
+    again.release()
+    # another host's claim: stale only when its heartbeat is older than PEFTKIT_CLAIM_STALE_S
+    path.write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": 0, "token": "y"}))
+    assert not is_stale(tmp_path / "run") and claim(tmp_path / "run") is None
+    monkeypatch.setenv("PEFTKIT_CLAIM_STALE_S", "60")
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    assert is_stale(tmp_path / "run")
+    taken = claim(tmp_path / "run")
+    assert taken is not None
+    taken.release()
+
+
+@needs_data
+def test_ray_grid_equals_local_then_trains_nothing_and_a_failure_does_not_stop_the_others(tmp_path, local_ray,
+                                                                                          capsys):
+    local, remote = _grid(tmp_path / "local"), _grid(tmp_path / "ray")
+    assert len(local) == 6
+    studies.run_specs(local, executor="local")
+    studies.run_specs(remote, executor="ray", cpus_per_run=1)
+    out = capsys.readouterr().out
+    assert out.count("done in") == 12 and "[####################] 6/6" in out and "(executor ray)" in out
+    assert _metrics(local) == _metrics(remote)  # CPU training is deterministic: the same numbers either way
+    finished = [json.loads((Path(s.out) / "result.json").read_text())["finished_at"] for s in remote]
+
+    studies.run_specs(remote, executor="ray")  # a second invocation trains nothing
+    out = capsys.readouterr().out
+    assert "6 done, 0 to train" in out and "done in" not in out
+    assert [json.loads((Path(s.out) / "result.json").read_text())["finished_at"] for s in remote] == finished
+    assert not any((Path(s.out) / executors.CLAIM_FILE).exists() for s in remote)  # claims released
+
+    broken = tmp_path / "empty-data"
+    broken.mkdir()
+    mixed = _grid(tmp_path / "mixed", seeds=(42,), methods=("lora", "bitfit"))
+    bad = _grid(tmp_path / "mixed", seeds=(7,), methods=("lora",))[0]
+    bad.data_dir = str(broken)  # resolves, then fails when the run loads its data
+    with pytest.raises(studies.GridError) as err:
+        studies.run_specs([bad, *mixed], executor="ray")
+    out = capsys.readouterr().out
+    assert len(err.value.failed) == 1 and err.value.failed[0]["out"] == bad.out
+    assert "DataError" in err.value.failed[0]["error"] and f"{bad.out}/train.log" in out and "FAILED" in out
+    assert "Traceback" in (Path(bad.out) / "train.log").read_text()
+    assert all((Path(s.out) / "result.json").is_file() for s in mixed)  # the others finished
+    assert not (Path(bad.out) / "result.json").exists() and "2/3 runs finished" in out
+
+
+DRIVER = """
+import json, sys
+from peftkit import studies
+from peftkit.executors import ExecutorOptions, execute_grid
+specs = studies.grid("glue_main", "smoke", tasks=["rte"], methods=["lora", "bitfit"], seeds=[42, 43], max_steps=1,
+                     max_train=8, runs_dir=sys.argv[1])
+outcomes = execute_grid(specs, ExecutorOptions("local"), poll_s=0.5)
+print(json.dumps([[o["status"], bool(o.get("elsewhere"))] for o in outcomes]))
+"""
+
+
+@needs_data
+def test_two_drivers_on_one_grid_train_each_run_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    drivers = [subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path) for _ in range(2)]
+    results = []
+    for d in drivers:
+        out, err = d.communicate(timeout=600)
+        assert d.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    trained = [sum(status == "trained" for status, _ in r) for r in results]
+    assert sum(trained) == 4  # every run trained exactly once, by one of the two drivers
+    for a, b in zip(*results):  # and the other driver read its result (found done, or waited for it)
+        assert sorted([a[0], b[0]]) == ["skipped", "trained"]
+    logs = list((tmp_path / "runs").glob("*/train.log"))
+    assert len(logs) == 4 and all(log.read_text().count("final evaluation") == 1 for log in logs)
