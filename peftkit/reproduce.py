@@ -53,7 +53,7 @@ def notebooks(notebooks_dir: str | os.PathLike | None = None) -> dict[str, Path]
     return {p.stem: p for p in sorted(folder.glob("*.ipynb"))}
 
 
-def _select(available: dict[str, Path], only: str | Sequence[str] | None) -> list[str]:
+def select_notebooks(available: dict[str, Path], only: str | Sequence[str] | None) -> list[str]:
     if not only:
         return list(available)
     names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
@@ -137,7 +137,7 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     available = notebooks(notebooks_dir)
     if not available:
         raise ValueError(f"no notebooks in {notebooks_dir or project_root() / 'notebooks'}")
-    names = _select(available, only)
+    names = select_notebooks(available, only)
     root = project_root()
     base = Path(reports_dir).resolve() if reports_dir else root / "reports"
     executed_dir = base / "executed" / profile

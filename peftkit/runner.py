@@ -180,6 +180,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         ddp_find_unused_parameters=spec.method in ("adamix",),
         ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
     )
+    if args.n_gpu > 1 and not _distributed():  # several visible GPUs, no torchrun: one device, never nn.DataParallel
+        args._n_gpu = 1  # (peftkit's routing state, gates and prefix encoder are per model, not per replica)
     best = BestAndPatience(sel, greater, best_dir, spec.patience)
     trainer = PeftTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
                           data_collator=PadCollator(tok.pad_token_id), consistency=spec.consistency,
@@ -214,7 +216,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
                                                       "warmup_ratio", "warmup_steps", "weight_decay", "consistency",
                                                       "patience", "eval_steps", "label_smoothing", "max_train",
                                                       "max_eval")},
-                     "bf16": use_bf16(spec.precision)},
+                     "bf16": use_bf16(spec.precision), "world_size": args.world_size,
+                     "effective_batch_size": spec.batch_size * args.world_size * args.gradient_accumulation_steps},
         "seeds": {"seed": spec.seed, "data_seed": spec.data_seed, "routing_seed": peft_model._peftkit.seed},
         "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
         "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,
@@ -240,6 +243,9 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
     if kind == "nlg":
         from .generate import generate, score
         from .trainer import inference_form
+
+        if trainer.args.process_index != 0:  # under torchrun only rank 0 decodes (and writes the result)
+            return {}, None, None, None, 0.0
 
         t0 = time.time()
         with inference_form(peft_model):

@@ -156,58 +156,109 @@ def _method(label: str) -> tuple[str, dict]:
     return method, dict(options)
 
 
-def _glue(task: str) -> str:
-    from .reporting.names import task_key
+#: The papers' full task lists: under the paper profile a study whose TASKS is None runs every one of them that the
+#: user's data can load (:func:`missing_data`), not a list fixed by what one data directory happens to hold.
+PAPER_TASKS = {"glue_main": ("mnli", "qnli", "sst2", "qqp", "mrpc", "cola", "rte", "stsb"),
+               "low_resource": ("sst2", "mrpc", "cola", "rte", "qnli", "stsb", "mnli", "qqp"),
+               "unipelt_gates": ("sst2", "mrpc", "cola", "rte", "qnli", "stsb", "mnli", "qqp"),
+               "nlg": ("e2e", "webnlg", "dart")}
+_NLG_TRAIN = {"e2e": ("nlg/e2e/lora/train.txt", "nlg/e2e/train.csv"), "webnlg": ("nlg/webnlg/train.json",),
+              "dart": ("nlg/dart/dart-v1.1.1-full-train.json",)}
 
-    key = task_key(task)
-    if key in GLUE_NOT_RUN:
-        raise ValueError(f"invalid task {task!r} in TASKS: {GLUE_NOT_RUN[key]}; allowed {', '.join(GLUE_TASKS)}")
-    return task
+
+def missing_data(task: str) -> str | None:
+    """None when ``task``'s data can be loaded here (the data directory has its files, or with no data directory
+    the hub serves it), else why not and how to get it. Looks at files and settings only (no network)."""
+    from .data import DataError, glue_task, resolve_data_dir, task_kind
+    from .data.glue import glue_path
+
+    try:
+        root = resolve_data_dir()
+    except DataError as e:
+        return str(e)
+    kind = task_kind(task)
+    if kind == "glue":
+        spec = glue_task(task)
+        if root is None:
+            off = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+                   if os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"}]
+            return f"{off[0]} is set and no data directory is given (PEFTKIT_DATA_DIR)" if off else None
+        absent = [glue_path(spec, split, root) for split in spec.splits if not glue_path(spec, split, root).is_file()]
+        return (f"{absent[0]} is missing (unset PEFTKIT_DATA_DIR to load {spec.name} from the hub, or put the file "
+                "there)") if absent else None
+    if kind == "nlg":
+        name = task.split(":", 1)[-1].lower()
+        if root is None:
+            return f"{name} is read from a data directory: peftkit data fetch --only {name}, then set PEFTKIT_DATA_DIR"
+        if not any((root / rel).is_file() for rel in _NLG_TRAIN.get(name, ())):
+            return f"{root / _NLG_TRAIN[name][0]} is missing (peftkit data fetch --only {name})"
+    return None
+
+
+def _tasks(study: str, profile: str, given, default) -> tuple:
+    """The grid's tasks: the given ones (each must be loadable), else the profile's default; under the paper profile
+    the paper's full list, less (and saying so) the tasks whose data cannot be loaded here."""
+    if given is not None:
+        for task in given:
+            why = missing_data(task)
+            if why:
+                raise ValueError(f"invalid task {task!r} in TASKS: its data cannot be loaded: {why}")
+        return given
+    if profile != "paper" or study not in PAPER_TASKS:
+        return default
+    kept = []
+    for task in PAPER_TASKS[study]:
+        why = missing_data(task)
+        if why:
+            print(f"[studies] {study}: {task} left out: {why}", flush=True)
+        else:
+            kept.append(task)
+    return tuple(kept)
 
 
 def _points(study: str, p: dict) -> Iterable[dict]:
     """The grid's points: RunSpec fields (task, method, options, k, data_seed, seed, head, ...)."""
     if study in ("glue_main", "efficiency"):
         for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
-            yield dict(task=_glue(task), label=label, seed=seed)
+            yield dict(task=task, label=label, seed=seed)
     elif study in ("low_resource", "unipelt_gates"):
         for task, label, k in itertools.product(p["tasks"], p["methods"], p["k"]):
             full = k in (None, "full")
             for ds, seed in itertools.product((None,) if full else p["data_seeds"], p["seeds"]):
-                yield dict(task=_glue(task), label=label, k=None if full else int(k), data_seed=ds, seed=seed)
+                yield dict(task=task, label=label, k=None if full else int(k), data_seed=ds, seed=seed)
     elif study == "fewshot":
         heads = [(m, "prompt") for m in p["methods"]] + [(m, "classifier") for m in p["classifier_head"] or ()]
         for task, (label, head), seed in itertools.product(p["tasks"], heads, p["seeds"]):
             yield dict(task=f"fewshot:{task.split(':', 1)[-1]}", label=label, head=head, data_seed=seed, seed=seed)
     elif study == "nlg":
         for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
-            if task.lower() in NLG_NOT_RUN:
-                raise ValueError(f"invalid task {task!r} in TASKS: {NLG_NOT_RUN[task.lower()]}")
             options = {**NLG_OPTIONS.get(label, {}), **NLG_OPTIONS_BY_TASK.get(task.lower(), {}).get(label, {})}
             yield dict(task=task, label=label, seed=seed, options=options)
     elif study == "ablation_bottleneck":
         for task, label, b, seed in itertools.product(p["tasks"], p["methods"], p["bottlenecks"], p["seeds"]):
-            yield dict(task=_glue(task), label=label, seed=seed, options={"bottleneck": int(b)})
+            yield dict(task=task, label=label, seed=seed, options={"bottleneck": int(b)})
     elif study == "ablation_adamix":
         variants = [dict(inference_modes=True)]  # the base: M=4, shared up-projection, default consistency
         variants += [dict(options={"num_modules": int(m)}) for m in p["num_modules"] if int(m) != 4]
         variants += [dict(options={"share": s}) for s in p["share"] if s != "up"]
         variants += [dict(consistency=float(c)) for c in p["consistency"] if c is not None]
         for task, v, seed in itertools.product(p["tasks"], variants, p["seeds"]):
-            yield dict(task=_glue(task), label="adamix-pfeiffer", seed=seed, **v)
+            yield dict(task=task, label="adamix-pfeiffer", seed=seed, **v)
         if p["adapter_baseline"]:
             for task, seed in itertools.product(p["tasks"], p["seeds"]):
-                yield dict(task=_glue(task), label="pfeiffer", seed=seed)
+                yield dict(task=task, label="pfeiffer", seed=seed)
 
 
 def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_steps: int | None = None,
          epochs: float | None = None, max_train: int | None = None, runs_dir: str | Path | None = None,
-         **params) -> list[RunSpec]:
+         follow_data: bool = True, **params) -> list[RunSpec]:
     """The RunSpecs of ``study`` under ``profile``; every argument left at None takes the profile's default.
 
     ``params``: the study's own parameters (see :data:`STUDY_PARAMETERS`), e.g. ``tasks``, ``methods`` (method
     labels: "lora", "adamix-pfeiffer", "unipelt-APL", ...), ``k``, ``data_seeds``, ``bottlenecks``.
     ``max_steps`` / ``epochs`` / ``max_train`` replace the profile's training budget. Nothing is trained.
+    ``follow_data``: the tasks follow the data that can be loaded here (see :func:`missing_data`); False: the paper
+    profile's full task lists whatever the data (for :mod:`peftkit.plan`).
     """
     d = defaults(study, profile)
     allowed = STUDY_PARAMETERS[study]
@@ -222,6 +273,10 @@ def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_
     for name, value in params.items():
         if value is not None:
             p[name] = value if name == "adapter_baseline" else _listify(value, name)
+    if "tasks" in p and study != "fewshot":
+        given = _listify(params.get("tasks"), "tasks")
+        full = PAPER_TASKS.get(study) if profile == "paper" else None
+        p["tasks"] = _tasks(study, profile, given, d.get("tasks")) if follow_data else given or full or d["tasks"]
     budget = dict(d["budget"])
     if max_steps is not None:
         budget.pop("epochs", None)

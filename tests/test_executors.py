@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from peftkit import executors, studies
-from peftkit.executors import ExecutorOptions, claim, execute_grid, is_stale
+from peftkit.executors import ExecutorOptions, claim, is_stale
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = os.environ.get("PEFTKIT_DATA_DIR")
@@ -86,6 +86,8 @@ def test_ray_grid_equals_local_then_trains_nothing_and_a_failure_does_not_stop_t
     assert out.count("done in") == 12 and "[####################] 6/6" in out and "(executor ray)" in out
     assert _metrics(local) == _metrics(remote)  # CPU training is deterministic: the same numbers either way
     finished = [json.loads((Path(s.out) / "result.json").read_text())["finished_at"] for s in remote]
+    training = json.loads((Path(remote[0].out) / "result.json").read_text())["training"]
+    assert training["world_size"] == 1 and training["effective_batch_size"] == training["batch_size"]
 
     studies.run_specs(remote, executor="ray")  # a second invocation trains nothing
     out = capsys.readouterr().out
