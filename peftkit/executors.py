@@ -189,6 +189,7 @@ def train_claimed(spec, force: bool = False, verbose: bool = False) -> dict:
         if verbose:
             result = run(spec, force=force, progress=True)
         else:
+            out.mkdir(parents=True, exist_ok=True)
             with open(out / LOG_FILE, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
                     contextlib.redirect_stderr(log):
                 try:

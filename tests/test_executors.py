@@ -137,3 +137,21 @@ def test_two_drivers_on_one_grid_train_each_run_once(tmp_path):
         assert sorted([a[0], b[0]]) == ["skipped", "trained"]
     logs = list((tmp_path / "runs").glob("*/train.log"))
     assert len(logs) == 4 and all(log.read_text().count("final evaluation") == 1 for log in logs)
+
+
+@needs_data
+@pytest.mark.slow
+def test_reproduce_with_the_ray_executor_prints_each_run_as_it_ends(tmp_path, local_ray):
+    """One smoke notebook through ``peftkit reproduce --executor ray``, its kernel joining the module's Ray instance
+    with ``--ray-address`` (as on a cluster)."""
+    address = local_ray.get_runtime_context().gcs_address
+    args = [sys.executable, "-m", "peftkit.cli", "reproduce", "--profile", "smoke", "--only", "06_ablation_adamix",
+            "--reports-dir", str(tmp_path / "reports"), "--runs-dir", str(tmp_path / "runs"), "--no-html",
+            "--executor", "ray", "--ray-address", address, "--cpus-per-run", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = [line for line in proc.stdout.splitlines() if line.startswith("[reproduce]   [")]
+    assert len(runs) == 2 and all("done in" in line for line in runs) and "2/2" in runs[-1], proc.stdout
+    assert f"executor ray at {address}" in proc.stdout and "1/1 notebooks finished" in proc.stdout
+    assert len(list((tmp_path / "runs").glob("*/result.json"))) == 2
