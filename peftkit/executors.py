@@ -116,8 +116,12 @@ def _pid_alive(pid: int) -> bool:
 
 def claim_holder(out: str | os.PathLike) -> dict | None:
     """Who holds the run's claim ({pid, host, since, token}), or None."""
+    return claim_holder_file(Path(out) / CLAIM_FILE)
+
+
+def claim_holder_file(path: Path) -> dict | None:
     try:
-        return json.loads((Path(out) / CLAIM_FILE).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
@@ -148,14 +152,21 @@ def claim(out: str | os.PathLike) -> Claim | None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
+            judged = claim_holder(out)
             if not is_stale(out):
                 return None
             grave = out / f"{CLAIM_FILE}.stale.{os.getpid()}"
             try:
                 os.rename(path, grave)  # one contender moves it; the others find it gone and retry the O_EXCL
-                grave.unlink()
             except FileNotFoundError:
-                pass
+                continue
+            moved = claim_holder_file(grave)
+            if judged is not None and (moved or {}).get("token") != judged.get("token"):
+                with contextlib.suppress(FileExistsError):  # a fresh claim made meanwhile: put it back, give way
+                    os.link(grave, path)
+                grave.unlink()
+                return None
+            grave.unlink()
             continue
         with os.fdopen(fd, "w") as f:
             json.dump({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "token": token}, f)

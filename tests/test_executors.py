@@ -155,3 +155,32 @@ def test_reproduce_with_the_ray_executor_prints_each_run_as_it_ends(tmp_path, lo
     assert len(runs) == 2 and all("done in" in line for line in runs) and "2/2" in runs[-1], proc.stdout
     assert f"executor ray at {address}" in proc.stdout and "1/1 notebooks finished" in proc.stdout
     assert len(list((tmp_path / "runs").glob("*/result.json"))) == 2
+
+
+CONTENDER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("executors", sys.argv[3])  # stdlib only: no torch import to wait for
+executors = sys.modules["executors"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(executors)
+claim = executors.claim
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.001)
+c = claim(sys.argv[1])
+print("won" if c else "lost", flush=True)
+time.sleep(3)
+"""
+
+
+def test_several_contenders_for_a_stale_claim_one_wins(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / executors.CLAIM_FILE).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": 0,
+                                                        "token": "dead"}))
+    go = str(time.time() + 2)  # all start together, after their imports
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(run), go, executors.__file__],
+                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert sorted(outs) == ["lost", "lost", "lost", "won"], outs
