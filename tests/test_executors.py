@@ -184,3 +184,21 @@ def test_several_contenders_for_a_stale_claim_one_wins(tmp_path):
                               stdout=subprocess.PIPE, text=True, env=env) for _ in range(4)]
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert sorted(outs) == ["lost", "lost", "lost", "won"], outs
+
+
+@needs_data
+@pytest.mark.slow
+def test_torchrun_records_world_size_and_effective_batch_and_decodes_on_rank_0_only(tmp_path):
+    """Two CPU ranks (gloo) train one smoke NLG run: the result says world size 2 and batch 2 x per-device, and only
+    rank 0 decodes the test sources (rank 1 returns no metrics)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m",
+           "peftkit.cli", "train", "--task", "e2e", "--method", "lora", "--profile", "smoke", "--max-train", "8",
+           "--max-eval", "2", "--max-steps", "1", "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = [json.loads(line)["best_metrics"] for line in proc.stdout.splitlines() if line.startswith('{"out"')]
+    assert len(printed) == 2 and sorted(len(m) for m in printed)[0] == 0 and "bleu" in max(printed, key=len)
+    training = json.loads((out / "result.json").read_text())["training"]
+    assert training["world_size"] == 2 and training["effective_batch_size"] == 2 * training["batch_size"]
