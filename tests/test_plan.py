@@ -26,7 +26,8 @@ def test_paper_plan_counts_every_run_once_and_shares_repeated_ones(monkeypatch):
     assert rows["06_ablation_adamix"].shared > 0 and rows["05_ablation_bottleneck"].shared > 0
     assert {t for t in studies.PAPER_TASKS["glue_main"]} >= {"mnli", "qqp", "qnli"}
     mnli = [s for s in studies.grid("glue_main", "paper", follow_data=False) if s.task == "mnli"]
-    assert len(mnli) == 27  # 9 methods x 3 seeds, counted even where MNLI is not on disk
+    d = studies.defaults("glue_main", "paper")
+    assert len(mnli) == len(d["methods"]) * len(d["seeds"]) > 0  # counted even where MNLI is not on disk
 
 
 def test_plan_cli_prints_the_table_and_rejects_bad_arguments(capsys):
