@@ -7,8 +7,16 @@ VPY := $(VENV)/bin/python
 PEERS := .venv-peers
 PPY := $(PEERS)/bin/python
 PIP_FLAGS := -q --disable-pip-version-check
-PEFTKIT_DATA_DIR ?= $(abspath ../shared/data)
+# The data directory: yours if set; else ../shared/data where it exists; else none, and the hub serves GLUE
+# (`peftkit data fetch` lays out the rest, see the README).
+ifeq ($(origin PEFTKIT_DATA_DIR),undefined)
+ifneq ($(wildcard ../shared/data/.),)
+PEFTKIT_DATA_DIR := $(abspath ../shared/data)
+endif
+endif
+ifdef PEFTKIT_DATA_DIR
 export PEFTKIT_DATA_DIR
+endif
 PROFILE ?= cpu
 
 .PHONY: venv peers test reports params bench clean

@@ -1,6 +1,7 @@
 """``peftkit`` command line: ``train`` (one run -> result.json), ``params`` (parameter counts of a method on a
-paper-size model), ``params-report`` (the counts table for every method, written to reports/) and ``reproduce``
-(execute the notebooks, see :mod:`peftkit.reproduce`)."""
+paper-size model), ``params-report`` (the counts table for every method, written to reports/), ``reproduce``
+(execute the notebooks, see :mod:`peftkit.reproduce`), ``data fetch`` (:mod:`peftkit.datafetch`) and ``plan``
+(:mod:`peftkit.plan`)."""
 from __future__ import annotations
 
 import argparse
@@ -109,11 +110,23 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--arch", default="bert-base")
     sub.add_parser("reproduce", add_help=False, help="execute the notebooks with papermill and rebuild the reports "
                    "(see peftkit reproduce --help)")
+    sub.add_parser("data", add_help=False, help="data fetch: download and verify the papers' data files (see "
+                   "peftkit data fetch --help)")
+    sub.add_parser("plan", add_help=False, help="a profile's full grid: runs, examples x epochs, GPU-hours (see "
+                   "peftkit plan --help)")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["reproduce"]:  # its own parser: peftkit.reproduce
         from .reproduce import main as reproduce_main
 
         return reproduce_main(argv[1:])
+    if argv[:1] == ["data"]:  # its own parser: peftkit.datafetch
+        from .datafetch import main as data_main
+
+        return data_main(argv[1:])
+    if argv[:1] == ["plan"]:  # its own parser: peftkit.plan
+        from .plan import main as plan_main
+
+        return plan_main(argv[1:])
     args = ap.parse_args(argv)
     try:
         if args.cmd == "train":

@@ -1,22 +1,32 @@
 """``peftkit reproduce``: execute the notebooks headlessly with papermill and rebuild every report.
 
     peftkit reproduce [--profile cpu|smoke|paper] [--only NAME[,NAME]] [--reports-dir DIR] [--runs-dir DIR]
-                      [-p NAME=VALUE ...]
+                      [-p NAME=VALUE ...] [--executor local|ray] [--ray-address ADDR] [--gpus-per-run F]
+                      [--cpus-per-run N]
 
 Each notebook in ``notebooks/`` runs with ``PROFILE`` (and ``REPORTS_DIR`` / ``RUNS_DIR`` / ``-p`` values)
 injected; the executed copy goes to ``<reports>/executed/<profile>/<name>.ipynb`` and ``.html`` (``<reports>`` is
 ``--reports-dir``, else ``reports/``), never into ``notebooks/``. Finished runs are skipped (their result files
 exist), so a rerun only trains what is missing. A failing notebook does not stop the others; at the end each
 failure is listed with its cell, and the exit status is 1. Bad arguments exit with status 2.
+
+``--executor ray`` trains each notebook's missing runs as Ray tasks (see :mod:`peftkit.executors`): on the cluster
+at ``--ray-address`` / ``$RAY_ADDRESS``, else on one local Ray instance started here for all the notebooks, with
+``--gpus-per-run`` (fractional packs several runs on one GPU) and ``--cpus-per-run`` per task. Every run that ends
+prints one line (wall time, a bar for its grid); the failed runs are listed at the end with their error and log.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import json
 import os
 import sys
+import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +44,7 @@ class Outcome:
     cell: int | None = None  # index of the failing cell in the executed notebook (papermill's, parameters included)
     source: str = ""  # its first source line
     error: str = ""  # "ExceptionName: message"
+    failed_runs: list = field(default_factory=list)  # "run: error (log: path)" of each of its runs that failed
 
 
 def notebooks(notebooks_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -42,7 +53,7 @@ def notebooks(notebooks_dir: str | os.PathLike | None = None) -> dict[str, Path]
     return {p.stem: p for p in sorted(folder.glob("*.ipynb"))}
 
 
-def _select(available: dict[str, Path], only: str | Sequence[str] | None) -> list[str]:
+def select_notebooks(available: dict[str, Path], only: str | Sequence[str] | None) -> list[str]:
     if not only:
         return list(available)
     names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
@@ -114,9 +125,11 @@ def _html(executed: Path) -> Path | None:
 
 def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, reports_dir: str | None = None,
               runs_dir: str | None = None, parameters: dict | None = None, notebooks_dir: str | None = None,
-              html: bool = True, progress_bar: bool = True, log_output: bool = False) -> list[Outcome]:
+              html: bool = True, progress_bar: bool = True, log_output: bool = False, executor: str = "local",
+              ray_address: str | None = None, gpus_per_run: float | None = None,
+              cpus_per_run: float | None = None) -> list[Outcome]:
     """Execute the selected notebooks in order; returns one :class:`Outcome` per notebook (never raises for a
-    failing notebook). ``runs_dir``: each notebook's RUNS_DIR becomes ``<runs_dir>/<study>``."""
+    failing notebook). ``runs_dir``: every notebook's RUNS_DIR (the shared run store)."""
     import papermill as pm
 
     if profile not in PROFILES:
@@ -124,36 +137,43 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     available = notebooks(notebooks_dir)
     if not available:
         raise ValueError(f"no notebooks in {notebooks_dir or project_root() / 'notebooks'}")
-    names = _select(available, only)
+    names = select_notebooks(available, only)
     root = project_root()
     base = Path(reports_dir).resolve() if reports_dir else root / "reports"
     executed_dir = base / "executed" / profile
     executed_dir.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("PEFTKIT_DATA_DIR") and (root.parent / "shared" / "data").is_dir():
         os.environ["PEFTKIT_DATA_DIR"] = str(root.parent / "shared" / "data")  # as the Makefile does
-    outcomes = []
-    for i, name in enumerate(names, 1):
-        params = {"PROFILE": profile, **(parameters or {})}
-        if reports_dir:
-            params["REPORTS_DIR"] = str(base)
-        if runs_dir and name in NOTEBOOKS:  # the tour (00_tour) trains no runs
-            params["RUNS_DIR"] = str(Path(runs_dir).resolve() / NOTEBOOKS.get(name, name))
-        out = executed_dir / f"{name}.ipynb"
-        print(f"[reproduce] {i}/{len(names)} {name} (profile {profile}): started", flush=True)
-        t0, c0 = time.time(), _children_cpu()
-        try:
-            pm.execute_notebook(str(available[name]), str(out), parameters=params, cwd=str(root),
-                                progress_bar=progress_bar, log_output=log_output, kernel_name="python3")
-            outcome = Outcome(name, True, time.time() - t0, out)
-        except Exception as e:  # noqa: BLE001 - every failure is reported at the end; the others still run
-            cell, source, error = _failure(e, out)
-            outcome = Outcome(name, False, time.time() - t0, out, cell=cell, source=source, error=error)
-        outcome.cpu_seconds = _children_cpu() - c0
-        if html and out.is_file():
-            outcome.html = _html(out)
-        print(f"[reproduce] {i}/{len(names)} {name}: {'finished' if outcome.ok else 'FAILED'} in "
-              f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> {out}", flush=True)
-        outcomes.append(outcome)
+    from .executors import ExecutorOptions, check
+
+    options = ExecutorOptions(executor, ray_address or os.environ.get("RAY_ADDRESS") or None, gpus_per_run,
+                              cpus_per_run)
+    check(options)
+    outcomes: list[Outcome] = []
+    with _grid_settings(options, profile) as runs:
+        for i, name in enumerate(names, 1):
+            params = {"PROFILE": profile, **(parameters or {})}
+            if reports_dir:
+                params["REPORTS_DIR"] = str(base)
+            if runs_dir and name in NOTEBOOKS:  # one run store for every study; the tour (00_tour) trains none
+                params["RUNS_DIR"] = str(Path(runs_dir).resolve())
+            out = executed_dir / f"{name}.ipynb"
+            print(f"[reproduce] {i}/{len(names)} {name} (profile {profile}): started", flush=True)
+            t0, c0 = time.time(), _children_cpu()
+            try:
+                pm.execute_notebook(str(available[name]), str(out), parameters=params, cwd=str(root),
+                                    progress_bar=progress_bar, log_output=log_output, kernel_name="python3")
+                outcome = Outcome(name, True, time.time() - t0, out)
+            except Exception as e:  # noqa: BLE001 - every failure is reported at the end; the others still run
+                cell, source, error = _failure(e, out)
+                outcome = Outcome(name, False, time.time() - t0, out, cell=cell, source=source, error=error)
+            outcome.cpu_seconds = _children_cpu() - c0
+            outcome.failed_runs = runs.drain()
+            if html and out.is_file():
+                outcome.html = _html(out)
+            print(f"[reproduce] {i}/{len(names)} {name}: {'finished' if outcome.ok else 'FAILED'} in "
+                  f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> {out}", flush=True)
+            outcomes.append(outcome)
     return outcomes
 
 
@@ -165,7 +185,83 @@ def summary(outcomes: Sequence[Outcome]) -> str:
         where = f"cell {o.cell}" if o.cell is not None else "before any cell ran"
         lines.append(f"[reproduce] FAILED {o.name}: {where}" + (f" `{o.source}`" if o.source else "")
                      + f": {o.error} (see {o.executed})")
+    for o in outcomes:
+        lines += [f"[reproduce] FAILED run of {o.name}: {line}" for line in o.failed_runs]
     return "\n".join(lines)
+
+
+class _Progress:
+    """Prints the run events the notebooks' kernels append to ``path`` (one JSON line per run that ends, see
+    :func:`peftkit.studies.run_specs`) as they arrive, and keeps the failed ones."""
+
+    def __init__(self, path: Path):
+        self.path, self.pos, self.failed = path, 0, []
+        self._stop, self._mutex = threading.Event(), threading.Lock()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="peftkit-progress")
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self.poll()
+
+    def poll(self) -> None:
+        with self._mutex:
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    f.seek(self.pos)
+                    chunk = f.read()
+            except FileNotFoundError:
+                return
+            lines = chunk.split("\n")
+            self.pos += len(chunk) - len(lines[-1])
+            for line in lines[:-1]:
+                if line.strip():
+                    event = json.loads(line)
+                    print(f"[reproduce]   {event['line']}", flush=True)
+                    if event["status"] == "failed":
+                        self.failed.append(f"{event['run']}: {event['error']} (log: {event['log']})")
+
+    def drain(self) -> list[str]:
+        self.poll()
+        failed, self.failed = self.failed, []
+        return failed
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def _grid_settings(options, profile: str):
+    """The executor settings for the notebooks' kernels (environment variables they inherit), one local Ray instance
+    for all of them when ``ray`` is asked without an address, and the run-event feed; all undone afterwards."""
+    keys = ("PEFTKIT_EXECUTOR", "RAY_ADDRESS", "PEFTKIT_GPUS_PER_RUN", "PEFTKIT_CPUS_PER_RUN", "PEFTKIT_PROGRESS_FILE")
+    saved = {k: os.environ.get(k) for k in keys}
+    ray = None
+    with tempfile.TemporaryDirectory(prefix="peftkit-progress-") as tmp:
+        progress = None
+        try:
+            os.environ["PEFTKIT_EXECUTOR"] = options.executor
+            for key, value in (("PEFTKIT_GPUS_PER_RUN", options.gpus_per_run),
+                               ("PEFTKIT_CPUS_PER_RUN", options.cpus_per_run)):
+                if value is not None:
+                    os.environ[key] = str(value)
+            if options.executor == "ray":
+                from .executors import ray_start
+
+                ray, address = ray_start(options)
+                os.environ["RAY_ADDRESS"] = address
+                print(f"[reproduce] executor ray at {address}", flush=True)
+            os.environ["PEFTKIT_PROGRESS_FILE"] = str(Path(tmp) / "events.jsonl")
+            progress = _Progress(Path(tmp) / "events.jsonl")
+            yield progress
+        finally:
+            if progress is not None:
+                progress.stop()
+            if ray is not None:
+                ray.shutdown()
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -176,8 +272,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--reports-dir", help="REPORTS_DIR of every notebook; executed notebooks go to "
                                           "DIR/executed/<profile>/ (default: each notebook's own, reports/ for cpu, "
                                           "reports/<profile>/ otherwise; executed to reports/executed/<profile>/)")
-    ap.add_argument("--runs-dir", help="root of the runs: each notebook's RUNS_DIR becomes DIR/<study> "
-                                       "(default runs/<profile>/<study>)")
+    ap.add_argument("--runs-dir", help="the run store, every notebook's RUNS_DIR (default runs/<profile>)")
+    ap.add_argument("--executor", default="local", help="local (default: in the notebook's process, one run after "
+                                                        "another) | ray (one Ray task per missing run)")
+    ap.add_argument("--ray-address", help="join this Ray cluster (default $RAY_ADDRESS; else a local instance)")
+    ap.add_argument("--gpus-per-run", type=float, help="GPUs per Ray task, fractional allowed (0.25: four runs per "
+                                                       "GPU; default 1 where the cluster has GPUs, else 0)")
+    ap.add_argument("--cpus-per-run", type=float, help="CPUs per Ray task (default 1; also its torch threads)")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                     help="another notebook parameter (Python literal), repeatable, e.g. -p SEEDS=[42]")
     ap.add_argument("--notebooks-dir", help="where the notebooks are (default notebooks/)")
@@ -200,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
 
             logging.basicConfig(level=logging.INFO, format="%(message)s")
         outcomes = reproduce(args.profile, args.only, args.reports_dir, args.runs_dir, params, args.notebooks_dir,
-                             html=not args.no_html, log_output=args.verbose)
+                             html=not args.no_html, log_output=args.verbose, executor=args.executor,
+                             ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
+                             cpus_per_run=args.cpus_per_run)
     except ValueError as e:
         print(f"peftkit reproduce: error: {e}", file=sys.stderr)
         return 2

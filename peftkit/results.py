@@ -9,7 +9,9 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``model`` (name or path), ``head`` ("classifier" | "prompt" | "causal"), ``new_head_weights`` (bool), ``profile``
 - ``training``: lr, batch_size, epochs, max_steps, max_length, warmup_ratio, weight_decay, consistency (weight),
   patience, eval_steps, label_smoothing, max_train, max_eval, bf16, pad_to_max_length (every batch padded to
-  max_length), train_head, train_pooler (BERT's pooler trained; only when the checkpoint has no pooler weights)
+  max_length), train_head, train_pooler (BERT's pooler trained; only when the checkpoint has no pooler weights),
+  world_size (processes under torchrun, else 1),
+  effective_batch_size (batch_size x world_size x accumulation)
 - ``seeds``: {"seed": int, "data_seed": int or null, "routing_seed": int}
 - ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256)
 - ``evaluations``: [{"step", "epoch", "<metric>": float, "loss": float}, ...] on the dev (model-selection) set

@@ -188,6 +188,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         ddp_find_unused_parameters=spec.method in ("adamix",),
         ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
     )
+    if args.n_gpu > 1 and not _distributed():  # several visible GPUs, no torchrun: one device, never nn.DataParallel
+        args._n_gpu = 1  # (peftkit's routing state, gates and prefix encoder are per model, not per replica)
     best = BestAndPatience(sel, greater, best_dir, spec.patience)
     # pad_to_max_length: every batch padded to max_length (UniPELT's run_glue.py default, which its gates average
     # over); otherwise to the longest row of the batch
@@ -226,7 +228,9 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
                                                       "patience", "eval_steps", "label_smoothing", "max_train",
                                                       "max_eval")},
                      "bf16": use_bf16(spec.precision), "pad_to_max_length": pad_to is not None,
-                     "train_head": spec.train_head, "train_pooler": info["train_pooler"]},
+                     "train_head": spec.train_head, "train_pooler": info["train_pooler"],
+                     "world_size": args.world_size,
+                     "effective_batch_size": spec.batch_size * args.world_size * args.gradient_accumulation_steps},
         "seeds": {"seed": spec.seed, "data_seed": spec.data_seed, "routing_seed": peft_model._peftkit.seed},
         "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
         "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,
@@ -252,6 +256,9 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
     if kind == "nlg":
         from .generate import generate, score
         from .trainer import inference_form
+
+        if trainer.args.process_index != 0:  # under torchrun only rank 0 decodes (and writes the result)
+            return {}, None, None, None, 0.0
 
         t0 = time.time()
         with inference_form(peft_model):

@@ -14,19 +14,18 @@ silently reuses a run trained under another one.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import io
 import itertools
 import json
+import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .experiment import RunSpec, method_label, resolve, run
+from .experiment import RunSpec, method_label, resolve
+from .study_tasks import PAPER_TASKS, grid_tasks, missing_data  # noqa: F401 (missing_data: part of the API)
 from .studies_defaults import (COMMON_PARAMETERS, DEFAULTS, GLUE_NOT_RUN, GLUE_TASKS, METHODS,  # noqa: F401
                                NLG_NOT_RUN, NLG_OPTIONS, NLG_OPTIONS_BY_TASK, NOTEBOOKS, PROFILES, STUDIES,
                                STUDY_PARAMETERS)
@@ -54,10 +53,14 @@ def _under_root(path: str | Path) -> Path:
 
 
 def runs_path(study: str, profile: str, runs_dir: str | Path | None = None) -> Path:
-    """``runs/<profile>/<study>`` under the checkout, or ``runs_dir`` (relative paths: from the checkout)."""
+    """The run store: ``runs/<profile>`` under the checkout, or ``runs_dir`` (relative paths: from the checkout).
+
+    One store for every study: a run directory is named by :func:`run_name` (readable parts plus a hash of every
+    other resolved setting), so a run that two notebooks ask for (06's adapter baseline and 01's Pfeiffer, 07's
+    K-shot UniPELT and 02's) is trained once and read by both. ``study`` is validated, not used in the path."""
     _check_study(study)
     _check_profile(profile)
-    return _under_root(runs_dir) if runs_dir is not None else project_root() / "runs" / profile / study
+    return _under_root(runs_dir) if runs_dir is not None else project_root() / "runs" / profile
 
 
 def reports_path(profile: str, reports_dir: str | Path | None = None) -> Path:
@@ -155,58 +158,49 @@ def _method(label: str) -> tuple[str, dict]:
     return method, dict(options)
 
 
-def _glue(task: str) -> str:
-    from .reporting.names import task_key
-
-    key = task_key(task)
-    if key in GLUE_NOT_RUN:
-        raise ValueError(f"invalid task {task!r} in TASKS: {GLUE_NOT_RUN[key]}; allowed {', '.join(GLUE_TASKS)}")
-    return task
-
-
 def _points(study: str, p: dict) -> Iterable[dict]:
     """The grid's points: RunSpec fields (task, method, options, k, data_seed, seed, head, ...)."""
     if study in ("glue_main", "efficiency"):
         for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
-            yield dict(task=_glue(task), label=label, seed=seed)
+            yield dict(task=task, label=label, seed=seed)
     elif study in ("low_resource", "unipelt_gates"):
         for task, label, k in itertools.product(p["tasks"], p["methods"], p["k"]):
             full = k in (None, "full")
             for ds, seed in itertools.product((None,) if full else p["data_seeds"], p["seeds"]):
-                yield dict(task=_glue(task), label=label, k=None if full else int(k), data_seed=ds, seed=seed)
+                yield dict(task=task, label=label, k=None if full else int(k), data_seed=ds, seed=seed)
     elif study == "fewshot":
         heads = [(m, "prompt") for m in p["methods"]] + [(m, "classifier") for m in p["classifier_head"] or ()]
         for task, (label, head), seed in itertools.product(p["tasks"], heads, p["seeds"]):
             yield dict(task=f"fewshot:{task.split(':', 1)[-1]}", label=label, head=head, data_seed=seed, seed=seed)
     elif study == "nlg":
         for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
-            if task.lower() in NLG_NOT_RUN:
-                raise ValueError(f"invalid task {task!r} in TASKS: {NLG_NOT_RUN[task.lower()]}")
             options = {**NLG_OPTIONS.get(label, {}), **NLG_OPTIONS_BY_TASK.get(task.lower(), {}).get(label, {})}
             yield dict(task=task, label=label, seed=seed, options=options)
     elif study == "ablation_bottleneck":
         for task, label, b, seed in itertools.product(p["tasks"], p["methods"], p["bottlenecks"], p["seeds"]):
-            yield dict(task=_glue(task), label=label, seed=seed, options={"bottleneck": int(b)})
+            yield dict(task=task, label=label, seed=seed, options={"bottleneck": int(b)})
     elif study == "ablation_adamix":
         variants = [dict(inference_modes=True)]  # the base: M=4, shared up-projection, default consistency
         variants += [dict(options={"num_modules": int(m)}) for m in p["num_modules"] if int(m) != 4]
         variants += [dict(options={"share": s}) for s in p["share"] if s != "up"]
         variants += [dict(consistency=float(c)) for c in p["consistency"] if c is not None]
         for task, v, seed in itertools.product(p["tasks"], variants, p["seeds"]):
-            yield dict(task=_glue(task), label="adamix-pfeiffer", seed=seed, **v)
+            yield dict(task=task, label="adamix-pfeiffer", seed=seed, **v)
         if p["adapter_baseline"]:
             for task, seed in itertools.product(p["tasks"], p["seeds"]):
-                yield dict(task=_glue(task), label="pfeiffer", seed=seed)
+                yield dict(task=task, label="pfeiffer", seed=seed)
 
 
 def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_steps: int | None = None,
          epochs: float | None = None, max_train: int | None = None, runs_dir: str | Path | None = None,
-         **params) -> list[RunSpec]:
+         follow_data: bool = True, **params) -> list[RunSpec]:
     """The RunSpecs of ``study`` under ``profile``; every argument left at None takes the profile's default.
 
     ``params``: the study's own parameters (see :data:`STUDY_PARAMETERS`), e.g. ``tasks``, ``methods`` (method
     labels: "lora", "adamix-pfeiffer", "unipelt-APL", ...), ``k``, ``data_seeds``, ``bottlenecks``.
     ``max_steps`` / ``epochs`` / ``max_train`` replace the profile's training budget. Nothing is trained.
+    ``follow_data``: the tasks follow the data that can be loaded here (see :func:`missing_data`); False: the paper
+    profile's full task lists whatever the data (for :mod:`peftkit.plan`).
     """
     d = defaults(study, profile)
     allowed = STUDY_PARAMETERS[study]
@@ -221,6 +215,10 @@ def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_
     for name, value in params.items():
         if value is not None:
             p[name] = value if name == "adapter_baseline" else _listify(value, name)
+    if "tasks" in p and study != "fewshot":
+        given = _listify(params.get("tasks"), "tasks")
+        full = PAPER_TASKS.get(study) if profile == "paper" else None
+        p["tasks"] = grid_tasks(study, profile, given, d.get("tasks")) if follow_data else given or full or d["tasks"]
     budget = dict(d["budget"])
     if max_steps is not None:
         budget.pop("epochs", None)
@@ -322,50 +320,81 @@ def plan(specs: Sequence[RunSpec]):
     return pd.DataFrame(rows)
 
 
-def _quiet(fn, *args, **kwargs):
-    """``fn`` with its prints and progress bars captured; their last lines are shown if it fails."""
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            return fn(*args, **kwargs)
-    except BaseException:
-        print("\n".join(buf.getvalue().replace("\r", "\n").splitlines()[-30:]), file=sys.stderr)
-        raise
+class GridError(RuntimeError):
+    """Some runs of a grid failed (the others finished); ``failed``: their outcomes (error, log path)."""
+
+    def __init__(self, failed: list[dict]):
+        self.failed = failed
+        lines = [f"{len(failed)} run(s) failed:"] + [f"  {Path(o['out']).name}: {o['error']} (log: {o['log']})"
+                                                      for o in failed]
+        super().__init__("\n".join(lines))
 
 
-def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = False) -> list[dict]:
-    """Train every spec whose result is missing (in order; all validated first) and return all results.
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = round(width * done / total) if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
-    Prints one line per run (start; end with wall time and metrics); ``verbose``: the trainer's own progress and
-    logs too (otherwise captured, and shown only when a run fails). A killed run resumes from its last checkpoint
-    when rerun (see :func:`peftkit.experiment.run`).
+
+def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = False, executor: str | None = None,
+              ray_address: str | None = None, gpus_per_run: float | None = None,
+              cpus_per_run: float | None = None) -> list[dict]:
+    """Train every spec whose result is missing (all validated first) and return all results, in order.
+
+    ``executor``: ``"local"`` (this process, one run after another) or ``"ray"`` (one Ray task per missing run;
+    ``ray_address`` / ``$RAY_ADDRESS`` joins a cluster, else a local Ray instance starts; ``gpus_per_run`` may be
+    fractional, e.g. 0.25 packs four runs on a GPU). ``None`` takes ``$PEFTKIT_EXECUTOR`` (and
+    ``$PEFTKIT_GPUS_PER_RUN`` / ``$PEFTKIT_CPUS_PER_RUN``), which ``peftkit reproduce`` sets, else local.
+
+    Prints one line per run as it ends (wall time and metrics, or the error and its log) with a bar for the grid;
+    ``verbose`` (local executor): the trainer's own output instead of ``<run>/train.log``. Every run is claimed
+    atomically before it trains, so two drivers (notebooks, machines) on one grid train each run once. A failed
+    run never stops the others: after the grid, :class:`GridError` lists the failures. A killed run resumes from
+    its last checkpoint when rerun (see :func:`peftkit.experiment.run`).
     """
+    from .executors import ExecutorOptions, execute_grid
     from .results import has_result
 
     for s in specs:
         resolve(s)
-    todo = sum(not has_result(s.out) for s in specs)
+    options = ExecutorOptions(executor, ray_address, gpus_per_run, cpus_per_run).resolved()
+    todo = sum(force or not has_result(s.out) for s in specs)
     root = Path(specs[0].out).parent if specs else None
-    print(f"[studies] {len(specs)} runs in {root}: {len(specs) - todo} done, {todo} to train", flush=True)
-    results, t_all = [], time.time()
-    for i, s in enumerate(specs, 1):
-        done = has_result(s.out) and not force
-        name = Path(s.out).name
-        if not done:
-            print(f"[studies] {i}/{len(specs)} {name}: training", flush=True)
-        t0 = time.time()
-        r = run(s, force=force, progress=verbose) if verbose else _quiet(run, s, force=force, progress=False)
-        if not done:
-            metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(r["best_metrics"].items()))
-            print(f"[studies] {i}/{len(specs)} {name}: done in {time.time() - t0:.0f} s ({metrics})", flush=True)
-        results.append(r)
-    print(f"[studies] all {len(specs)} runs finished ({time.time() - t_all:.0f} s)", flush=True)
-    return results
+    print(f"[studies] {len(specs)} runs in {root}: {len(specs) - todo} done, {todo} to train "
+          f"(executor {options.executor})", flush=True)
+    t_all = time.time()
+
+    def report(o: dict, done: int, total: int) -> None:
+        name = Path(o["out"]).name
+        if o["status"] == "failed":
+            what = f"FAILED after {o['seconds']:.0f} s: {o['error']} (log: {o['log']})"
+        elif o.get("elsewhere"):
+            what = "finished by another driver"
+        else:
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(o["result"]["best_metrics"].items()))
+            what = f"done in {o['seconds']:.0f} s ({metrics})"
+        line = f"{_bar(done, total)} {name}: {what}"
+        print(f"[studies] {line}", flush=True)
+        feed = os.environ.get("PEFTKIT_PROGRESS_FILE")
+        if feed:  # peftkit reproduce prints these as they come (one JSON line per event, appended)
+            event = {"run": name, "status": o["status"], "line": line, "error": o.get("error"), "log": o["log"]}
+            with open(feed, "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
+
+    outcomes = execute_grid(specs, options, force=force, verbose=verbose, report=report)
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    print(f"[studies] {len(specs) - len(failed)}/{len(specs)} runs finished ({time.time() - t_all:.0f} s)",
+          flush=True)
+    if failed:
+        for o in failed:
+            print(f"[studies] FAILED {Path(o['out']).name}: {o['error']} (log: {o['log']})", flush=True)
+        raise GridError(failed)
+    return [o["result"] for o in outcomes]
 
 
-def run_study(study: str, profile: str, force: bool = False, verbose: bool = False, **params) -> list[dict]:
+def run_study(study: str, profile: str, force: bool = False, verbose: bool = False, executor: str | None = None,
+              **params) -> list[dict]:
     """:func:`grid` then :func:`run_specs`: the study's results, training only what is missing."""
-    return run_specs(grid(study, profile, **params), force=force, verbose=verbose)
+    return run_specs(grid(study, profile, **params), force=force, verbose=verbose, executor=executor)
 
 
 from .studies_reports import Report, glue_main_report, low_resource_report, report  # noqa: E402
@@ -373,7 +402,8 @@ from .studies_reports2 import (ablation_adamix_report, ablation_bottleneck_repor
                                fewshot_report, nlg_report, unipelt_gates_report)
 
 __all__ = ["PROFILES", "NOTEBOOKS", "STUDIES", "DEFAULTS", "METHODS", "grid", "plan", "run_specs", "run_study",
-           "run_name", "runs_path", "reports_path", "variant", "project_root", "defaults", "command", "Report",
+           "GridError", "run_name", "runs_path", "reports_path", "variant", "project_root", "defaults", "command",
+           "Report",
            "report",
            "glue_main_report", "low_resource_report", "fewshot_report", "nlg_report", "ablation_bottleneck_report",
            "ablation_adamix_report", "unipelt_gates_report", "efficiency_report"]

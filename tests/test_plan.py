@@ -1,0 +1,88 @@
+"""The paper plan (runs, examples x epochs, GPU-hours), the one run store shared by the studies, the grids' tasks
+following the data that can be loaded, and the Makefile's data directory rule."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from peftkit import studies
+from peftkit.cli import main
+from peftkit.plan import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_paper_plan_counts_every_run_once_and_shares_repeated_ones(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the plan counts the paper's full grid whatever the data
+    rows = {r.notebook: r for r in plan("paper")}
+    assert set(rows) == set(studies.NOTEBOOKS)
+    for nb, study in studies.NOTEBOOKS.items():
+        assert rows[nb].runs == len(studies.grid(study, "paper", follow_data=False))
+        assert 0 <= rows[nb].gpu_h_low <= rows[nb].gpu_h_high
+    assert rows["07_unipelt_gates"].shared == rows["07_unipelt_gates"].runs  # 07 reads 02's and 01's runs
+    assert rows["06_ablation_adamix"].shared > 0 and rows["05_ablation_bottleneck"].shared > 0
+    assert {t for t in studies.PAPER_TASKS["glue_main"]} >= {"mnli", "qqp", "qnli"}
+    mnli = [s for s in studies.grid("glue_main", "paper", follow_data=False) if s.task == "mnli"]
+    d = studies.defaults("glue_main", "paper")
+    assert len(mnli) == len(d["methods"]) * len(d["seeds"]) > 0  # counted even where MNLI is not on disk
+
+
+def test_plan_cli_prints_the_table_and_rejects_bad_arguments(capsys):
+    assert main(["plan", "--profile", "paper", "--only", "06_ablation_adamix"]) == 0
+    out = capsys.readouterr().out
+    assert "| 06_ablation_adamix | 63 |" in out and "GPU-hours on one A100" in out and "**total**" in out
+    assert main(["plan", "--profile", "gpu"]) == 2 and "invalid --profile" in capsys.readouterr().err
+    assert main(["plan", "--gpu", "tpu"]) == 2 and "a100, h100, h200" in capsys.readouterr().err
+
+
+def test_one_run_store_for_every_study():
+    gates = studies.grid("unipelt_gates", "smoke")
+    low = studies.grid("low_resource", "smoke")
+    assert gates[0].out in {s.out for s in low}  # 07's smoke run is 02's: one directory, trained once
+    assert Path(gates[0].out).parent == studies.project_root() / "runs" / "smoke"
+
+
+def test_paper_tasks_follow_the_data_that_can_be_loaded(monkeypatch, tmp_path, capsys):
+    data = tmp_path / "data"
+    for task in ("RTE", "SST-2"):
+        (data / "glue" / task).mkdir(parents=True)
+        for split in ("train", "dev"):
+            (data / "glue" / task / f"{split}.tsv").write_text("")
+    monkeypatch.setenv("PEFTKIT_DATA_DIR", str(data))
+    specs = studies.grid("glue_main", "paper")
+    assert {s.task for s in specs} == {"rte", "sst2"}
+    out = capsys.readouterr().out
+    assert "glue_main: mnli left out:" in out and "glue/MNLI/train.tsv is missing" in out
+    with pytest.raises(ValueError, match=r"invalid task 'qqp' in TASKS: .*QQP/train.tsv is missing"):
+        studies.grid("glue_main", "paper", tasks=["qqp"])
+    nlg = studies.grid("nlg", "paper")
+    assert nlg == [] and "dart left out" in capsys.readouterr().out
+    # no data directory: GLUE comes from the hub, all eight tasks (unless the hub is switched off)
+    monkeypatch.delenv("PEFTKIT_DATA_DIR")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    assert len({s.task for s in studies.grid("glue_main", "paper")}) == 8
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert studies.grid("glue_main", "paper") == [] and "HF_DATASETS_OFFLINE is set" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_makefile_sets_the_data_dir_only_where_it_exists(tmp_path):
+    probe = "include Makefile\nprobe:\n\t@echo \"[$$PEFTKIT_DATA_DIR]\"\n"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "Makefile", repo / "Makefile")
+    (repo / "probe.mk").write_text(probe)
+    env = {"PATH": "/usr/bin:/bin"}
+
+    def show(**extra) -> str:
+        return subprocess.run(["make", "-s", "-f", "probe.mk", "probe"], cwd=repo, env={**env, **extra},
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert show() == "[]"  # no ../shared/data: unset, so the hub / data fetch path applies
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    assert show() == f"[{tmp_path / 'shared' / 'data'}]"
+    assert show(PEFTKIT_DATA_DIR="/elsewhere") == "[/elsewhere]"  # the user's choice wins
