@@ -32,7 +32,8 @@ def test_smoke_run_writes_a_complete_result(tmp_path):
                 "train_examples_per_s", "peak_memory_mb", "peftkit_version", "git_commit", "versions", "device"):
         assert on_disk[key] is not None, key
     assert on_disk["data"]["train"]["rows"] == 48 and len(on_disk["data"]["train"]["ids_sha256"]) == 64
-    assert on_disk["training"]["consistency"] == 1.0  # AdaMix classification default
+    # adamix-glue on a BERT-family classifier: the authors' BertForSequenceClassification computes no consistency loss
+    assert on_disk["training"]["consistency"] == 0.0 and on_disk["training"]["protocol"] == "adamix-glue"
     assert on_disk["parameters"]["inference"] < on_disk["parameters"]["trainable"]
     assert set(on_disk["inference_modes"]) == {"merged", "random", "ensemble", "fixed-0", "fixed-1"}
     assert [e["step"] for e in on_disk["evaluations"]] == [4, 8]
@@ -172,8 +173,10 @@ def test_consistency_forward_routes_halves_apart_and_detaches_targets():
 def test_resolve_fills_paper_presets():
     s = resolve(RunSpec("rte", "unipelt", "x", profile="paper"))
     assert (s.lr, s.batch_size, s.patience, s.model) == (5e-4, 16, 10, "bert-base-uncased")
+    assert (s.warmup_ratio, s.weight_decay, s.protocol) == (0.0, 0.0, "unipelt-glue")  # HF defaults in UniPELT
     assert resolve(RunSpec("stsb", "adamix", "x")).consistency == 0.0  # regression: no consistency
-    assert resolve(RunSpec("rte", "adamix", "x")).consistency == 1.0
+    assert resolve(RunSpec("rte", "adamix", "x")).consistency == 0.0  # BERT-family classifier (MiniLM)
+    assert resolve(RunSpec("rte", "adamix", "x", profile="paper", model="roberta-large")).consistency == 1.0
     assert resolve(RunSpec("e2e", "adamix", "x", {"base": "lora"})).consistency == 100.0
     assert resolve(RunSpec("rte", "lora", "x", k=100)).data_seed == 111
     nlg = {t: resolve(RunSpec(t, "lora", "x", profile="paper")) for t in ("e2e", "webnlg", "dart")}
