@@ -163,16 +163,16 @@ def test_summarise_numbers(tmp_path):
     (("unipelt", "efficiency", "unipelt-APL", "inference_time_vs_ft"), {}, 1.27),
     (("unipelt", "table4", "bitfit", "trainable_pct"), {}, 0.09),
     (("adamix", "glue", "pfeiffer", "rte"), {"backbone": "bert-base"}, 71.8),
-    (("adamix", "glue", "adamix-pfeiffer", "mrpc"), {"backbone": "bert-base"}, 92.4),
+    (("adamix", "glue", "adamix-adapter", "mrpc"), {"backbone": "bert-base"}, 92.4),
     (("adamix", "glue", "unipelt-APL", "qqp"), {"backbone": "bert-base"}, 85.5),
-    (("adamix", "glue", "adamix-pfeiffer", "cola"), {"backbone": "roberta-large"}, 70.2),
+    (("adamix", "glue", "adamix-adapter", "cola"), {"backbone": "roberta-large"}, 70.2),
     (("adamix", "glue", "pfeiffer", "rte"), {"backbone": "roberta-large"}, 80.1),  # the 0.8M row
     (("adamix", "glue", "Pfeiffer adapter", "rte"), {"backbone": "roberta-large", "params": "3.0M"}, 83.8),
     (("adamix", "glue", "houlsby", "cola"), {"backbone": "roberta-large"}, 66.3),
     (("adamix", "nlg", "adamix-lora", "e2e"), {"metric": "bleu"}, 71.0),
     (("adamix", "nlg", "adamix-lora", "e2e"), {"metric": "cider"}, 2.54),
     (("adamix", "nlg", "lora", "e2e"), {"metric": "nist"}, 8.77),  # the AdaMix authors' reproduction
-    (("adamix", "nlg", "adamix-pfeiffer", "dart"), {"metric": "bleu"}, 47.72),
+    (("adamix", "nlg", "adamix-adapter", "dart"), {"metric": "bleu"}, 47.72),
     (("adamix", "nlg", "full", "webnlg"), {"metric": "ter"}, 0.53),
 ])
 def test_paper_value_cells(args, kw, expected):
@@ -181,9 +181,9 @@ def test_paper_value_cells(args, kw, expected):
 
 def test_paper_lookup_missing_and_errors():
     assert rep.paper_value("unipelt", "full", "bitfit", "sst2") is None  # Table 3 has no BitFit row
-    assert rep.paper_value("unipelt", "full", "adamix-pfeiffer", "sst2") is None
+    assert rep.paper_value("unipelt", "full", "adamix-adapter", "sst2") is None
     assert rep.paper_value("unipelt", "full", "pfeiffer", "stsb", metric="pearson") is None  # it prints Spearman
-    assert rep.paper_value("adamix", "glue", "adamix-pfeiffer", "stsb", backbone="bert-base") == 89.9
+    assert rep.paper_value("adamix", "glue", "adamix-adapter", "stsb", backbone="bert-base") == 89.9
     assert rep.paper_cell("adamix", "glue", "pfeiffer", "stsb", backbone="bert-base")["metric"] == "spearmanr"
     with pytest.raises(ValueError, match="k="):
         rep.paper_value("unipelt", "low-resource", "lora", "rte")
