@@ -94,9 +94,10 @@ PROTOCOLS = {
         lr={m: 2e-4 for m in _UNIPELT_LR} | {"full": 2e-5, "prompt": 3e-1},
         by_task={"e2e": {"epochs": 20, "warmup_steps": 2000}, "webnlg": {"epochs": 25, "warmup_steps": 2500},
                  "dart": {"epochs": 20, "label_smoothing": 0.0, "weight_decay": 0.0}},
-        # AdaMix's NLG code is AdaMix over LoRA: base lora unless the run names another base; its LoRA settings
-        # apply to the LoRA runs only (keys: method, or adamix-<base>).
-        method_options={"adamix": {"base": "lora"}, "lora": {"r": 4, "alpha": 32.0, "dropout": 0.1},
+        # AdaMix's NLG code is AdaMix over LoRA (base=lora, the adamix-lora label); its LoRA settings apply to the
+        # LoRA runs only (keys: method, or adamix-<base>). The method's default base stays AdaMix's adapter, since
+        # study grids drop options equal to the method's defaults from a run's spelling.
+        method_options={"lora": {"r": 4, "alpha": 32.0, "dropout": 0.1},
                         "adamix-lora": {"r": 4, "alpha": 32.0, "dropout": 0.1, "num_modules": 8, "share": "up"}},
     ),
     "lmbff-fewshot": Protocol(

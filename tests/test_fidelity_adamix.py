@@ -150,7 +150,7 @@ def test_consistency_default_weight_follows_the_authors_classifiers(tmp_path):
         assert protocols.consistency_weight("adamix-glue", str(d), "glue", regression=False) == expected
     assert resolve(RunSpec("rte", "adamix", "x", profile="paper", model="FacebookAI/roberta-large")).consistency == 1
     assert resolve(RunSpec("rte", "adamix", "x", profile="paper")).consistency == 0.0
-    assert resolve(RunSpec("e2e", "adamix", "x")).consistency == 100.0
+    assert resolve(RunSpec("e2e", "adamix", "x", {"base": "lora"})).consistency == 100.0
 
 
 # ---- row 4: protocols --------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def test_beam_search_also_stops_on_628():
 def test_adamix_nlg_training_settings(tmp_path):
     from peftkit.backbones import load_model
 
-    spec = resolve(RunSpec("e2e", "adamix", "x", profile="paper"))
+    spec = resolve(RunSpec("e2e", "adamix", "x", {"base": "lora"}, profile="paper"))
     assert (spec.adam_epsilon, spec.backbone_dropout, spec.evaluate_model, spec.label_smoothing) == \
         (1e-6, 0.0, "final", 0.1)
     assert spec.options == {"base": "lora", "r": 4, "alpha": 32.0, "dropout": 0.1, "num_modules": 8, "share": "up"}

@@ -108,7 +108,7 @@ def test_loading_and_frame_shape(tmp_path):
     # a folder works too, and the AdaMix inference modes come as extra rows on request
     modes = {"merged": {"accuracy": 0.7}, "random": {"accuracy": 0.6}}
     (tmp_path / "more").mkdir()
-    write_runs(tmp_path / "more", [make_result("sst2", "adamix", "adamix-pfeiffer", modes=modes)])
+    write_runs(tmp_path / "more", [make_result("sst2", "adamix", "adamix-adapter", modes=modes)])
     plain = rep.runs_frame(tmp_path / "more")
     assert len(plain) == 1 and set(plain["mode"]) == {"reported"}
     with_modes = rep.runs_frame(tmp_path / "more", include_modes=True)
@@ -288,19 +288,19 @@ def _claim_frame(tmp_path):
     for s in range(1, 6):
         base = 0.70 + 0.01 * s
         runs.append(make_result("rte", "pfeiffer", seed=s, metrics={"accuracy": base}))
-        runs.append(make_result("rte", "adamix", "adamix-pfeiffer", seed=s, metrics={"accuracy": base + 0.02},
+        runs.append(make_result("rte", "adamix", "adamix-adapter", seed=s, metrics={"accuracy": base + 0.02},
                                 modes={"merged": {"accuracy": base + 0.02}, "random": {"accuracy": base + 0.03}}))
         noise = [0.01, -0.01, 0.02, -0.02, 0.0][s - 1]
         runs.append(make_result("sst2", "pfeiffer", seed=s, metrics={"accuracy": base}))
-        runs.append(make_result("sst2", "adamix", "adamix-pfeiffer", seed=s, metrics={"accuracy": base + noise}))
-    runs.append(make_result("mrpc", "adamix", "adamix-pfeiffer", seed=1, metrics={"accuracy": 0.9}))
+        runs.append(make_result("sst2", "adamix", "adamix-adapter", seed=s, metrics={"accuracy": base + noise}))
+    runs.append(make_result("mrpc", "adamix", "adamix-adapter", seed=1, metrics={"accuracy": 0.9}))
     runs.append(make_result("mrpc", "pfeiffer", seed=1, metrics={"accuracy": 0.8}))
     return frame_of(tmp_path, runs, include_modes=True)
 
 
 def test_claim_verdicts(tmp_path):
     frame = _claim_frame(tmp_path)
-    c = rep.claim_check(frame, "adamix-pfeiffer", "pfeiffer", "accuracy", ["rte", "sst2", "mrpc", "qnli"])
+    c = rep.claim_check(frame, "adamix-adapter", "pfeiffer", "accuracy", ["rte", "sst2", "mrpc", "qnli"])
     by = {r["task"]: r for r in c["tasks"]}
     assert by["rte"]["verdict"] == "held" and by["rte"]["n_pairs"] == 5
     assert by["rte"]["diff_mean"] == pytest.approx(2.0) and by["rte"]["ci_lo"] == pytest.approx(2.0)
@@ -311,14 +311,14 @@ def test_claim_verdicts(tmp_path):
     assert by["qnli"]["n_pairs"] == 0 and by["qnli"]["verdict"].startswith("inconclusive")
     assert c["verdict"] == "mixed"
     # merged vs random routing of the same models: random is better here, so the "≥" claim is not held
-    modes = rep.claim_check(frame, {"method_label": "adamix-pfeiffer", "mode": "merged"},
-                            {"method_label": "adamix-pfeiffer", "mode": "random"}, "accuracy", ["rte"],
+    modes = rep.claim_check(frame, {"method_label": "adamix-adapter", "mode": "merged"},
+                            {"method_label": "adamix-adapter", "mode": "random"}, "accuracy", ["rte"],
                             at_least=True, claim="merged ≥ random routing")
     assert modes["tasks"][0]["verdict"] == "not held" and modes["verdict"] == "not held"
     assert modes["tasks"][0]["diff_mean"] == pytest.approx(-1.0)
     # "≥ the best of several": the best candidate per task is taken
-    best = rep.claim_check(frame, {"method_label": "adamix-pfeiffer", "mode": "merged"},
-                           [{"method_label": "pfeiffer"}, {"method_label": "adamix-pfeiffer", "mode": "random"}],
+    best = rep.claim_check(frame, {"method_label": "adamix-adapter", "mode": "merged"},
+                           [{"method_label": "pfeiffer"}, {"method_label": "adamix-adapter", "mode": "random"}],
                            "accuracy", ["rte"])
     assert best["tasks"][0]["worse"] == "AdaMix (adapter), random"
     md = rep.claims_markdown([c, modes])
@@ -352,7 +352,7 @@ def test_figures_write_png_and_pdf(tmp_path):
             modes = {"merged": {"accuracy": a}, "random": {"accuracy": a - 0.01}, "fixed-0": {"accuracy": a - 0.02},
                      "ensemble": {"accuracy": a}}
             runs.append(make_result("rte", "pfeiffer", seed=s, config={"bottleneck": dim}, metrics={"accuracy": a}))
-            runs.append(make_result("rte", "adamix", "adamix-pfeiffer", seed=s, config={"bottleneck": dim},
+            runs.append(make_result("rte", "adamix", "adamix-adapter", seed=s, config={"bottleneck": dim},
                                     metrics={"accuracy": a + 0.01}, modes=modes))
         gates = {"layer": list(range(6)), "adapter": list(rng.uniform(0, 1, 6)), "prefix": list(rng.uniform(0, 1, 6)),
                  "lora_query": list(rng.uniform(0, 1, 6)), "lora_value": list(rng.uniform(0, 1, 6))}
