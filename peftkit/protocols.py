@@ -85,6 +85,7 @@ PROTOCOLS = {
         # The UniPELT padding / gate option (issue 10 item 9: pad to max length, gates over all positions) is
         # set here as a method option of "unipelt" once it exists, e.g. method_options={"unipelt": {...}}.
         method_options={"unipelt": {}},
+        consistency_by_family={"bert": 0.0, "roberta": 1.0},  # AdaMix run under it (efficiency): its classifiers'
     ),
     "adamix-nlg": Protocol(
         "adamix-nlg", "adamix",

@@ -30,7 +30,7 @@ METHODS = {
 #: adamix-nlg protocol's method defaults, peftkit.protocols, spelled out so run names show them).
 NLG_OPTIONS = {"lora": {"r": 4, "alpha": 32, "dropout": 0.1},
                "adamix-lora": {"r": 4, "alpha": 32, "dropout": 0.1, "num_modules": 8, "share": "up"}}
-#: DART is trained without LoRA dropout (the other DART differences are training presets: presets.TASK_PRESETS).
+#: DART is trained without LoRA dropout (the other DART differences are the adamix-nlg protocol's, protocols.PROTOCOLS).
 NLG_OPTIONS_BY_TASK = {"dart": {"lora": {"dropout": 0.0}, "adamix-lora": {"dropout": 0.0}}}
 
 _ALL_GLUE_METHODS = ("full", "bitfit", "pfeiffer", "prefix", "lora", "unipelt-AP", "unipelt-APL", "adamix-adapter",
@@ -119,11 +119,15 @@ DEFAULTS: dict[str, dict[str, dict]] = {
         "paper": dict(tasks=GLUE_TASKS, methods=("unipelt-APL",), k=(100, 500, 1000, "full"),
                       data_seeds=_LOWRES_SEEDS, seeds=(42,)),
     },
+    # efficiency is compared with UniPELT's Table 4: every method (AdaMix included) under UniPELT's protocol, so
+    # that all rows train at the same batch size.
     "efficiency": {
-        "smoke": dict(tasks=("rte",), methods=("full", "lora"), seeds=(42,), budget=_SMOKE),
+        "smoke": dict(tasks=("rte",), methods=("full", "lora"), seeds=(42,),
+                      budget=dict(protocol="unipelt-glue", **_SMOKE)),
         "cpu": dict(tasks=("sst2",), methods=_ALL_GLUE_METHODS, seeds=_SEEDS3,
-                    budget=dict(max_train=1000, epochs=1, **_NO_SELECTION)),
-        "paper": dict(tasks=("sst2",), methods=_ALL_GLUE_METHODS, seeds=(42,), budget=dict(epochs=1)),
+                    budget=dict(max_train=1000, epochs=1, protocol="unipelt-glue", **_NO_SELECTION)),
+        "paper": dict(tasks=("sst2",), methods=_ALL_GLUE_METHODS, seeds=(42,),
+                      budget=dict(epochs=1, protocol="unipelt-glue")),
     },
 }
 # The parameters each study's grid takes (beyond model, seeds, budget and runs_dir), notebook names in upper case.
