@@ -113,11 +113,16 @@ def test_fewshot_prompt_and_unipelt_gates(tmp_path):
 
 @needs_data
 def test_nlg_smoke_generates_text_and_all_five_metrics(tmp_path):
-    res = run(RunSpec("e2e", "lora", str(tmp_path / "n"), {"r": 4}, max_steps=4, profile="smoke", max_train=32,
-                      max_eval=3), progress=False)
+    res = run(RunSpec("e2e", "lora", str(tmp_path / "n"), {"r": 4}, max_steps=4, eval_steps=2, profile="smoke",
+                      max_train=32, max_eval=3), progress=False)
     assert set(res["best_metrics"]) >= {"bleu", "nist", "meteor", "rouge_l", "cider"}
     assert len(res["samples"]) == 3 and all(isinstance(s["prediction"], str) for s in res["samples"])
     assert res["training"]["consistency"] == 0.0 and res["head"] == "causal"
+    # adamix-nlg: the final weights are scored (and kept in best/, without a dev-selection record)
+    assert [e["step"] for e in res["evaluations"]] == [2, 4] and res["training"]["evaluate_model"] == "final"
+    assert (tmp_path / "n" / "best" / "peftkit_config.json").exists()
+    assert not (tmp_path / "n" / "best" / "best.json").exists()
+    assert (res["training"]["adam_epsilon"], res["training"]["backbone_dropout"]) == (1e-6, 0.0)
 
 
 def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_once():
