@@ -209,6 +209,12 @@ BAD = [
     (["--task", "rte", "--model", "/nonexistent/model"], "model="),
     (["--task", "rte", "--k", "100000"], "k"),
     (["--task", "rte", "--model", "no-such-org/no-such-model"], "hub"),
+    (["--task", "rte", "--protocol", "nope"], "protocol='nope'"),
+    (["--task", "e2e", "--nlg-format", "spaced"], "nlg_format='spaced'"),
+    (["--task", "rte", "--evaluate-model", "last"], "evaluate_model='last'"),
+    (["--task", "rte", "--consistency-ce", "both"], "consistency_ce='both'"),
+    (["--task", "rte", "--backbone-dropout", "1.5"], "backbone_dropout=1.5"),
+    (["--task", "rte", "--adam-epsilon", "0"], "adam_epsilon=0"),
 ]
 
 
