@@ -59,8 +59,16 @@ def load_tokenizer(name: str):
     return tok
 
 
+# attention / residual / embedding dropouts (BERT-like, GPT-2, LLaMA)
+_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+             "attention_dropout")
+
+
 def load_model(name: str, head: str, num_labels: int = 2, dropout: float | None = None):
-    """A backbone with the requested head: 'classifier' (num_labels; 1 = regression), 'mlm' or 'causal'."""
+    """A backbone with the requested head: 'classifier' (num_labels; 1 = regression), 'mlm' or 'causal'.
+
+    ``dropout``: None keeps the checkpoint's dropouts; a number sets every attention / residual / embedding dropout
+    of the backbone (AdaMix's GPT-2 has none: ``dropout=0``)."""
     from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
                               AutoModelForSequenceClassification)
     from transformers.utils import logging as hf_logging
@@ -74,6 +82,10 @@ def load_model(name: str, head: str, num_labels: int = 2, dropout: float | None 
         config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
     if head == "causal" and config.model_type in ("bert", "roberta"):
         config.is_decoder = True  # an encoder used as a left-to-right decoder (the offline NLG stand-in)
+    if dropout is not None:
+        for attr in _DROPOUTS:
+            if hasattr(config, attr) and getattr(config, attr) is not None:
+                setattr(config, attr, float(dropout))
     if config.model_type == "gpt2":
         config.pad_token_id = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
     cls = {"classifier": AutoModelForSequenceClassification, "mlm": AutoModelForMaskedLM,

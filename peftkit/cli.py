@@ -164,11 +164,27 @@ def _train_parser(sub) -> None:
                       ("--consistency", float), ("--label-smoothing", float), ("--max-train", int),
                       ("--max-eval", int)):
         t.add_argument(flag, type=typ)
+    t.add_argument("--protocol", help="adamix-glue | unipelt-glue | adamix-nlg | lmbff-fewshot (default: by task and "
+                   "method, the protocol of the paper the run is compared with)")
+    t.add_argument("--adam-epsilon", type=float)
+    t.add_argument("--consistency-ce", help="AdaMix consistency task loss: first (the authors') | mean of both passes")
+    t.add_argument("--backbone-dropout", type=_dropout, help="'checkpoint' or a probability for every backbone dropout")
+    t.add_argument("--nlg-format", help="authors (context eos ' 'completion eos) | plain (no space)")
+    t.add_argument("--extra-eos", type=_ids, help="comma-separated GPT-2 token ids that also end a beam ('' for none)")
+    t.add_argument("--evaluate-model", help="best (dev-selected weights) | final (the last weights)")
     t.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 autocast where native)")
     t.add_argument("--inference-modes", action="store_true", help="AdaMix: also evaluate random/fixed/ensemble")
     t.add_argument("--data-dir", help="directory with glue/, fewshot/, nlg/ (default $PEFTKIT_DATA_DIR)")
     t.add_argument("--force", action="store_true", help="rerun even if OUT/result.json exists")
     t.add_argument("--quiet", action="store_true")
+
+
+def _dropout(text: str):
+    return text if text == "checkpoint" else float(text)
+
+
+def _ids(text: str) -> list:
+    return [int(t) for t in text.split(",") if t.strip()]
 
 
 def _train(args) -> int:

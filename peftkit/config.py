@@ -14,7 +14,7 @@ REGISTRY: dict[str, "Method"] = {}
 
 ACTIVATIONS = ("relu", "gelu", "swish", "tanh")
 SHARE = ("none", "up", "down")
-BASES = ("pfeiffer", "houlsby", "lora")
+BASES = ("adapter", "pfeiffer", "houlsby", "lora")
 
 
 def fail(field: str, value: Any, allowed: str) -> None:

@@ -1,10 +1,13 @@
 """AdaMix consistency regularisation: two stochastic passes, one batched forward.
 
 The batch is doubled and the two halves are routed independently (``peftkit.route_groups(model, 2)``), dropout
-being independent per example anyway. The loss is the task loss averaged over both passes plus
-``w * 0.5 * [KL(p2 || p1) + KL(p1 || p2)]``, where in each term the target distribution is detached.
-Classification: w = 1, KL per example, mean over the batch. Generation: w = 100, KL per target token (positions
-whose label is not -100, shifted for causal LMs), mean over those tokens. Regression: w = 0 (one pass).
+being independent per example anyway. As in the authors' code (``RobertaForSequenceClassification.forward`` for
+GLUE, ``GPT2LMModel.forward`` for NLG), the loss is the task loss of the *first* pass plus
+``w * 0.5 * [KL(p2 || p1) + KL(p1 || p2)]``, where in each term the target distribution is detached
+(``consistency_ce="mean"``: the task loss averaged over both passes instead). The task loss carries the
+configured label smoothing (the authors' NLG loss: (1 - eps) * NLL + eps * mean over the vocabulary of -log p).
+Classification: KL per example, mean over the batch. Generation: KL per target token (positions whose label is not
+-100, shifted for causal LMs), mean over those tokens. Regression: MSE task loss (the KL of a 1-logit output is 0).
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from .core import route_groups
+
+CE_MODES = ("first", "mean")
 
 
 def find_peft_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -37,25 +42,48 @@ def symmetric_kl(logits1: torch.Tensor, logits2: torch.Tensor, mask: Optional[to
     return (per_row * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0, causal: bool = False):
+    """Mean task loss of one pass: MSE for one float output (regression), else cross-entropy with label smoothing
+    ``smoothing`` over the positions whose label is not -100 (labels shifted by one for causal LMs)."""
+    if logits.shape[-1] == 1 and labels.is_floating_point():
+        return F.mse_loss(logits.float().view(-1), labels.float().view(-1))
+    if causal:
+        logits, labels = logits[..., :-1, :], labels[..., 1:]
+    logp = F.log_softmax(logits.float(), -1).reshape(-1, logits.shape[-1])
+    labels = labels.reshape(-1)
+    keep = labels != -100
+    logp, labels = logp[keep], labels[keep]
+    nll = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    if smoothing:
+        nll = (1.0 - smoothing) * nll + smoothing * (-logp.mean(-1))
+    return nll.mean()
+
+
 def double(inputs: dict) -> dict:
     return {k: torch.cat([v, v], 0) if isinstance(v, torch.Tensor) and v.dim() > 0 else v for k, v in inputs.items()}
 
 
-def consistency_forward(model: torch.nn.Module, inputs: dict, weight: float, causal: bool = False):
+def consistency_forward(model: torch.nn.Module, inputs: dict, weight: float, causal: bool = False,
+                        smoothing: float = 0.0, ce: str = "first"):
     """Two independently routed passes in one forward. Returns (loss, task_loss, kl, outputs of the doubled batch).
 
-    ``inputs`` must hold ``labels``; the model computes the task loss over the doubled batch, which is the
-    average of the two passes' losses.
+    ``inputs`` must hold ``labels``. ``ce``: ``first`` (the authors': the first pass's task loss) or ``mean``
+    (both passes'). ``smoothing``: label smoothing of the task loss (the Trainer's ``label_smoothing_factor``).
     """
+    if ce not in CE_MODES:
+        raise ValueError(f"invalid consistency_ce={ce!r}: allowed one of {', '.join(CE_MODES)}")
     peft_model = find_peft_model(model)
+    labels = inputs["labels"]
     with route_groups(peft_model, 2):
-        out = model(**double(inputs))
+        out = model(**{k: v for k, v in double(inputs).items() if k != "labels"})
     l1, l2 = out.logits.chunk(2, dim=0)
+    task = task_loss(l1, labels, smoothing, causal)
+    if ce == "mean":
+        task = 0.5 * (task + task_loss(l2, labels, smoothing, causal))
     mask = None
     if l1.dim() == 3:  # token-level: only target tokens count
-        labels = inputs["labels"]
-        if causal:
-            l1, l2, labels = l1[:, :-1], l2[:, :-1], labels[:, 1:]
-        mask = labels != -100
+        k1, k2, lab = (l1[:, :-1], l2[:, :-1], labels[:, 1:]) if causal else (l1, l2, labels)
+        mask = lab != -100
+        l1, l2 = k1, k2
     kl = symmetric_kl(l1, l2, mask)
-    return out.loss + weight * kl, out.loss.detach(), kl.detach(), out
+    return task + weight * kl, task.detach(), kl.detach(), out

@@ -14,21 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from . import presets
+from . import presets, protocols
 from .config import make_config
+from .consistency import CE_MODES
 
 PROTOCOL_DEFAULTS = {"glue": "classifier", "fewshot": "prompt", "nlg": "causal"}
 
 
 @dataclass
 class RunSpec:
-    """Everything that defines a run. ``None`` fields take the profile's preset (see :mod:`peftkit.presets`)."""
+    """Everything that defines a run. ``None`` fields take the protocol's setting scaled by the profile (see
+    :mod:`peftkit.protocols` and :mod:`peftkit.presets`); ``options`` are completed with the protocol's method
+    defaults."""
 
     task: str
     method: str
     out: str
     options: dict = field(default_factory=dict)
     profile: str = "cpu"
+    protocol: Optional[str] = None  # adamix-glue | unipelt-glue | adamix-nlg | lmbff-fewshot (None: by task+method)
     model: Optional[str] = None
     head: Optional[str] = None  # classifier | prompt | causal (default from the task kind)
     k: Optional[int] = None
@@ -44,8 +48,14 @@ class RunSpec:
     warmup_ratio: Optional[float] = None
     warmup_steps: Optional[int] = None  # overrides warmup_ratio when set (AdaMix's NLG protocol)
     weight_decay: Optional[float] = None
-    consistency: Optional[float] = None  # AdaMix: None = the paper's weight for the task type, 0 = off
-    label_smoothing: float = 0.0
+    consistency: Optional[float] = None  # AdaMix: None = the protocol's weight (task type, architecture), 0 = off
+    consistency_ce: str = "first"  # AdaMix consistency: task loss of the first pass (authors') | mean of both
+    label_smoothing: Optional[float] = None
+    adam_epsilon: Optional[float] = None
+    backbone_dropout: Optional[object] = None  # "checkpoint" (the config's dropouts) | a probability for all of them
+    nlg_format: Optional[str] = None  # authors: context eos " "completion eos | plain: source sep completion eos
+    extra_eos: Optional[list] = None  # GPT-2 token ids that also end a beam (adamix-nlg: [628])
+    evaluate_model: Optional[str] = None  # best (dev-selected weights) | final (the last weights)
     max_train: Optional[int] = None
     max_eval: Optional[int] = None
     inference_modes: bool = False  # AdaMix: also evaluate random / fixed-K / ensemble routing at the end
@@ -70,7 +80,9 @@ def resolve(spec: RunSpec) -> RunSpec:
     if spec.profile not in presets.PROFILES:
         raise ValueError(f"invalid profile={spec.profile!r}: allowed one of {', '.join(presets.PROFILES)}")
     kind = task_kind(spec.task)
-    cfg = make_config(spec.method, **spec.options)  # validates method and options
+    make_config(spec.method, **spec.options)  # validates method and options
+    if spec.protocol is not None:
+        protocols.get(spec.protocol)
     head = spec.head or PROTOCOL_DEFAULTS[kind]
     allowed_heads = {"glue": ("classifier",), "fewshot": ("prompt", "classifier"), "nlg": ("causal",)}[kind]
     if head not in allowed_heads:
@@ -85,6 +97,8 @@ def resolve(spec: RunSpec) -> RunSpec:
         _positive(name, getattr(spec, name), float)
     for name in ("warmup_ratio", "weight_decay", "consistency", "label_smoothing"):
         _positive(name, getattr(spec, name), float, zero=True)
+    _positive("adam_epsilon", spec.adam_epsilon, float)
+    _check_protocol_fields(spec)
     if spec.warmup_ratio is not None and spec.warmup_ratio >= 1:
         raise ValueError(f"invalid warmup_ratio={spec.warmup_ratio!r}: allowed a number in [0, 1)")
     _positive("seed", spec.seed, zero=True, allow_none=False)
@@ -97,21 +111,21 @@ def resolve(spec: RunSpec) -> RunSpec:
         resolve_data_dir(spec.data_dir)  # a missing directory fails here
     if not spec.out:
         raise ValueError("invalid out='': a run needs an output directory")
-    base = presets.profile_settings(spec.profile, kind, spec.task)
-    filled = dataclasses.replace(spec, head=head, model=spec.model or base["model"])
-    for name in ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "warmup_steps", "weight_decay",
-                 "max_train", "max_eval"):
+    base = presets.profile_settings(spec.profile, kind, spec.task, spec.protocol, spec.method, spec.model)
+    options = protocols.method_options(base["protocol"], spec.method, base["model"], spec.options)
+    cfg = make_config(spec.method, **options)
+    filled = dataclasses.replace(spec, head=head, model=base["model"], protocol=base["protocol"], options=options)
+    for name in _FILLED:
         if getattr(filled, name) is None:
-            setattr(filled, name, base.get(name))
-    if not spec.label_smoothing and base.get("label_smoothing"):
-        filled.label_smoothing = base["label_smoothing"]
+            value = base.get(name)
+            setattr(filled, name, list(value) if isinstance(value, tuple) else value)
     if filled.epochs is None and filled.max_steps is None:
         if base.get("max_steps"):
             filled.max_steps = base["max_steps"]
         else:
             filled.epochs = base["epochs"]
     if filled.lr is None:
-        filled.lr = presets.learning_rate(spec.method, spec.profile, filled.model)
+        filled.lr = protocols.learning_rate(filled.protocol, spec.method, filled.model)
     if kind == "fewshot" and filled.k is None:
         filled.k = 16
     if filled.k is not None and filled.data_seed is None:
@@ -121,23 +135,45 @@ def resolve(spec: RunSpec) -> RunSpec:
     if kind == "fewshot" and filled.k != 16:
         raise DataError(f"invalid k={filled.k}: the LM-BFF splits in the data directory have k=16")
     if filled.consistency is None:
-        filled.consistency = _default_consistency(spec.method, kind, spec.task) if cfg.name == "adamix" else 0.0
+        filled.consistency = (default_consistency(filled.protocol, filled.model, kind, spec.task)
+                              if cfg.name == "adamix" else 0.0)
     elif filled.consistency > 0 and cfg.name != "adamix":
         raise ValueError(f"invalid consistency={filled.consistency}: only AdaMix has stochastic routing")
     return filled
 
 
-def _default_consistency(method: str, kind: str, task: str) -> float:
-    if kind == "nlg":
-        return presets.CONSISTENCY_WEIGHT["generation"]
+# RunSpec fields that take the protocol's (scaled) value when left at None
+_FILLED = ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "warmup_steps", "weight_decay",
+           "max_train", "max_eval", "label_smoothing", "adam_epsilon", "backbone_dropout", "nlg_format", "extra_eos",
+           "evaluate_model")
+
+
+def _check_protocol_fields(spec: RunSpec) -> None:
+    if spec.consistency_ce not in CE_MODES:
+        raise ValueError(f"invalid consistency_ce={spec.consistency_ce!r}: allowed one of {', '.join(CE_MODES)}")
+    if spec.nlg_format not in (None, "authors", "plain"):
+        raise ValueError(f"invalid nlg_format={spec.nlg_format!r}: allowed authors, plain")
+    if spec.evaluate_model not in (None, "best", "final"):
+        raise ValueError(f"invalid evaluate_model={spec.evaluate_model!r}: allowed best, final")
+    d = spec.backbone_dropout
+    if d is not None and d != "checkpoint" and not (isinstance(d, (int, float)) and not isinstance(d, bool)
+                                                      and 0 <= d < 1):
+        raise ValueError(f"invalid backbone_dropout={d!r}: allowed 'checkpoint' or a probability in [0, 1)")
+    e = spec.extra_eos
+    if e is not None and (isinstance(e, (str, bytes)) or not all(isinstance(i, int) and i >= 0 for i in e)):
+        raise ValueError(f"invalid extra_eos={e!r}: allowed a list of token ids, e.g. [628]")
+
+
+def default_consistency(protocol: str, model: str, kind: str, task: str) -> float:
+    """AdaMix's consistency weight under ``protocol`` (see :func:`peftkit.protocols.consistency_weight`)."""
     from .data import glue_task
 
     regression = kind == "glue" and glue_task(task).label_names is None
-    return presets.CONSISTENCY_WEIGHT["regression" if regression else "classification"]
+    return protocols.consistency_weight(protocol, model, kind, regression)
 
 
 def method_label(method: str, options: dict) -> str:
-    """Short name used in tables: adamix-pfeiffer, adamix-lora, unipelt-APL, lora, ..."""
+    """Short name used in tables: adamix-adapter, adamix-pfeiffer, adamix-lora, unipelt-APL, lora, ..."""
     cfg = make_config(method, **options)
     if method == "adamix":
         return f"adamix-{cfg.base}"

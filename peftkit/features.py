@@ -4,7 +4,9 @@
 - prompt: the task's LM-BFF template with the tokenizer's mask token; :class:`PromptClassifier` reads the
   masked-LM head at the mask position, restricted to the label words, as class logits.
 - generation: ``source <sep> target <eos>``; labels are -100 on the source and separator, so training only
-  learns the target. Decoding presets live in :mod:`peftkit.presets`.
+  learns the target. ``nlg_format="authors"`` (AdaMix's NLG data, ``gpt2_encode.py --add_bos --add_eos``)
+  tokenizes the target with a leading space: ``context eos " "completion eos`` on GPT-2; ``plain`` without it.
+  Decoding presets live in :mod:`peftkit.presets`.
 """
 from __future__ import annotations
 
@@ -121,22 +123,28 @@ class PromptClassifier(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def generation_ids(tokenizer, source: str, target: Optional[str], max_length: int) -> dict:
-    """``[bos] source sep target eos`` ids with labels -100 on the prompt part (target None: prompt only)."""
+NLG_FORMATS = ("authors", "plain")
+
+
+def generation_ids(tokenizer, source: str, target: Optional[str], max_length: int, nlg_format: str = "authors") -> dict:
+    """``[bos] source sep target eos`` ids with labels -100 on the prompt part (target None: prompt only); the
+    target is tokenized as ``" " + target`` with ``nlg_format="authors"``."""
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     eos = sep if tokenizer.eos_token_id is None else tokenizer.eos_token_id
     start = [tokenizer.cls_token_id] if tokenizer.cls_token_id is not None else []
     src = start + tokenizer(source, add_special_tokens=False)["input_ids"][: max_length // 2] + [sep]
     if target is None:
         return {"input_ids": src, "attention_mask": [1] * len(src)}
-    tgt = tokenizer(target, add_special_tokens=False)["input_ids"][: max_length - len(src) - 1] + [eos]
+    text = " " + target if nlg_format == "authors" else target
+    tgt = tokenizer(text, add_special_tokens=False)["input_ids"][: max_length - len(src) - 1] + [eos]
     ids = src + tgt
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(src) + tgt}
 
 
-def tokenize_generation(ds, tokenizer, max_length: int):
+def tokenize_generation(ds, tokenizer, max_length: int, nlg_format: str = "authors"):
     def enc(batch):
-        rows = [generation_ids(tokenizer, s, t, max_length) for s, t in zip(batch["source"], batch["target"])]
+        rows = [generation_ids(tokenizer, s, t, max_length, nlg_format)
+                for s, t in zip(batch["source"], batch["target"])]
         return {k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")}
     return ds.map(enc, batched=True, remove_columns=ds.column_names, desc="tokenize")
 

@@ -10,22 +10,29 @@ from .features import generation_ids
 
 @torch.no_grad()
 def generate(model, tokenizer, sources: list[str], max_length: int, settings: dict, batch_size: int = 8,
-             progress: Optional[Callable[[int], None]] = None) -> list[str]:
+             progress: Optional[Callable[[int], None]] = None, nlg_format: str = "authors",
+             extra_eos: Optional[list] = None) -> list[str]:
     """Decode one text per source. Decoder-only LMs (GPT-2) are batched with left padding; an encoder used as a
-    decoder (BERT-style, no position ids from the mask) decodes one source at a time (beams still batched)."""
+    decoder (BERT-style, no position ids from the mask) decodes one source at a time (beams still batched).
+    ``extra_eos``: GPT-2 token ids that also end a beam (AdaMix's ``gpt2_beam.py``: 628, "\n\n"); ignored for
+    other tokenizers, whose ids mean other things."""
     model.eval()
     device = next(model.parameters()).device
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     eos = sep if tokenizer.eos_token_id is None else tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    step = batch_size if model.config.model_type == "gpt2" else 1
+    gpt2 = model.config.model_type == "gpt2"
+    stop = [eos] + [i for i in (extra_eos or []) if gpt2 and i != eos]
+    step = batch_size if gpt2 else 1
     texts: list[str] = []
     for start in range(0, len(sources), step):
-        rows = [generation_ids(tokenizer, s, None, max_length)["input_ids"] for s in sources[start:start + step]]
+        rows = [generation_ids(tokenizer, s, None, max_length, nlg_format)["input_ids"]
+                for s in sources[start:start + step]]
         width = max(len(r) for r in rows)
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-        out = model.generate(input_ids=ids, attention_mask=mask, eos_token_id=eos, pad_token_id=pad,
+        out = model.generate(input_ids=ids, attention_mask=mask, eos_token_id=stop if len(stop) > 1 else eos,
+                             pad_token_id=pad,
                              do_sample=False, **settings)
         for row in out[:, width:]:
             texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())

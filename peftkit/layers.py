@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 INFERENCE_MODES = ("merged", "random", "ensemble")  # plus "fixed-K"
+EXPERT_INITS = ("independent", "identical")  # AdaMix: how the M modules of a mixture start
 
 
 def parse_inference(value: Any, num_modules: int) -> None:
@@ -54,6 +55,14 @@ class PeftState:
                 "this model is merged (peftkit.merge); call peftkit.unmerge(model) before training it, "
                 "so that training never sees a stale merged copy"
             )
+
+
+def copy_first(modules: nn.ModuleList) -> None:
+    """AdaMix ``expert_init="identical"``: every module of a mixture starts as a copy of the first."""
+    with torch.no_grad():
+        for m in list(modules)[1:]:
+            for p, p0 in zip(m.parameters(), modules[0].parameters()):
+                p.copy_(p0)
 
 
 def patch_forward(module: nn.Module, fn: Callable) -> None:

@@ -98,12 +98,13 @@ def _build(spec, kind: str, raw: dict):
     tok = backbones.load_tokenizer(spec.model)
     set_seed(spec.seed)
     info = {"regression": False, "metric_task": name, "causal": kind == "nlg", "train_pooler": False}
+    dropout = None if spec.backbone_dropout in (None, "checkpoint") else float(spec.backbone_dropout)
     if spec.head == "causal":
-        model = backbones.load_model(spec.model, "causal")
+        model = backbones.load_model(spec.model, "causal", dropout=dropout)
         peft_model = apply(model, spec.method, train_head=spec.train_head, seed=spec.seed, **spec.options)
-        tokenize = lambda ds: features.tokenize_generation(ds, tok, spec.max_length)  # noqa: E731
+        tokenize = lambda ds: features.tokenize_generation(ds, tok, spec.max_length, spec.nlg_format)  # noqa: E731
     elif spec.head == "prompt":
-        mlm = backbones.load_model(spec.model, "mlm")
+        mlm = backbones.load_model(spec.model, "mlm", dropout=dropout)
         peft_model = apply(mlm, spec.method, train_head=spec.train_head, seed=spec.seed, **spec.options)
         model = features.PromptClassifier(mlm, features.label_word_ids(name, tok))
         tokenize = lambda ds: features.tokenize_prompt(ds, tok, name, spec.max_length)  # noqa: E731
@@ -111,7 +112,8 @@ def _build(spec, kind: str, raw: dict):
         labels = raw["train"].features["label"]
         regression = kind == "glue" and glue_task(name).label_names is None
         info["regression"] = regression
-        model = backbones.load_model(spec.model, "classifier", 1 if regression else labels.num_classes)
+        model = backbones.load_model(spec.model, "classifier", 1 if regression else labels.num_classes,
+                                     dropout=dropout)
         # BERT's pooler stays frozen (both authors' codes) unless the checkpoint has no pooler weights to keep
         train_pooler = getattr(spec, "train_pooler", None)
         train_pooler = not backbones.has_pooler_weights(spec.model) if train_pooler is None else train_pooler
@@ -142,12 +144,13 @@ def _compute_metrics(task: str, regression: bool):
     return compute
 
 
-def _selection(kind: str, task: str, regression: bool) -> tuple[str, bool]:
+def _selection(kind: str, task: str, regression: bool, protocol: str | None = None) -> tuple[str, bool]:
     if kind == "nlg":
         return "loss", False
     from .metrics import primary_metric
+    from .protocols import selection_metric
 
-    return primary_metric(task), True
+    return (selection_metric(protocol, task) if protocol else None) or primary_metric(task), True
 
 
 def execute(spec, out: Path, *, progress: bool, started: float, label: str, world_rank: int) -> dict:
@@ -168,7 +171,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     say(f"{spec.task} {label}: {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['eval'])} eval rows")
     model, peft_model, tok, data, info = _build(spec, kind, raw)
     name = spec.task.split(":", 1)[-1]
-    sel, greater = _selection(kind, name, info["regression"])
+    sel, greater = _selection(kind, name, info["regression"], spec.protocol)
     ckpt_dir, best_dir = out / "checkpoints", out / "best"
     steps_per_epoch = max(1, -(-len(data["train"]) // spec.batch_size))
     # eval_steps: None = evaluate (and checkpoint) every epoch; N = every N steps; 0 = no evaluation during
@@ -181,6 +184,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         eval_steps=spec.eval_steps or None, save_steps=spec.eval_steps or None,
         save_total_limit=1, logging_steps=max(1, min(50, steps_per_epoch)), seed=spec.seed, data_seed=spec.seed,
         warmup_ratio=spec.warmup_ratio, warmup_steps=spec.warmup_steps or 0, weight_decay=spec.weight_decay,
+        adam_epsilon=spec.adam_epsilon,
         lr_scheduler_type="linear",
         label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
@@ -196,6 +200,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     pad_to = spec.max_length if getattr(spec, "pad_to_max_length", False) else None
     trainer = PeftTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
                           data_collator=PadCollator(tok.pad_token_id, pad_to), consistency=spec.consistency,
+                          consistency_ce=spec.consistency_ce,
                           causal=info["causal"], callbacks=[best, RoutingState()],
                           compute_metrics=None if kind == "nlg" else _compute_metrics(name, info["regression"]))
     if not progress:  # quiet: no per-log dict printing (the trainer adds a printer when tqdm is off)
@@ -209,9 +214,10 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     t0 = time.time()
     train_out = trainer.train(resume_from_checkpoint=last)
     train_time = time.time() - t0
-    if (best_dir / "peftkit_config.json").is_file():
+    if spec.evaluate_model == "best" and (best_dir / "peftkit_config.json").is_file():
         load_weights(peft_model, best_dir)
-    elif world_rank == 0:  # nothing was evaluated during training: best/ keeps the final (scored) weights
+    elif world_rank == 0:  # the final weights are scored (nothing was evaluated, or the protocol scores the last)
+        shutil.rmtree(best_dir, ignore_errors=True)
         save(peft_model, best_dir)
     say("final evaluation")
     final, modes, gates, samples, eval_rate = _final(spec, kind, trainer, model, peft_model, tok, data, raw, name)
@@ -220,13 +226,15 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     result = {
         "schema": SCHEMA, "status": "finished", "run_id": out.name, "task": name, "task_kind": kind,
         "protocol": {"glue": "low-resource" if spec.k else "full", "fewshot": "fewshot", "nlg": "nlg"}[kind],
+        "training_protocol": spec.protocol,
         "k": spec.k, "data_seed": spec.data_seed, "method": spec.method, "method_label": label,
         "method_config": peft_model._peftkit.config.to_dict(), "model": spec.model, "head": spec.head,
         "new_head_weights": info["new_head_weights"], "profile": spec.profile,
         "training": {**{f: getattr(spec, f) for f in ("lr", "batch_size", "epochs", "max_steps", "max_length",
                                                       "warmup_ratio", "warmup_steps", "weight_decay", "consistency",
                                                       "patience", "eval_steps", "label_smoothing", "max_train",
-                                                      "max_eval")},
+                                                      "max_eval", "protocol", "adam_epsilon", "backbone_dropout",
+                                                      "nlg_format", "extra_eos", "evaluate_model", "consistency_ce")},
                      "bf16": use_bf16(spec.precision), "pad_to_max_length": pad_to is not None,
                      "train_head": spec.train_head, "train_pooler": info["train_pooler"],
                      "world_size": args.world_size,
@@ -263,7 +271,8 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
         t0 = time.time()
         with inference_form(peft_model):
             preds = generate(model, tok, list(raw["eval"]["source"]), spec.max_length,
-                             presets.generation_settings(spec.profile))
+                             presets.generation_settings(spec.profile), nlg_format=spec.nlg_format,
+                             extra_eos=spec.extra_eos)
         rate = round(len(preds) / max(time.time() - t0, 1e-9), 3)
         refs = list(raw["eval"]["references"])
         samples = [{"source": s, "prediction": p, "reference": r[0]}

@@ -109,7 +109,7 @@ def canonical_options(method: str, options: dict) -> dict:
 
 
 def run_name(spec: RunSpec) -> str:
-    """e.g. ``sst2_adamix-pfeiffer_b16_k100_d111_s42_3fa2c1d0``: task, method label, the options that differ from
+    """e.g. ``sst2_adamix-adapter_b16_k100_d111_s42_3fa2c1d0``: task, method label, the options that differ from
     the method's defaults, head (few-shot classification head), consistency (when set), K, data seed, seed, and a
     hash of every other resolved setting that differs from RunSpec's defaults (backbone, budget, lr, ...)."""
     parts = [re.sub(r"[^A-Za-z0-9.+-]", "", spec.task.split(":", 1)[-1].lower()),
@@ -185,7 +185,9 @@ def _points(study: str, p: dict) -> Iterable[dict]:
         variants += [dict(options={"share": s}) for s in p["share"] if s != "up"]
         variants += [dict(consistency=float(c)) for c in p["consistency"] if c is not None]
         for task, v, seed in itertools.product(p["tasks"], variants, p["seeds"]):
-            yield dict(task=task, label="adamix-pfeiffer", seed=seed, **v)
+            yield dict(task=task, label="adamix-adapter", seed=seed, **v)
+        for task, e, seed in itertools.product(p["tasks"], p["lora_expert_init"] or (), p["seeds"]):
+            yield dict(task=task, label="adamix-lora", seed=seed, options={"expert_init": e})
         if p["adapter_baseline"]:
             for task, seed in itertools.product(p["tasks"], p["seeds"]):
                 yield dict(task=task, label="pfeiffer", seed=seed)
@@ -197,7 +199,7 @@ def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_
     """The RunSpecs of ``study`` under ``profile``; every argument left at None takes the profile's default.
 
     ``params``: the study's own parameters (see :data:`STUDY_PARAMETERS`), e.g. ``tasks``, ``methods`` (method
-    labels: "lora", "adamix-pfeiffer", "unipelt-APL", ...), ``k``, ``data_seeds``, ``bottlenecks``.
+    labels: "lora", "adamix-adapter", "unipelt-APL", ...), ``k``, ``data_seeds``, ``bottlenecks``.
     ``max_steps`` / ``epochs`` / ``max_train`` replace the profile's training budget. Nothing is trained.
     ``follow_data``: the tasks follow the data that can be loaded here (see :func:`missing_data`); False: the paper
     profile's full task lists whatever the data (for :mod:`peftkit.plan`).

@@ -13,7 +13,7 @@ from .studies_reports import Report, _adamix_metric, _kit_metric, _metric_note, 
 def _paper_glue(where: dict, task: str) -> float | None:
     """AdaMix's BERT-base GLUE cell of a method (the ablations' b=48 / base settings only)."""
     label = where.get("method_label")
-    if where.get("bottleneck") not in (None, 48) or where.get("variant") not in (None, "base", "single adapter"):
+    if where.get("bottleneck") not in (None, 48) or where.get("variant") not in (None, "base"):
         return None
     return rep.paper_value("adamix", "glue", label, task, backbone="bert-base", metric=_adamix_metric(task))
 
@@ -132,15 +132,19 @@ def ablation_bottleneck_report(results: list[dict], profile: str, reports_dir=No
 # ---- 06 AdaMix ablations --------------------------------------------------------------------------------------
 
 def _variant(result: dict) -> str:
-    """'base' (M=4, shared up-projection, the task's default consistency), else what differs from it."""
-    from .experiment import _default_consistency
+    """'base' (AdaMix adapter, M=4, shared up-projection, the protocol's consistency weight), else what differs from
+    it; AdaMix-LoRA runs: 'LoRA, <expert_init> experts'; other methods: their label."""
+    from .experiment import default_consistency
 
     if result["method"] != "adamix":
-        return "single adapter"
+        return result["method_label"]
     cfg, training = result["method_config"], result["training"]
+    if cfg["base"] == "lora":
+        return f"LoRA, {cfg.get('expert_init') or 'identical'} experts"
     parts = [f"M={cfg['num_modules']}"] if cfg["num_modules"] != 4 else []
     parts += [f"sharing {cfg['share']}"] if cfg["share"] != "up" else []
-    default = _default_consistency("adamix", result["task_kind"], result["task"])
+    default = default_consistency(training.get("protocol") or "adamix-glue", result["model"], result["task_kind"],
+                                  result["task"])
     if training["consistency"] != default:
         parts.append("no consistency" if not training["consistency"] else f"consistency {training['consistency']:g}")
     return ", ".join(parts) or "base"
@@ -148,52 +152,73 @@ def _variant(result: dict) -> str:
 
 def ablation_adamix_report(results: list[dict], profile: str, reports_dir=None) -> Report:
     """Inference modes of the same trained models (merged / random / fixed / ensemble), sharing, consistency,
-    the number of modules, and AdaMix-adapter vs a single adapter of the same inference size."""
+    the number of modules (M=1: a single adapter of the same inference size), AdaMix-LoRA's expert init."""
     from .studies import GLUE_TASKS
 
     r = _start("ablation_adamix", profile, reports_dir, results)
     frame = rep.runs_frame(results, include_modes=True)
     frame["variant"] = frame["run_id"].map({x["run_id"]: _variant(x) for x in results})
     tasks = _present(frame["task"], GLUE_TASKS)
-    base = rep.select(frame, method_label="adamix-pfeiffer", variant="base")
+    label = "adamix-adapter"
+    base = rep.select(frame, method_label=label, variant="base")
     modes = _present(base.loc[base["mode"] != "reported", "mode"], ("merged", "random"))
     checks = []
     if modes:
-        rows = [(m, {"method_label": "adamix-pfeiffer", "variant": "base", "mode": m}) for m in modes]
+        rows = [(m, {"method_label": label, "variant": "base", "mode": m}) for m in modes]
         t = ours_table(base, rows, tasks, _adamix_metric, index_name="inference mode")
         r.table("modes", t, "AdaMix (adapter) inference modes of the same trained models, GLUE dev", "AdaMix "
                 "inference modes: merged, random routing, fixed module, ensemble", frame=base,
                 paper_backbone="bert-base", notes=[_metric_note(tasks, _adamix_metric)])
         r.figure("modes", rep.strip_by_mode, "AdaMix inference modes of the same trained models, one point per seed",
-                 base, tasks=tasks, metric=_adamix_metric, method="adamix-pfeiffer")
+                 base, tasks=tasks, metric=_adamix_metric, method=label)
         if "random" in modes:
-            checks.append(rep.claim_check(base, {"method_label": "adamix-pfeiffer", "mode": "merged"},
-                                          {"method_label": "adamix-pfeiffer", "mode": "random"}, _adamix_metric,
+            checks.append(rep.claim_check(base, {"method_label": label, "mode": "merged"},
+                                          {"method_label": label, "mode": "random"}, _adamix_metric,
                                           tasks, at_least=True, claim="merging ≥ random routing (AdaMix adapter)"))
     reported = frame[frame["mode"] == "reported"]
-    variants = _present(reported["variant"], ("base", "sharing none", "no consistency", "M=1", "M=2", "M=8",
-                                              "single adapter"))
-    names = {"base": "AdaMix (adapter): M=4, shared up-projection, consistency on (base)",
-             "single adapter": "Adapter (Pfeiffer): one adapter, the same inference size"}
-    rows = [(names.get(v, f"AdaMix (adapter): {v}"), {"variant": v}) for v in variants]
+    adapter_variants = [v for v in reported.loc[reported["method_label"] == label, "variant"].unique()]
+    variants = _present(pd.Series(adapter_variants), ("base", "sharing none", "no consistency", "consistency 1",
+                                                      "M=1", "M=2", "M=8"))
+    names = {"base": "AdaMix (adapter): M=4, shared up-projection, the protocol's consistency weight (base)",
+             "M=1": "AdaMix (adapter), M=1: a single adapter of the same inference size"}
+    rows = [(names.get(v, f"AdaMix (adapter): {v}"), {"method_label": label, "variant": v}) for v in variants]
+    rows += [(method_name(m), {"method_label": m}) for m in method_order(reported["method_label"])
+             if m not in (label, "adamix-lora")]
     t = ours_table(reported, rows, tasks, _adamix_metric, paper=lambda w, task: _paper_glue(
-        {"method_label": "pfeiffer" if w["variant"] == "single adapter" else "adamix-pfeiffer", **w}, task),
+        {**w, "method_label": {"base": label, "M=1": "pfeiffer"}.get(w.get("variant"), w["method_label"]),
+         "variant": None if w.get("variant") in ("base", "M=1", None) else w["variant"]}, task),
         index_name="AdaMix (adapter) variant")
     t.insert(0, "inference params", [f"{int(v):,}" if not pd.isna(v) else MISSING for v in
-                                     (reported.loc[reported["variant"] == w["variant"], "inference_params"].max()
-                                      for _, w in rows)])
+                                     (rep.select(reported, **w)["inference_params"].max() for _, w in rows)])
     r.table("variants", t, "AdaMix (adapter) ablations: sharing, consistency, number of modules, GLUE dev",
-            "AdaMix ablation variants beside a single adapter", frame=reported, paper_backbone="bert-base",
-            notes=[_metric_note(tasks, _adamix_metric), "paper: AdaMix's BERT-base GLUE table (base and single "
-                   "adapter only)."])
-    b = {"method_label": "adamix-pfeiffer", "variant": "base"}
-    if "single adapter" in variants and "base" in variants:
-        checks.append(rep.claim_check(reported, b, {"method_label": "pfeiffer"}, _adamix_metric, tasks,
-                                      claim="AdaMix-adapter > a single adapter of the same inference size"))
-    for v, claim in (("sharing none", "sharing the up-projection > no sharing"),
-                     ("no consistency", "consistency regularisation > none")):
-        if v in variants and "base" in variants:
-            checks.append(rep.claim_check(reported, b, {"variant": v}, _adamix_metric, tasks, claim=claim))
+            "AdaMix ablation variants; M=1 is a single adapter of the same inference size", frame=reported,
+            paper_backbone="bert-base",
+            notes=[_metric_note(tasks, _adamix_metric), "paper: AdaMix's BERT-base GLUE table (AdaMix adapter for the "
+                   "base; its Pfeiffer adapter row, quoted from UniPELT, beside M=1)."])
+    lora = [v for v in ("LoRA, identical experts", "LoRA, independent experts")
+            if v in set(reported.loc[reported["method_label"] == "adamix-lora", "variant"])]
+    if lora:
+        t = ours_table(reported, [(f"AdaMix (LoRA), {v.split(', ')[1]}", {"method_label": "adamix-lora",
+                                                                          "variant": v}) for v in lora],
+                       tasks, _adamix_metric, index_name="AdaMix (LoRA) expert init")
+        r.table("expert_init", t, "AdaMix (LoRA): identical (the authors' NLG code) vs independent starting modules",
+                "AdaMix-LoRA expert initialisation: identical copies vs independent draws", frame=reported,
+                paper_backbone="bert-base", notes=[_metric_note(tasks, _adamix_metric),
+                                                   "Weight averaging (merged inference) averages modules that "
+                                                   "started equal (identical) or as independent draws."])
+    b = {"method_label": label, "variant": "base"}
+    if "M=1" in variants and "base" in variants:
+        checks.append(rep.claim_check(reported, b, {"method_label": label, "variant": "M=1"}, _adamix_metric, tasks,
+                                      claim="AdaMix-adapter > a single adapter of the same inference size (M=1)"))
+    if "sharing none" in variants and "base" in variants:
+        checks.append(rep.claim_check(reported, b, {"method_label": label, "variant": "sharing none"},
+                                      _adamix_metric, tasks, claim="sharing the up-projection > no sharing"))
+    on = next((v for v in variants if v.startswith("consistency ")), None)
+    if "base" in variants and (on or "no consistency" in variants):
+        better, worse = ({"method_label": label, "variant": on}, b) if on else \
+            (b, {"method_label": label, "variant": "no consistency"})
+        checks.append(rep.claim_check(reported, better, worse, _adamix_metric, tasks,
+                                      claim="consistency regularisation > none"))
     r.claim_file(checks, "AdaMix ablation claims")
     return r
 

@@ -1,6 +1,7 @@
 """``PeftTrainer``: a ``transformers.Trainer`` that knows AdaMix and UniPELT.
 
-- AdaMix consistency regularisation (:mod:`peftkit.consistency`) as one batched forward over a doubled batch.
+- AdaMix consistency regularisation (:mod:`peftkit.consistency`) as one batched forward over a doubled batch; its
+  task loss carries the Trainer's ``label_smoothing_factor`` (the path bypasses the Trainer's label smoother).
 - Evaluation in the inference form: merged (AdaMix weight average, LoRA folded) where the method can merge, or
   the configured AdaMix inference mode; UniPELT (APL) evaluates unmerged. Training resumes unmerged.
 - UniPELT gate values are averaged over every evaluation batch (``gate_summary``).
@@ -27,16 +28,20 @@ ROUTING_FILE = "peftkit_routing.pt"
 
 
 class PeftTrainer(Trainer):
-    def __init__(self, *args, consistency: float = 0.0, causal: bool = False, **kwargs):
+    def __init__(self, *args, consistency: float = 0.0, causal: bool = False, consistency_ce: str = "first",
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.consistency = consistency
+        self.consistency_ce = consistency_ce
         self.causal = causal
         self.model_accepts_loss_kwargs = False  # standard averaging over accumulation steps
         self._gates: dict = defaultdict(lambda: [0.0, 0])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.consistency > 0 and model.training:
-            loss, task, kl, out = consistency_forward(model, inputs, self.consistency, causal=self.causal)
+            loss, task, kl, out = consistency_forward(model, inputs, self.consistency, causal=self.causal,
+                                                      smoothing=self.args.label_smoothing_factor,
+                                                      ce=self.consistency_ce)
             return (loss, out) if return_outputs else loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 

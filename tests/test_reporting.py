@@ -108,7 +108,7 @@ def test_loading_and_frame_shape(tmp_path):
     # a folder works too, and the AdaMix inference modes come as extra rows on request
     modes = {"merged": {"accuracy": 0.7}, "random": {"accuracy": 0.6}}
     (tmp_path / "more").mkdir()
-    write_runs(tmp_path / "more", [make_result("sst2", "adamix", "adamix-pfeiffer", modes=modes)])
+    write_runs(tmp_path / "more", [make_result("sst2", "adamix", "adamix-adapter", modes=modes)])
     plain = rep.runs_frame(tmp_path / "more")
     assert len(plain) == 1 and set(plain["mode"]) == {"reported"}
     with_modes = rep.runs_frame(tmp_path / "more", include_modes=True)
@@ -188,16 +188,16 @@ def test_summarise_numbers(tmp_path):
     (("unipelt", "efficiency", "unipelt-APL", "inference_time_vs_ft"), {}, 1.27),
     (("unipelt", "table4", "bitfit", "trainable_pct"), {}, 0.09),
     (("adamix", "glue", "pfeiffer", "rte"), {"backbone": "bert-base"}, 71.8),
-    (("adamix", "glue", "adamix-pfeiffer", "mrpc"), {"backbone": "bert-base"}, 92.4),
+    (("adamix", "glue", "adamix-adapter", "mrpc"), {"backbone": "bert-base"}, 92.4),
     (("adamix", "glue", "unipelt-APL", "qqp"), {"backbone": "bert-base"}, 85.5),
-    (("adamix", "glue", "adamix-pfeiffer", "cola"), {"backbone": "roberta-large"}, 70.2),
+    (("adamix", "glue", "adamix-adapter", "cola"), {"backbone": "roberta-large"}, 70.2),
     (("adamix", "glue", "pfeiffer", "rte"), {"backbone": "roberta-large"}, 80.1),  # the 0.8M row
     (("adamix", "glue", "Pfeiffer adapter", "rte"), {"backbone": "roberta-large", "params": "3.0M"}, 83.8),
     (("adamix", "glue", "houlsby", "cola"), {"backbone": "roberta-large"}, 66.3),
     (("adamix", "nlg", "adamix-lora", "e2e"), {"metric": "bleu"}, 71.0),
     (("adamix", "nlg", "adamix-lora", "e2e"), {"metric": "cider"}, 2.54),
     (("adamix", "nlg", "lora", "e2e"), {"metric": "nist"}, 8.77),  # the AdaMix authors' reproduction
-    (("adamix", "nlg", "adamix-pfeiffer", "dart"), {"metric": "bleu"}, 47.72),
+    (("adamix", "nlg", "adamix-adapter", "dart"), {"metric": "bleu"}, 47.72),
     (("adamix", "nlg", "full", "webnlg"), {"metric": "ter"}, 0.53),
 ])
 def test_paper_value_cells(args, kw, expected):
@@ -206,9 +206,9 @@ def test_paper_value_cells(args, kw, expected):
 
 def test_paper_lookup_missing_and_errors():
     assert rep.paper_value("unipelt", "full", "bitfit", "sst2") is None  # Table 3 has no BitFit row
-    assert rep.paper_value("unipelt", "full", "adamix-pfeiffer", "sst2") is None
+    assert rep.paper_value("unipelt", "full", "adamix-adapter", "sst2") is None
     assert rep.paper_value("unipelt", "full", "pfeiffer", "stsb", metric="pearson") is None  # it prints Spearman
-    assert rep.paper_value("adamix", "glue", "adamix-pfeiffer", "stsb", backbone="bert-base") == 89.9
+    assert rep.paper_value("adamix", "glue", "adamix-adapter", "stsb", backbone="bert-base") == 89.9
     assert rep.paper_cell("adamix", "glue", "pfeiffer", "stsb", backbone="bert-base")["metric"] == "spearmanr"
     with pytest.raises(ValueError, match="k="):
         rep.paper_value("unipelt", "low-resource", "lora", "rte")
@@ -317,19 +317,19 @@ def _claim_frame(tmp_path):
     for s in range(1, 6):
         base = 0.70 + 0.01 * s
         runs.append(make_result("rte", "pfeiffer", seed=s, metrics={"accuracy": base}))
-        runs.append(make_result("rte", "adamix", "adamix-pfeiffer", seed=s, metrics={"accuracy": base + 0.02},
+        runs.append(make_result("rte", "adamix", "adamix-adapter", seed=s, metrics={"accuracy": base + 0.02},
                                 modes={"merged": {"accuracy": base + 0.02}, "random": {"accuracy": base + 0.03}}))
         noise = [0.01, -0.01, 0.02, -0.02, 0.0][s - 1]
         runs.append(make_result("sst2", "pfeiffer", seed=s, metrics={"accuracy": base}))
-        runs.append(make_result("sst2", "adamix", "adamix-pfeiffer", seed=s, metrics={"accuracy": base + noise}))
-    runs.append(make_result("mrpc", "adamix", "adamix-pfeiffer", seed=1, metrics={"accuracy": 0.9}))
+        runs.append(make_result("sst2", "adamix", "adamix-adapter", seed=s, metrics={"accuracy": base + noise}))
+    runs.append(make_result("mrpc", "adamix", "adamix-adapter", seed=1, metrics={"accuracy": 0.9}))
     runs.append(make_result("mrpc", "pfeiffer", seed=1, metrics={"accuracy": 0.8}))
     return frame_of(tmp_path, runs, include_modes=True)
 
 
 def test_claim_verdicts(tmp_path):
     frame = _claim_frame(tmp_path)
-    c = rep.claim_check(frame, "adamix-pfeiffer", "pfeiffer", "accuracy", ["rte", "sst2", "mrpc", "qnli"])
+    c = rep.claim_check(frame, "adamix-adapter", "pfeiffer", "accuracy", ["rte", "sst2", "mrpc", "qnli"])
     by = {r["task"]: r for r in c["tasks"]}
     assert by["rte"]["verdict"] == "held" and by["rte"]["n_pairs"] == 5
     assert by["rte"]["diff_mean"] == pytest.approx(2.0) and by["rte"]["ci_lo"] == pytest.approx(2.0)
@@ -340,14 +340,14 @@ def test_claim_verdicts(tmp_path):
     assert by["qnli"]["n_pairs"] == 0 and by["qnli"]["verdict"].startswith("too few runs")
     assert c["verdict"] == "mixed"
     # merged vs random routing of the same models: random is better here, so the "≥" claim is not held
-    modes = rep.claim_check(frame, {"method_label": "adamix-pfeiffer", "mode": "merged"},
-                            {"method_label": "adamix-pfeiffer", "mode": "random"}, "accuracy", ["rte"],
+    modes = rep.claim_check(frame, {"method_label": "adamix-adapter", "mode": "merged"},
+                            {"method_label": "adamix-adapter", "mode": "random"}, "accuracy", ["rte"],
                             at_least=True, claim="merged ≥ random routing")
     assert modes["tasks"][0]["verdict"] == "not held" and modes["verdict"] == "not held"
     assert modes["tasks"][0]["diff_mean"] == pytest.approx(-1.0)
     # "≥ the best of several": the best candidate per task is taken
-    best = rep.claim_check(frame, {"method_label": "adamix-pfeiffer", "mode": "merged"},
-                           [{"method_label": "pfeiffer"}, {"method_label": "adamix-pfeiffer", "mode": "random"}],
+    best = rep.claim_check(frame, {"method_label": "adamix-adapter", "mode": "merged"},
+                           [{"method_label": "pfeiffer"}, {"method_label": "adamix-adapter", "mode": "random"}],
                            "accuracy", ["rte"])
     assert best["tasks"][0]["worse"] == "AdaMix (adapter), random"
     md = rep.claims_markdown([c, modes])
@@ -394,7 +394,7 @@ def test_figures_write_png_and_pdf(tmp_path):
             modes = {"merged": {"accuracy": a}, "random": {"accuracy": a - 0.01}, "fixed-0": {"accuracy": a - 0.02},
                      "ensemble": {"accuracy": a}}
             runs.append(make_result("rte", "pfeiffer", seed=s, config={"bottleneck": dim}, metrics={"accuracy": a}))
-            runs.append(make_result("rte", "adamix", "adamix-pfeiffer", seed=s, config={"bottleneck": dim},
+            runs.append(make_result("rte", "adamix", "adamix-adapter", seed=s, config={"bottleneck": dim},
                                     metrics={"accuracy": a + 0.01}, modes=modes))
         gates = {"layer": list(range(6)), "adapter": list(rng.uniform(0, 1, 6)), "prefix": list(rng.uniform(0, 1, 6)),
                  "lora_query": list(rng.uniform(0, 1, 6)), "lora_value": list(rng.uniform(0, 1, 6))}

@@ -33,7 +33,8 @@ def test_smoke_run_writes_a_complete_result(tmp_path):
                 "train_examples_per_s", "peak_memory_mb", "peftkit_version", "git_commit", "versions", "device"):
         assert on_disk[key] is not None, key
     assert on_disk["data"]["train"]["rows"] == 48 and len(on_disk["data"]["train"]["ids_sha256"]) == 64
-    assert on_disk["training"]["consistency"] == 1.0  # AdaMix classification default
+    # adamix-glue on a BERT-family classifier: the authors' BertForSequenceClassification computes no consistency loss
+    assert on_disk["training"]["consistency"] == 0.0 and on_disk["training"]["protocol"] == "adamix-glue"
     assert on_disk["parameters"]["inference"] < on_disk["parameters"]["trainable"]
     assert set(on_disk["inference_modes"]) == {"merged", "random", "ensemble", "fixed-0", "fixed-1"}
     assert [e["step"] for e in on_disk["evaluations"]] == [4, 8]
@@ -113,11 +114,16 @@ def test_fewshot_prompt_and_unipelt_gates(tmp_path):
 
 @needs_data
 def test_nlg_smoke_generates_text_and_all_five_metrics(tmp_path):
-    res = run(RunSpec("e2e", "lora", str(tmp_path / "n"), {"r": 4}, max_steps=4, profile="smoke", max_train=32,
-                      max_eval=3), progress=False)
+    res = run(RunSpec("e2e", "lora", str(tmp_path / "n"), {"r": 4}, max_steps=4, eval_steps=2, profile="smoke",
+                      max_train=32, max_eval=3), progress=False)
     assert set(res["best_metrics"]) >= {"bleu", "nist", "meteor", "rouge_l", "cider"}
     assert len(res["samples"]) == 3 and all(isinstance(s["prediction"], str) for s in res["samples"])
     assert res["training"]["consistency"] == 0.0 and res["head"] == "causal"
+    # adamix-nlg: the final weights are scored (and kept in best/, without a dev-selection record)
+    assert [e["step"] for e in res["evaluations"]] == [2, 4] and res["training"]["evaluate_model"] == "final"
+    assert (tmp_path / "n" / "best" / "peftkit_config.json").exists()
+    assert not (tmp_path / "n" / "best" / "best.json").exists()
+    assert (res["training"]["adam_epsilon"], res["training"]["backbone_dropout"]) == (1e-6, 0.0)
 
 
 def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_once():
@@ -204,8 +210,10 @@ def test_consistency_forward_routes_halves_apart_and_detaches_targets():
 def test_resolve_fills_paper_presets():
     s = resolve(RunSpec("rte", "unipelt", "x", profile="paper"))
     assert (s.lr, s.batch_size, s.patience, s.model) == (5e-4, 16, 10, "bert-base-uncased")
+    assert (s.warmup_ratio, s.weight_decay, s.protocol) == (0.0, 0.0, "unipelt-glue")  # HF defaults in UniPELT
     assert resolve(RunSpec("stsb", "adamix", "x")).consistency == 0.0  # regression: no consistency
-    assert resolve(RunSpec("rte", "adamix", "x")).consistency == 1.0
+    assert resolve(RunSpec("rte", "adamix", "x")).consistency == 0.0  # BERT-family classifier (MiniLM)
+    assert resolve(RunSpec("rte", "adamix", "x", profile="paper", model="roberta-large")).consistency == 1.0
     assert resolve(RunSpec("e2e", "adamix", "x", {"base": "lora"})).consistency == 100.0
     assert resolve(RunSpec("rte", "lora", "x", k=100)).data_seed == 111
     nlg = {t: resolve(RunSpec(t, "lora", "x", profile="paper")) for t in ("e2e", "webnlg", "dart")}
@@ -233,6 +241,12 @@ BAD = [
     (["--task", "rte", "--model", "/nonexistent/model"], "model="),
     (["--task", "rte", "--k", "100000"], "k"),
     (["--task", "rte", "--model", "no-such-org/no-such-model"], "hub"),
+    (["--task", "rte", "--protocol", "nope"], "protocol='nope'"),
+    (["--task", "e2e", "--nlg-format", "spaced"], "nlg_format='spaced'"),
+    (["--task", "rte", "--evaluate-model", "last"], "evaluate_model='last'"),
+    (["--task", "rte", "--consistency-ce", "both"], "consistency_ce='both'"),
+    (["--task", "rte", "--backbone-dropout", "1.5"], "backbone_dropout=1.5"),
+    (["--task", "rte", "--adam-epsilon", "0"], "adam_epsilon=0"),
 ]
 
 

@@ -9,6 +9,15 @@
 - Inference (``inference``): ``merged`` averages the weights of the M modules (``peftkit.merge`` caches the
   average, for LoRA folds it into the frozen weight), so inference costs one module; ``random`` keeps routing;
   ``fixed-K`` always uses module K; ``ensemble`` averages the outputs of the modules.
+- ``base``: ``adapter`` (default) is AdaMix's own adapter, as the authors' GLUE code places it: once per layer on
+  the feed-forward output projection's result h before its dropout, GELU, no LayerNorm in front,
+  y = LN(dropout(h + up(gelu(down(h)))) + x). ``num_modules=1`` of it is "a single adapter of the same inference
+  size". ``pfeiffer`` / ``houlsby`` (AdapterHub placements) and ``lora`` are the other bases.
+- ``init`` (adapter bases): ``bert`` (default) N(0, 0.02) down- and up-projections, zero biases (the authors'
+  ``_init_weights`` re-draws every expert Linear); ``zero_up`` the near-identity start.
+- ``expert_init``: ``independent`` (each module its own draw) or ``identical`` (every module a copy of the
+  first, as the NLG code's deep-copied LoRA A's). Default: the authors' per base -- independent for adapter
+  bases (GLUE code), identical for ``lora`` (NLG ``AdamixMergedLinear``). Weight averaging depends on it.
 - Consistency regularisation needs two independently routed passes: ``peftkit.route_groups(model, 2)`` routes
   the two halves of a doubled batch independently inside one forward (see the trainer).
 """
@@ -19,17 +28,17 @@ from typing import Optional
 
 from ..config import ACTIVATIONS, BASES, SHARE, MethodConfig, check_choice, check_float, check_int, check_targets
 from ..config import fail, register
-from ..layers import PeftState, parse_inference
-from .adapter import HoulsbyConfig, PfeifferConfig, attach_bottleneck
+from ..layers import EXPERT_INITS, PeftState, parse_inference
+from .adapter import INITS, HoulsbyConfig, PfeifferConfig, attach_bottleneck
 from .lora import attach_lora
 
 
 @dataclass
 class AdaMixConfig(MethodConfig):
-    """AdaMix over ``base`` (pfeiffer | houlsby | lora). GLUE defaults: M = 4, bottleneck 48, shared up."""
+    """AdaMix over ``base`` (adapter | pfeiffer | houlsby | lora). GLUE defaults: M = 4, bottleneck 48, shared up."""
 
     name = "adamix"
-    base: str = "pfeiffer"
+    base: str = "adapter"
     num_modules: int = 4
     share: str = "up"
     inference: str = "merged"
@@ -39,13 +48,20 @@ class AdaMixConfig(MethodConfig):
     alpha: float = 16.0
     dropout: float = 0.0
     targets: Optional[list] = field(default=None)
+    init: str = "bert"
+    expert_init: Optional[str] = None  # None: independent for adapter bases, identical for lora (the authors')
 
     def validate(self) -> None:
         check_choice("base", self.base, BASES)
+        check_choice("init", self.init, INITS)
+        if self.expert_init is not None:
+            check_choice("expert_init", self.expert_init, EXPERT_INITS)
         check_int("num_modules", self.num_modules, 1)
         check_choice("share", self.share, SHARE)
         parse_inference(self.inference, self.num_modules)
         if self.base == "lora":
+            if self.init != "bert":
+                fail("init", self.init, "bert only with base=lora (LoRA: Kaiming-uniform A, zero B)")
             check_int("r", self.r, 1)
             check_float("alpha", self.alpha, 0.0, low_open=True)
             check_targets(self.targets)
@@ -57,6 +73,10 @@ class AdaMixConfig(MethodConfig):
                 fail("targets", self.targets, "only with base=lora (adapters go at fixed sites)")
         check_float("dropout", self.dropout, 0.0, 1.0)
 
+    def experts_start(self) -> str:
+        """The resolved ``expert_init``."""
+        return self.expert_init or ("identical" if self.base == "lora" else "independent")
+
     def sides(self) -> tuple[int, int]:
         """Number of (down or A, up or B) modules."""
         m = self.num_modules
@@ -67,12 +87,16 @@ def attach(model, cfg: AdaMixConfig, arch, state: PeftState) -> None:
     n_first, n_second = cfg.sides()
     state.inference = cfg.inference
     if cfg.base == "lora":
-        attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets, n_first, n_second)
+        attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets, n_first, n_second,
+                    expert_init=cfg.experts_start())
         return
-    base = PfeifferConfig if cfg.base == "pfeiffer" else HoulsbyConfig
-    act = cfg.activation or base.activation
-    attach_bottleneck(model, arch, state, base.placement, cfg.bottleneck, act, base.original_ln_before,
-                      n_first, n_second, dropout=cfg.dropout)
+    if cfg.base == "adapter":
+        placement, act, ln_before = "adamix", cfg.activation or "gelu", False
+    else:
+        base = PfeifferConfig if cfg.base == "pfeiffer" else HoulsbyConfig
+        placement, act, ln_before = base.placement, cfg.activation or base.activation, base.original_ln_before
+    attach_bottleneck(model, arch, state, placement, cfg.bottleneck, act, ln_before, n_first, n_second,
+                      dropout=cfg.dropout, init=cfg.init, expert_init=cfg.experts_start())
 
 
 register(AdaMixConfig, attach)

@@ -17,14 +17,15 @@ import torch.nn.functional as F
 
 from ..arch import DEFAULT_TARGETS
 from ..config import MethodConfig, check_float, check_int, check_targets, register
-from ..layers import Gate, PeftState, class_forward, mix, patch_forward
+from ..layers import Gate, PeftState, class_forward, copy_first, mix, patch_forward
 
 
 class LoRAPart(nn.Module):
     """The low-rank delta of one (slice of a) projection, optionally a mixture and optionally gated."""
 
     def __init__(self, in_features: int, out_features: int, r: int, alpha: float, dropout: float,
-                 state: PeftState, num_a: int = 1, num_b: int = 1, gated: bool = False):
+                 state: PeftState, num_a: int = 1, num_b: int = 1, gated: bool = False,
+                 expert_init: str = "identical"):
         super().__init__()
         self.A = nn.ModuleList(nn.Linear(in_features, r, bias=False) for _ in range(num_a))
         self.B = nn.ModuleList(nn.Linear(r, out_features, bias=False) for _ in range(num_b))
@@ -36,6 +37,9 @@ class LoRAPart(nn.Module):
             nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
         for b in self.B:
             nn.init.zeros_(b.weight)
+        if expert_init == "identical":  # AdaMix's NLG code: the M A's (and B's) are deep copies of one draw
+            copy_first(self.A)
+            copy_first(self.B)
 
     def averaged(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, B) averaged over modules: AdaMix's weight averaging (identity for a single module)."""
@@ -120,7 +124,7 @@ def linear_names(model: nn.Module) -> list[str]:
 
 
 def attach_lora(model, arch, state: PeftState, r: int, alpha: float, dropout: float, targets: Optional[list],
-                num_a: int = 1, num_b: int = 1, gated: bool = False) -> None:
+                num_a: int = 1, num_b: int = 1, gated: bool = False, expert_init: str = "identical") -> None:
     """Attach LoRA parts to every target projection. Shared by lora, AdaMix-LoRA and UniPELT."""
     hosts = find_targets(model, arch, targets)
     if r == 0:
@@ -133,7 +137,7 @@ def attach_lora(model, arch, state: PeftState, r: int, alpha: float, dropout: fl
         else:
             slices = {"pk_lora": (0, fout)}
         for attr, (start, stop) in slices.items():
-            setattr(m, attr, LoRAPart(fin, stop - start, r, alpha, dropout, state, num_a, num_b, gated))
+            setattr(m, attr, LoRAPart(fin, stop - start, r, alpha, dropout, state, num_a, num_b, gated, expert_init))
         m._pk_slices, m._pk_state, m._pk_gated = slices, state, gated
         patch_forward(m, _host_forward)
 

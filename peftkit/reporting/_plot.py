@@ -28,7 +28,8 @@ SOURCE_COLOURS = {"ours": PALETTE[0], "paper": PALETTE[1]}
 
 
 # Methods compared in one figure get different hues (adapter vs AdaMix-adapter, LoRA vs AdaMix-LoRA, ...).
-_COLOUR_INDEX = {"pfeiffer": 0, "adamix-pfeiffer": 1, "lora": 2, "adamix-lora": 3, "unipelt-AP": 4, "prefix": 5,
+_COLOUR_INDEX = {"pfeiffer": 0, "adamix-adapter": 1, "adamix-pfeiffer": 1, "lora": 2, "adamix-lora": 3,
+                 "unipelt-AP": 4, "prefix": 5,
                  "unipelt-APL": 6, "full": 7, "bitfit": 8, "houlsby": 9, "prompt": 9, "adamix-houlsby": 8,
                  "unipelt-AP-nogates": 5, "unipelt-APL-nogates": 9}
 

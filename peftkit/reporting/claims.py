@@ -32,7 +32,7 @@ def _where(selector: Selector, frame: pd.DataFrame) -> dict:
 
 
 def selector_name(selector: Selector) -> str:
-    """'AdaMix (adapter)' for "adamix-pfeiffer"; 'AdaMix (adapter), merged' for {... "mode": "merged"}."""
+    """'AdaMix (adapter)' for "adamix-adapter"; 'AdaMix (adapter), merged' for {... "mode": "merged"}."""
     if isinstance(selector, str):
         return method_name(selector)
     parts = [method_name(selector["method_label"])] if "method_label" in selector else []
@@ -74,7 +74,7 @@ def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequenc
                 at_least: bool = False, pair_on: Sequence[str] = PAIR_KEYS) -> dict:
     """Does ``better`` beat ``worse`` on each task, seed for seed?
 
-    ``better``/``worse``: a method_label, or a dict of column filters (e.g. ``{"method_label": "adamix-pfeiffer",
+    ``better``/``worse``: a method_label, or a dict of column filters (e.g. ``{"method_label": "adamix-adapter",
     "mode": "random"}`` on a ``runs_frame(..., include_modes=True)``); rows default to mode "reported". ``worse``
     may be a list: per task the one with the best mean is taken ("best single component"). ``metric``: a name or
     ``callable(task) -> name``. Runs are paired on ``pair_on`` (task, k, data seed, seed, model, profile); the

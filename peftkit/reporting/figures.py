@@ -42,7 +42,7 @@ def _need(df: pd.DataFrame, what: str) -> None:
 
 
 def bottleneck_curve(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str], metric: Metric,
-                     methods: Sequence[str] = ("pfeiffer", "adamix-pfeiffer"), dim: str = "bottleneck",
+                     methods: Sequence[str] = ("pfeiffer", "adamix-adapter"), dim: str = "bottleneck",
                      caption: str | None = None) -> list[Path]:
     """Metric against adapter dimension (``dim``: "bottleneck", or "r" for LoRA) per method: mean over seeds with
     its 95% CI band; one panel per task."""
@@ -87,7 +87,7 @@ def _mode_order(modes: Iterable[str]) -> list[str]:
 
 
 def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str], metric: Metric,
-                  method: str = "adamix-pfeiffer", modes: Sequence[str] | None = None,
+                  method: str = "adamix-adapter", modes: Sequence[str] | None = None,
                   caption: str | None = None) -> list[Path]:
     """AdaMix inference modes (merged, random, fixed-K, ensemble) of the same trained models: one point per seed,
     the mean with its 95% CI in black, a violin where a mode has ≥ 5 seeds. Needs ``runs_frame(...,

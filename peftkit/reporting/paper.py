@@ -75,7 +75,7 @@ def paper_row(paper: str, table: str, method_label: str, backbone: str | None = 
     """The paper's row name for a peftkit ``method_label`` (None when the table has no such method).
 
     e.g. "pfeiffer" -> "Adapter" (UniPELT tables), "Adapter (Pfeiffer placement)" (AdaMix BERT-base),
-    "Pfeiffer adapter" (AdaMix RoBERTa-large, its 0.8M row); "adamix-pfeiffer" -> "AdaMix (adapter)".
+    "Pfeiffer adapter" (AdaMix RoBERTa-large, its 0.8M row); "adamix-adapter" -> "AdaMix (adapter)".
     """
     paper, table, rows = _table(paper, table)
     bb = table_backbone(paper, table, backbone)
