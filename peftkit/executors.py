@@ -354,3 +354,19 @@ def _remote(ray, options: ExecutorOptions):
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     cpus = options.cpus_per_run if options.cpus_per_run is not None else 1.0
     return ray.remote(_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=0), gpus
+
+
+class GridError(RuntimeError):
+    """Some runs of a grid failed (the others finished); ``failed``: their outcomes (error, log path)."""
+
+    def __init__(self, failed: list[dict]):
+        self.failed = failed
+        lines = [f"{len(failed)} run(s) failed:"] + [f"  {Path(o['out']).name}: {o['error']} (log: {o['log']})"
+                                                      for o in failed]
+        super().__init__("\n".join(lines))
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """A text bar for a grid: [####......] done/total."""
+    filled = round(width * done / total) if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"

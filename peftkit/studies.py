@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .executors import GridError, progress_bar
 from .experiment import RunSpec, method_label, resolve
 from .study_tasks import PAPER_TASKS, grid_tasks, missing_data  # noqa: F401 (missing_data: part of the API)
 from .studies_defaults import (COMMON_PARAMETERS, DEFAULTS, GLUE_NOT_RUN, GLUE_TASKS, METHODS,  # noqa: F401
@@ -322,21 +323,6 @@ def plan(specs: Sequence[RunSpec]):
     return pd.DataFrame(rows)
 
 
-class GridError(RuntimeError):
-    """Some runs of a grid failed (the others finished); ``failed``: their outcomes (error, log path)."""
-
-    def __init__(self, failed: list[dict]):
-        self.failed = failed
-        lines = [f"{len(failed)} run(s) failed:"] + [f"  {Path(o['out']).name}: {o['error']} (log: {o['log']})"
-                                                      for o in failed]
-        super().__init__("\n".join(lines))
-
-
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = round(width * done / total) if total else width
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-
-
 def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = False, executor: str | None = None,
               ray_address: str | None = None, gpus_per_run: float | None = None,
               cpus_per_run: float | None = None) -> list[dict]:
@@ -374,7 +360,7 @@ def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = Fal
         else:
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(o["result"]["best_metrics"].items()))
             what = f"done in {o['seconds']:.0f} s ({metrics})"
-        line = f"{_bar(done, total)} {name}: {what}"
+        line = f"{progress_bar(done, total)} {name}: {what}"
         print(f"[studies] {line}", flush=True)
         feed = os.environ.get("PEFTKIT_PROGRESS_FILE")
         if feed:  # peftkit reproduce prints these as they come (one JSON line per event, appended)

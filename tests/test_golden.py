@@ -112,7 +112,7 @@ def _unipelt_to_adapterhub(ours):
     from adapters import UniPELTConfig
 
     theirs = tiny("bert")
-    adapters.init(theirs)
+    _peers().init(theirs)
     theirs.add_adapter("u", config=UniPELTConfig())  # seq_bn (reduction 16: b=2 here), prefix L=10, LoRA r=8
     theirs.set_active_adapters("u")
     o = dict(ours.named_parameters())
@@ -143,6 +143,7 @@ def _unipelt_to_adapterhub(ours):
     return theirs.eval()
 
 
+@pytest.mark.peers
 def test_unipelt_logits_match_adapterhub_on_padded_batch():
     """Same weights, a batch padded 5 tokens past its longest row: peftkit's default UniPELT (gates averaged over
     every position, as the authors' fork) equals adapters' UniPELTConfig, which averages over padding too;

@@ -547,7 +547,7 @@ def test_figures_say_what_they_plot(tmp_path, monkeypatch):
     rep.bottleneck_curve(frame_of(tmp_path / "curve", curve), tmp_path / "curve", tasks=["rte"], metric="accuracy",
                          methods=["pfeiffer"])
     assert seen["xlabels"][0] == "bottleneck dimension"
-    one = [make_result("rte", "adamix", "adamix-pfeiffer", seed=1, metrics={"accuracy": 0.7},
+    one = [make_result("rte", "adamix", "adamix-adapter", seed=1, metrics={"accuracy": 0.7},
                        modes={"merged": {"accuracy": 0.7}, "random": {"accuracy": 0.69}})]
     rep.strip_by_mode(frame_of(tmp_path / "modes", one, include_modes=True), tmp_path / "m", tasks=["rte"],
                       metric="accuracy")
