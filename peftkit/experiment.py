@@ -60,7 +60,8 @@ class RunSpec:
     max_eval: Optional[int] = None
     inference_modes: bool = False  # AdaMix: also evaluate random / fixed-K / ensemble routing at the end
     data_dir: Optional[str] = None
-    train_head: bool = True
+    train_head: Optional[bool] = None  # None: the protocol's (frozen for UniPELT's LoRA / prefix / BitFit runs)
+    pad_to_max_length: Optional[bool] = None  # pad every batch to max_length (None: the protocol's)
     precision: str = "auto"  # auto (bf16 autocast where the hardware has native bf16) | bf16 | fp32
 
 
@@ -126,6 +127,8 @@ def resolve(spec: RunSpec) -> RunSpec:
             filled.epochs = base["epochs"]
     if filled.lr is None:
         filled.lr = protocols.learning_rate(filled.protocol, spec.method, filled.model)
+    if filled.train_head is None:
+        filled.train_head = spec.method not in protocols.get(filled.protocol).frozen_head
     if kind == "fewshot" and filled.k is None:
         filled.k = 16
     if filled.k is not None and filled.data_seed is None:
@@ -145,7 +148,7 @@ def resolve(spec: RunSpec) -> RunSpec:
 # RunSpec fields that take the protocol's (scaled) value when left at None
 _FILLED = ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "warmup_steps", "weight_decay",
            "max_train", "max_eval", "label_smoothing", "adam_epsilon", "backbone_dropout", "nlg_format", "extra_eos",
-           "evaluate_model")
+           "evaluate_model", "pad_to_max_length")
 
 
 def _check_protocol_fields(spec: RunSpec) -> None:

@@ -9,9 +9,11 @@ whose published number the run is compared with, :func:`default_protocol`):
   stopping, the best epoch on dev (``load_best_model_at_end``). Method defaults: bottleneck 48 (BERT-base) / 16
   (RoBERTa-large). Consistency weight: 0 on BERT-family classifiers (the authors' ``BertForSequenceClassification``
   never computes it, although the BERT script passes ``--use_consistency_loss 1``), 1 on RoBERTa.
-- ``unipelt-glue``: UniPELT's ``run_glue.py`` (Hugging Face defaults otherwise): batch 16, max length 128, 50
-  epochs, early stopping after 10 evaluations without improvement, no warmup, no weight decay, model selection on
-  the first of f1, Matthews, Spearman, accuracy that the task reports. Learning rates per method (UniPELT's).
+- ``unipelt-glue``: UniPELT's ``run_glue.py`` (Hugging Face defaults otherwise): batch 16, max length 128 with
+  every input padded to it, 50 epochs, early stopping after 10 evaluations without improvement, no warmup, no
+  weight decay, model selection on the first of f1, Matthews, Spearman, accuracy that the task reports. Learning
+  rates per method (UniPELT's). The classifier stays frozen for the LoRA-only, prefix-only and BitFit runs
+  (``freeze_params``).
 - ``adamix-nlg``: AdaMix's NLG code (``NLG/src/gpt2_ft.py``, ``run_train_*.sh``, ``gpt2_beam.py``): batch 8, max
   length 512, lr 2e-4, weight decay 0.01, label smoothing 0.1, Adam eps 1e-6, no attention / residual / embedding
   dropout in the backbone (only LoRA dropout 0.1), inputs ``context eos " "completion eos``, beam search that also
@@ -61,11 +63,13 @@ class Protocol:
     method_options: dict = field(default_factory=dict)
     method_options_by_arch: dict = field(default_factory=dict)
     consistency_by_family: dict = field(default_factory=dict)  # classification: family -> w (default 1)
+    frozen_head: tuple = ()  # methods whose task head stays frozen under this protocol (RunSpec.train_head=None)
 
 
 # Fields every protocol states (RunSpec names). evaluate_model: best (dev-selected) | final.
 _HF = dict(warmup_ratio=0.0, warmup_steps=None, weight_decay=0.0, adam_epsilon=1e-8, label_smoothing=0.0,
-           backbone_dropout="checkpoint", nlg_format="plain", extra_eos=(), evaluate_model="best", eval_steps=None)
+           backbone_dropout="checkpoint", nlg_format="plain", extra_eos=(), evaluate_model="best", eval_steps=None,
+           pad_to_max_length=False)
 
 PROTOCOLS = {
     "adamix-glue": Protocol(
@@ -80,11 +84,14 @@ PROTOCOLS = {
     ),
     "unipelt-glue": Protocol(
         "unipelt-glue", "unipelt",
-        training={**_HF, "batch_size": 16, "max_length": 128, "epochs": 50, "patience": 10, "selection": "unipelt"},
+        # run_glue.py pads every input to max_length (128), and UniPELT's gates average over every position, padding
+        # included (the method's default gate_average="all"), so the padding is part of the method's behaviour.
+        training={**_HF, "batch_size": 16, "max_length": 128, "epochs": 50, "patience": 10, "selection": "unipelt",
+                  "pad_to_max_length": True},
         lr=dict(_UNIPELT_LR),
-        # The UniPELT padding / gate option (issue 10 item 9: pad to max length, gates over all positions) is
-        # set here as a method option of "unipelt" once it exists, e.g. method_options={"unipelt": {...}}.
-        method_options={"unipelt": {}},
+        # run_glue.py's freeze_params leaves the classifier frozen for the LoRA-only, prefix-only and BitFit runs
+        # (BitFit still trains every bias, the classifier's included): those baselines train without the head.
+        frozen_head=("lora", "prefix", "bitfit"),
         consistency_by_family={"bert": 0.0, "roberta": 1.0},  # AdaMix run under it (efficiency): its classifiers'
     ),
     "adamix-nlg": Protocol(

@@ -197,7 +197,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     best = BestAndPatience(sel, greater, best_dir, spec.patience)
     # pad_to_max_length: every batch padded to max_length (UniPELT's run_glue.py default, which its gates average
     # over); otherwise to the longest row of the batch
-    pad_to = spec.max_length if getattr(spec, "pad_to_max_length", False) else None
+    pad_to = spec.max_length if spec.pad_to_max_length else None
     trainer = PeftTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
                           data_collator=PadCollator(tok.pad_token_id, pad_to), consistency=spec.consistency,
                           consistency_ce=spec.consistency_ce,

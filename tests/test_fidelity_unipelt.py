@@ -295,3 +295,19 @@ def test_run_pads_to_max_length_and_keeps_minilm_pooler_frozen(tmp_path, monkeyp
     with safe_open(str(tmp_path / "u" / "best" / "peftkit_weights.safetensors"), "pt") as f:
         saved = list(f.keys())
     assert any(k.startswith("classifier.") for k in saved) and not any("pooler" in k for k in saved)
+
+
+@pytest.mark.parametrize("method,head,pad", [("lora", False, True), ("prefix", False, True), ("bitfit", False, True),
+                                             ("pfeiffer", True, True), ("unipelt", True, True), ("full", True, True),
+                                             ("adamix", True, False)])
+def test_unipelt_protocol_freezes_the_forks_heads_and_pads_to_max_length(method, head, pad):
+    """Rows U4/U5 as a run resolves them: under UniPELT's protocol (every non-AdaMix GLUE row) the LoRA-only,
+    prefix-only and BitFit runs keep the classifier frozen and every batch is padded to max_length; AdaMix rows train
+    under AdaMix's protocol (head trained, no padding). An explicit train_head / pad_to_max_length wins."""
+    from peftkit.experiment import RunSpec, resolve
+
+    for profile in ("paper", "cpu"):
+        r = resolve(RunSpec(task="rte", method=method, out="x", profile=profile))
+        assert (r.train_head, r.pad_to_max_length) == (head, pad), (profile, r.protocol)
+    r = resolve(RunSpec(task="rte", method=method, out="x", train_head=True, pad_to_max_length=False))
+    assert (r.train_head, r.pad_to_max_length) == (True, False)
