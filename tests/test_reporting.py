@@ -436,3 +436,25 @@ def test_nlg_report_flags_runs_that_generate_nothing(tmp_path):
     text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
     assert "Empty generations" in text and "AdaMix (LoRA) on E2E" in text and "LoRA on E2E;" not in text
     assert r.notes[-1].startswith("Empty generations")
+
+
+def test_nlg_report_prints_webnlg_seen_unseen_all_and_dart_beside_the_paper(tmp_path):
+    from peftkit.studies_reports2 import nlg_report
+
+    webnlg = {f"{m}{s}": v + d for m, v in (("bleu", 0.5), ("meteor", 0.4), ("ter", 0.4))
+              for s, d in (("_seen", 0.05), ("_unseen", -0.05), ("", 0.0))}
+    runs = [make_result("webnlg", "lora", kind="nlg", model="gpt2-medium", metrics=webnlg),
+            make_result("dart", "lora", kind="nlg", model="gpt2-medium",
+                        metrics={"bleu": 0.47, "meteor": 0.39, "ter": 0.46})]
+    for x in runs:
+        x["scoring"] = "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py"
+    r = nlg_report(runs, "paper", tmp_path)
+    t = r.tables["results"]
+    assert list(t.columns) == [f"WebNLG {m} {p}" for m in ("BLEU", "METEOR", "TER") for p in "SUA"] + \
+        ["DART BLEU", "DART METEOR", "DART TER"]
+    ours, paper = t.loc[("LoRA", "ours")], t.loc[("LoRA", "paper")]
+    assert ours["WebNLG BLEU S"].startswith("55.00") and ours["WebNLG BLEU U"].startswith("45.00")
+    assert paper["WebNLG BLEU A"] == "55.37" and paper["WebNLG TER A"] == "0.39" and paper["DART BLEU"] == "47.35"
+    assert paper["WebNLG BLEU S"] == paper["WebNLG METEOR A"] == paper["DART METEOR"] == "–"
+    text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
+    assert "WebNLG scoring: LoRA gpt2_decode.py --tokenize --lower --ref_num 6" in text and "DART scoring" in text
