@@ -159,3 +159,16 @@ def test_e2e_scored_against_loras_tokenised_references_by_default():
     assert [len(r) for r in lora["references"]] == [len(r) for r in raw["references"]]
     with pytest.raises(DataError, match=r"e2e_references must be one of \['official', 'lora'\]"):
         load_nlg_eval("e2e", "test", SHARED, e2e_references="csv")
+
+
+def test_e2e_reference_swap_refuses_files_that_are_not_row_aligned(tmp_path):
+    e2e = tmp_path / "nlg" / "e2e"
+    (e2e / "lora").mkdir(parents=True)
+    (e2e / "test.csv").write_text('mr,ref\n"name[A]","A is nice."\n"name[A]","A is bad."\n', encoding="utf-8")
+    (e2e / "lora" / "test.txt").write_text("name : A||A is nice .\nname : A||A is bad .\n", encoding="utf-8")
+    assert load_nlg_eval("e2e", "test", tmp_path)["references"] == [["A is nice .", "A is bad ."]]
+    (e2e / "lora" / "test.txt").write_text("name : A||A is bad .\nname : A||A is nice .\n", encoding="utf-8")
+    with pytest.raises(DataError, match="row 1: the CSV and LoRA references differ beyond tokenisation"):
+        load_nlg_eval("e2e", "test", tmp_path)
+    assert load_nlg_eval("e2e", "test", tmp_path, e2e_references="official")["references"] == \
+        [["A is nice.", "A is bad."]]

@@ -50,6 +50,7 @@ def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None
         "best_metrics": {**metrics, "epoch": 3.0}, "selection_metric": next(iter(metrics)), "best_step": 10,
         "inference_modes": modes, "gates": gates, "samples": [{"source": "s", "prediction": "p", "reference": "r"}]
         if kind == "nlg" else None,
+        "scoring": "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py" if kind == "nlg" else None,
         "parameters": {"trainable": trainable, "inference": inference, "head": head, "total": total},
         "wall_time_s": 60.0, "train_time_s": 50.0, "train_examples_per_s": train_eps,
         "eval_examples_per_s": eval_eps, "peak_memory_mb": 900.0, "peftkit_version": "0.1.0",

@@ -221,6 +221,11 @@ def _swap_e2e_references(entries: list[Entry], split: str, data_dir, fmt: str) -
     if len(other) != len(entries):
         raise DataError(f"e2e {split}: the official CSV and the LoRA file differ in rows ({len(entries)} vs "
                         f"{len(other)}); e2e_references can only swap references between row-aligned files")
+    letters = lambda text: "".join(ch for ch in text.lower() if ch.isalnum())  # noqa: E731
+    for row, ((_, mine, _), (_, theirs, _)) in enumerate(zip(entries, other), start=1):
+        if letters(mine[0]) != letters(theirs[0]):
+            raise DataError(f"e2e {split} row {row}: the CSV and LoRA references differ beyond tokenisation "
+                            f"({mine[0]!r} vs {theirs[0]!r}); the files are not row-aligned")
     return [(source, targets, extra) for (source, _, extra), (_, targets, _) in zip(entries, other)]
 
 
