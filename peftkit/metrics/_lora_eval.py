@@ -12,7 +12,7 @@ The authors' pipeline (microsoft/LoRA ``examples/NLG``; AdaMix's NLG code is a c
 
    - BLEU: ``multi-bleu-detok.perl`` (mteval-v13a tokenisation, case-sensitive, closest reference length with
      ties to the shorter, no smoothing: 0 when an n-gram order has no match) on those files; printed x100 with
-     2 decimals. Here: sacrebleu ``BLEU(tokenize="13a", smooth_method="none")``, which computes the same.
+     2 decimals. Here: sacrebleu ``BLEU(tokenize="13a", smooth_method="none", force=True)``, which computes the same.
    - METEOR: ``meteor-1.5.jar hyp refs -l en -norm -r 6`` on NLTK ``word_tokenize``d text, corpus score. Here:
      the same jar (pycocoevalcap's) on the same tokens (``word_tokenize(..., preserve_line=True)``: on text
      already split at every non-word character, punkt's sentence split changes no token).
@@ -149,7 +149,7 @@ def lora_scores(predictions: list[str], references: list[list[str]], ref_num: in
     hyps = [lora_postprocess(p) for p in predictions]
     refs = [[lora_postprocess(r) for r in cap_references(rs, ref_num)] for rs in references]
     streams = [[rs[k] for rs in refs] for k in range(ref_num)]
-    out = {"bleu": BLEU(tokenize="13a", smooth_method="none").corpus_score(hyps, streams).score / 100.0}
+    out = {"bleu": BLEU(tokenize="13a", smooth_method="none", force=True).corpus_score(hyps, streams).score / 100.0}
     # eval.py joins the NLTK tokens with spaces; TER splits them again on whitespace
     hyp_tok = [" ".join(nltk_tokens(h)).split() for h in hyps]
     ref_tok = [[" ".join(nltk_tokens(r)).split() for r in rs] for rs in refs]
