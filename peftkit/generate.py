@@ -49,6 +49,8 @@ def score(task: str, predictions: list[str], references: list[list[str]], seen: 
 
 def scoring_label(task: str, scoring: str = "lora") -> str:
     """How :func:`score` scored *task*, in words (recorded in result.json and printed by the reports)."""
+    if scoring not in ("lora", "sacrebleu"):
+        raise ValueError(f"unknown scoring {scoring!r}; expected one of ['lora', 'sacrebleu']")
     if task == "e2e":
         return "e2e-metrics measure_scores.py -p definitions, LoRA's tokenised test references"
     if scoring == "lora":
