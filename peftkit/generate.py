@@ -41,9 +41,25 @@ def generate(model, tokenizer, sources: list[str], max_length: int, settings: di
     return texts
 
 
-def score(task: str, predictions: list[str], references: list[list[str]]) -> dict:
-    """E2E: bleu, nist, meteor, rouge_l, cider (official script definitions); WebNLG / DART: bleu, ter."""
+def score(task: str, predictions: list[str], references: list[list[str]], seen: Optional[list[bool]] = None,
+          scoring: str = "lora") -> dict:
+    """E2E: bleu, nist, meteor, rouge_l, cider (official script definitions). WebNLG / DART: bleu, meteor, ter
+    as the LoRA/AdaMix evaluation computed them (*scoring* "lora"; "sacrebleu": raw-text bleu, ter), and for
+    WebNLG with *seen* (one bool per source) the same keys again with ``_seen`` / ``_unseen`` suffixes."""
     from . import metrics
 
     name = {"e2e": "e2e", "webnlg": "webnlg", "dart": "dart"}[task]
-    return metrics.load(name).compute(predictions=predictions, references=references)
+    if name == "e2e":
+        return metrics.load(name).compute(predictions=predictions, references=references)
+    return metrics.load(name).compute(predictions=predictions, references=references, seen=seen, scoring=scoring)
+
+
+def scoring_label(task: str, scoring: str = "lora") -> str:
+    """How :func:`score` scored *task*, in words (recorded in result.json and printed by the reports)."""
+    if scoring not in ("lora", "sacrebleu"):
+        raise ValueError(f"unknown scoring {scoring!r}; expected one of ['lora', 'sacrebleu']")
+    if task == "e2e":
+        return "e2e-metrics measure_scores.py -p definitions, LoRA's tokenised test references"
+    if scoring == "lora":
+        return "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py (multi-bleu-detok, METEOR 1.5, pyter min)"
+    return "sacrebleu on raw text (BLEU 13a, corpus TER)"

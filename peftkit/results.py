@@ -24,6 +24,8 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``gates``: UniPELT only, {"layer": [..], "adapter": [..], "prefix": [..], "lora_query": [..], "lora_value": [..]}
   mean gate value per layer over the reported set, else null
 - ``samples``: NLG only, a few generated texts beside their references, else null
+- ``scoring``: NLG only, how ``best_metrics`` were scored (``peftkit.generate.scoring_label``), else null;
+  WebNLG adds ``<metric>_seen`` / ``<metric>_unseen`` to ``best_metrics`` (plain keys: all)
 - ``parameters``: {"trainable", "inference", "head", "total"}
 - ``wall_time_s``, ``train_time_s``, ``train_examples_per_s``, ``eval_examples_per_s``, ``peak_memory_mb``
 - ``peftkit_version``, ``git_commit``, ``versions`` (torch, transformers, ...), ``device``, ``finished_at``

@@ -13,6 +13,7 @@ import torch
 
 from . import __version__, presets
 from .core import apply, count_parameters, load_weights, save, set_inference
+from .generate import scoring_label
 from .results import SCHEMA, write_json_atomic
 
 
@@ -243,6 +244,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
         "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,
         "inference_modes": modes, "gates": gates, "samples": samples,
+        "scoring": scoring_label(name) if kind == "nlg" else None,
         "parameters": count_parameters(peft_model), "wall_time_s": round(time.time() - started, 2),
         "train_time_s": round(train_time, 2),
         "train_examples_per_s": round(train_out.metrics.get("train_samples_per_second", 0.0), 3),
@@ -277,7 +279,8 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
         refs = list(raw["eval"]["references"])
         samples = [{"source": s, "prediction": p, "reference": r[0]}
                    for s, p, r in list(zip(raw["eval"]["source"], preds, refs))[:5]]
-        return score(name, preds, refs), None, None, samples, rate
+        seen = list(raw["eval"]["seen"]) if "seen" in raw["eval"].column_names else None
+        return score(name, preds, refs, seen=seen), None, None, samples, rate
 
     def evaluate() -> tuple[dict, float]:
         m = trainer.evaluate(data["eval"], metric_key_prefix="test")

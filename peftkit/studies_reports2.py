@@ -55,16 +55,26 @@ def fewshot_report(results: list[dict], profile: str, reports_dir=None) -> Repor
 # ---- 04 NLG ---------------------------------------------------------------------------------------------------
 
 NLG_METRICS = ("bleu", "nist", "meteor", "rouge_l", "cider", "ter")
+#: WebNLG columns as LoRA's and AdaMix's tables print them: each metric on the seen (S), unseen (U), all (A) sources
+WEBNLG_METRICS = tuple(m + s for m in ("bleu", "meteor", "ter") for s in ("_seen", "_unseen", ""))
+
+
+def _nlg_header(task: str, metric: str) -> str:
+    if task == "webnlg" and metric in ("bleu", "meteor", "ter"):
+        return f"{task_name(task)} {metric_name(metric)} A"
+    return f"{task_name(task)} {metric_name(metric)}"
 
 
 def nlg_report(results: list[dict], profile: str, reports_dir=None) -> Report:
-    """E2E and WebNLG beside AdaMix's GPT-2 medium tables, the nlg_bars figure and a few generated samples."""
+    """E2E, WebNLG (S / U / A) and DART beside AdaMix's GPT-2 medium tables, the nlg_bars figure and a few
+    generated samples; the notes say how each task was scored (result field ``scoring``)."""
     from .studies import NLG_NOT_RUN
 
     r = _start("nlg", profile, reports_dir, results)
     frame = rep.runs_frame(results)
     tasks, methods = _present(frame["task"], ("e2e", "webnlg", "dart")), method_order(frame["method_label"])
-    cols = [(t, m) for t in tasks for m in NLG_METRICS if ((frame["task"] == t) & (frame["metric"] == m)).any()]
+    cols = [(t, m) for t in tasks for m in (WEBNLG_METRICS if t == "webnlg" else NLG_METRICS)
+            if ((frame["task"] == t) & (frame["metric"] == m)).any()]
     index, body = [], []
     for label in methods:
         ours, paper, delta = [], [], []
@@ -78,7 +88,7 @@ def nlg_report(results: list[dict], profile: str, reports_dir=None) -> Report:
         index += [(method_name(label), row) for row in ("ours", "paper", "Δ")]
         body += [ours, paper, delta]
     table = pd.DataFrame(body, index=pd.MultiIndex.from_tuples(index, names=["method", "row"]),
-                         columns=[f"{task_name(t)} {metric_name(m)}" for t, m in cols])
+                         columns=[_nlg_header(t, m) for t, m in cols])
     budgets = {(x.get("data") or {}).get("eval", {}).get("rows") for x in results}
     backbones = sorted({rep.backbone_name(x.get("model")) for x in results})
     r.notes = [f"{task_name(t)}: skipped, {why}." for t, why in NLG_NOT_RUN.items()]
@@ -89,12 +99,20 @@ def nlg_report(results: list[dict], profile: str, reports_dir=None) -> Report:
     r.notes.append(f"Scored on the first {', '.join(str(b) for b in sorted(x for x in budgets if x))} test "
                    "sources (the full test sets under the paper profile); BLEU, METEOR, ROUGE-L in %, NIST and "
                    "CIDEr raw, TER a fraction (lower is better).")
+    for t in tasks:
+        how = sorted({str(x.get("scoring") or "not recorded (result file predates the field)") for x in results
+                      if x.get("task") == t})
+        r.notes.append(f"{task_name(t)} scoring: {'; '.join(how)}.")
+    if "webnlg" in tasks:
+        r.notes.append("WebNLG S / U / A: the sources of the 10 categories seen in training, the 5 unseen ones, all "
+                       "(each scored on that part alone). AdaMix's table prints only A's BLEU and TER (and DART's "
+                       "BLEU and TER), so the other paper cells are empty.")
     empty = sorted({f"{method_name(x['method_label'])} on {task_name(x['task'])}" for x in results
                     if x.get("samples") and not any(str(s.get("prediction", "")).strip() for s in x["samples"])})
     if empty:
         r.notes.append("Empty generations (every stored sample is an empty string, so the scores are 0): "
                        + "; ".join(empty) + ". The run collapsed to ending at once within this budget.")
-    r.table("results", table, "NLG test sets, ours vs AdaMix's tables", "E2E / WebNLG results beside AdaMix's "
+    r.table("results", table, "NLG test sets, ours vs AdaMix's tables", "E2E / WebNLG / DART results beside AdaMix's "
             "GPT-2 medium tables", frame=frame, paper_backbone="gpt2-medium", notes=r.notes)
     samples = [{"task": task_name(x["task"]), "method": method_name(x["method_label"]), "seed": x["seeds"]["seed"],
                 **s} for x in results for s in (x.get("samples") or [])[:2]]
@@ -102,7 +120,7 @@ def nlg_report(results: list[dict], profile: str, reports_dir=None) -> Report:
         r.table("samples", pd.DataFrame(samples), "Generated samples (first two test sources)", "Generated texts "
                 "beside their first reference", frame=frame, paper_backbone="gpt2-medium")
     r.figure("bars", rep.nlg_bars, "NLG metrics, ours (mean, 95% CI) beside the paper's", frame, tasks=tasks,
-             methods=methods)
+             methods=methods, metrics=NLG_METRICS)
     return r
 
 

@@ -325,7 +325,7 @@ def test_render_prompt_examples():
 def test_e2e_counts_and_grouping(data_dir, fmt):
     for split, rows, mrs in [("train", 42061, 4862), ("dev", 4672, 547), ("test", 4693, 630)]:
         ds = D.load_nlg("e2e", split, data_dir, e2e_format=fmt)
-        ev = D.load_nlg_eval("e2e", split, data_dir, e2e_format=fmt)
+        ev = D.load_nlg_eval("e2e", split, data_dir, e2e_format=fmt, e2e_references=fmt)
         assert (len(ds), len(ev)) == (rows, mrs)
         assert sum(map(len, ev["references"])) == rows
         if split == "dev":

@@ -382,7 +382,7 @@ def test_webnlg_dart_match_sacrebleu(name):
         refs.append([" ".join(rng.choice(vocab, rng.integers(5, 12)))
                      for _ in range(1 + i % 3)])  # 1-3 references per source
         preds.append(" ".join(rng.choice(vocab, rng.integers(4, 12))))
-    out = M.load(name).compute(predictions=preds, references=refs)
+    out = M.load(name).compute(predictions=preds, references=refs, scoring="sacrebleu")
     streams = [[rs[k] if k < len(rs) else None for rs in refs] for k in range(3)]
     assert out["bleu"] == pytest.approx(sacrebleu.corpus_bleu(preds, streams).score / 100,
                                         abs=1e-12)

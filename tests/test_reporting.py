@@ -50,6 +50,7 @@ def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None
         "best_metrics": {**metrics, "epoch": 3.0}, "selection_metric": next(iter(metrics)), "best_step": 10,
         "inference_modes": modes, "gates": gates, "samples": [{"source": "s", "prediction": "p", "reference": "r"}]
         if kind == "nlg" else None,
+        "scoring": "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py" if kind == "nlg" else None,
         "parameters": {"trainable": trainable, "inference": inference, "head": head, "total": total},
         "wall_time_s": 60.0, "train_time_s": 50.0, "train_examples_per_s": train_eps,
         "eval_examples_per_s": eval_eps, "peak_memory_mb": 900.0, "peftkit_version": "0.1.0",
@@ -631,3 +632,25 @@ def test_study_tables_put_ours_paper_and_delta_side_by_side(tmp_path):
     assert row["SST-2 ours"].endswith("n=3") and r.variant  # not the cpu grid: a variant, said so
     text = (tmp_path / "r/tables/05_ablation_bottleneck_results.md").read_text()
     assert "with non-default parameters" in text.splitlines()[0] and "Student-t" in text
+
+
+def test_nlg_report_prints_webnlg_seen_unseen_all_and_dart_beside_the_paper(tmp_path):
+    from peftkit.studies_reports2 import nlg_report
+
+    webnlg = {f"{m}{s}": v + d for m, v in (("bleu", 0.5), ("meteor", 0.4), ("ter", 0.4))
+              for s, d in (("_seen", 0.05), ("_unseen", -0.05), ("", 0.0))}
+    runs = [make_result("webnlg", "lora", kind="nlg", model="gpt2-medium", metrics=webnlg),
+            make_result("dart", "lora", kind="nlg", model="gpt2-medium",
+                        metrics={"bleu": 0.47, "meteor": 0.39, "ter": 0.46})]
+    for x in runs:
+        x["scoring"] = "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py"
+    r = nlg_report(runs, "paper", tmp_path)
+    t = r.tables["results"]
+    assert list(t.columns) == [f"WebNLG {m} {p}" for m in ("BLEU", "METEOR", "TER") for p in "SUA"] + \
+        ["DART BLEU", "DART METEOR", "DART TER"]
+    ours, paper = t.loc[("LoRA", "ours")], t.loc[("LoRA", "paper")]
+    assert ours["WebNLG BLEU S"].startswith("55.00") and ours["WebNLG BLEU U"].startswith("45.00")
+    assert paper["WebNLG BLEU A"] == "55.37" and paper["WebNLG TER A"] == "0.39" and paper["DART BLEU"] == "47.35"
+    assert paper["WebNLG BLEU S"] == paper["WebNLG METEOR A"] == paper["DART METEOR"] == "–"
+    text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
+    assert "WebNLG scoring: LoRA gpt2_decode.py --tokenize --lower --ref_num 6" in text and "DART scoring" in text

@@ -3,8 +3,10 @@
 ``load_nlg`` gives one row per (source, reference) pair, for training: ``idx`` (row number),
 ``source`` (the linearised input), ``target`` (one reference) and ``references`` (every reference
 of that source in the split, in file order). ``load_nlg_eval`` gives one row per unique source
-(first-appearance order) with ``idx``, ``source`` and ``references``: E2E's official scorer and
-LoRA's WebNLG/DART evaluation both group references by identical source.
+(first-appearance order) with ``idx``, ``source`` and ``references`` (+ ``category``, ``seen`` for WebNLG):
+E2E's official scorer and LoRA's WebNLG/DART evaluation both group references by identical source. E2E
+references for scoring default to LoRA's tokenised ones (``e2e_references="lora"``), the row-aligned
+tokenised text of the CSV's references that the LoRA/AdaMix numbers were scored against.
 
 Sources, as LoRA (microsoft/LoRA ``examples/NLG/src/format_converting_*.py``) builds them:
 
@@ -212,13 +214,43 @@ def load_nlg(task: str, split: str, data_dir: str | os.PathLike | None = None,
     return datasets.Dataset.from_dict(cols, features=datasets.Features(features))
 
 
+def _swap_e2e_references(entries: list[Entry], split: str, data_dir, fmt: str) -> list[Entry]:
+    """E2E rows with the references of the other format's file (the two files are row-aligned: same MRs, same
+    reference order; the LoRA file holds the tokenised text of the same references)."""
+    _, other = _entries("e2e", split, data_dir, fmt)
+    if len(other) != len(entries):
+        raise DataError(f"e2e {split}: the official CSV and the LoRA file differ in rows ({len(entries)} vs "
+                        f"{len(other)}); e2e_references can only swap references between row-aligned files")
+    letters = lambda text: "".join(ch for ch in text.lower() if ch.isalnum())  # noqa: E731
+    for row, ((_, mine, _), (_, theirs, _)) in enumerate(zip(entries, other), start=1):
+        if letters(mine[0]) != letters(theirs[0]):
+            raise DataError(f"e2e {split} row {row}: the CSV and LoRA references differ beyond tokenisation "
+                            f"({mine[0]!r} vs {theirs[0]!r}); the files are not row-aligned")
+    return [(source, targets, extra) for (source, _, extra), (_, targets, _) in zip(entries, other)]
+
+
 def load_nlg_eval(task: str, split: str, data_dir: str | os.PathLike | None = None,
-                  e2e_format: str = "official") -> datasets.Dataset:
-    """One row per unique source (first-appearance order): idx, source, references (in file order)."""
-    _, entries = _entries(task, split, data_dir, e2e_format)
+                  e2e_format: str = "official", e2e_references: str = "lora") -> datasets.Dataset:
+    """One row per unique source (first-appearance order): idx, source, references (in file order), and for
+    WebNLG category and seen (the source's category is one of the 10 training categories).
+
+    E2E: *e2e_format* picks the sources, *e2e_references* the references scored against: "lora" (default; the
+    tokenised references of LoRA's ``data/e2e/{split}.txt`` that the LoRA/AdaMix numbers were scored against) or
+    "official" (the raw text of the challenge CSV).
+    """
+    if e2e_references not in _E2E_FORMATS:
+        raise DataError(f"e2e_references must be one of {list(_E2E_FORMATS)}, got {e2e_references!r}")
+    task, entries = _entries(task, split, data_dir, e2e_format)
+    if task == "e2e" and e2e_references != e2e_format:
+        entries = _swap_e2e_references(entries, split, data_dir, e2e_references)
     refs = _group(entries)
-    return datasets.Dataset.from_dict(
-        {"idx": list(range(len(refs))), "source": list(refs), "references": list(refs.values())},
-        features=datasets.Features({"idx": datasets.Value("int64"), "source": datasets.Value("string"),
-                                    "references": datasets.List(datasets.Value("string"))}),
-    )
+    cols = {"idx": list(range(len(refs))), "source": list(refs), "references": list(refs.values())}
+    features = {"idx": datasets.Value("int64"), "source": datasets.Value("string"),
+                "references": datasets.List(datasets.Value("string"))}
+    if task == "webnlg":
+        extra = {}
+        for source, _, columns in entries:
+            extra.setdefault(source, columns)
+        cols |= {"category": [extra[s]["category"] for s in refs], "seen": [extra[s]["seen"] for s in refs]}
+        features |= {"category": datasets.Value("string"), "seen": datasets.Value("bool")}
+    return datasets.Dataset.from_dict(cols, features=datasets.Features(features))

@@ -16,7 +16,9 @@ Modules (output keys; fractions unless said otherwise):
   named like the module.
 - ``e2e``: ``bleu`` (0-1), ``nist`` (raw), ``meteor``, ``rouge_l`` (0-1), ``cider`` (raw);
   the official E2E scorer's definitions (needs Java for the last three).
-- ``webnlg``, ``dart``: ``bleu`` and ``ter`` (sacrebleu, both 0-1).
+- ``webnlg``, ``dart``: ``bleu``, ``meteor``, ``ter`` (0-1) as the LoRA/AdaMix evaluation computed them
+  (``scoring="lora"``, default; WebNLG with ``seen=`` adds ``*_seen`` / ``*_unseen``), or raw-text sacrebleu
+  ``bleu`` and ``ter`` (``scoring="sacrebleu"``); see peftkit/metrics/_lora_eval.py.
 
 Helpers: :func:`glue_metric_names`, :func:`primary_metric`, :func:`paper_metric`,
 :func:`normalize_task`, :func:`group_references` (E2E references by MR).

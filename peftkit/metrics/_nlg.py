@@ -1,4 +1,4 @@
-"""NLG corpus scorers: E2E (official-script metrics) and WebNLG / DART (sacrebleu BLEU, TER)."""
+"""NLG corpus scorers: E2E (official-script metrics) and WebNLG / DART (the authors' pipeline, or sacrebleu)."""
 
 from __future__ import annotations
 
@@ -113,4 +113,52 @@ def sacrebleu_scores(predictions, references, tokenize: str = "13a", lowercase: 
         out["bleu_signature"] = str(bleu.get_signature())
         if ter_variant == "corpus":
             out["ter_signature"] = str(ter.get_signature())
+    return out
+
+
+#: WebNLG / DART scoring variants: "lora" = gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py (BLEU,
+#: METEOR, TER; the LoRA/AdaMix numbers), "sacrebleu" = raw-text sacrebleu BLEU and TER.
+SCORINGS = ("lora", "sacrebleu")
+_SACREBLEU_DEFAULTS = {"tokenize": "13a", "lowercase": False, "ter_case_sensitive": False,
+                       "ter_variant": "corpus", "return_signature": False}
+
+
+def webnlg_dart_scores(predictions, references, scoring: str = "lora", seen=None, ref_num: int = 6,
+                       java_metrics: bool = True, **sacrebleu_options) -> dict:
+    """WebNLG / DART corpus scores under *scoring* ("lora" default, or "sacrebleu"; see :data:`SCORINGS`).
+
+    "lora": ``bleu``, ``meteor``, ``ter`` (fractions) as :func:`peftkit.metrics._lora_eval.lora_scores`;
+    ``ref_num`` is the reference cap, ``java_metrics=False`` skips METEOR. "sacrebleu": ``bleu`` and ``ter`` of
+    :func:`sacrebleu_scores`, which takes the keyword options ``tokenize``, ``lowercase``,
+    ``ter_case_sensitive``, ``ter_variant`` and ``return_signature`` (ValueError with "lora").
+    *seen*: one bool per prediction (WebNLG: source category seen in training); adds every key again with the
+    suffixes ``_seen`` and ``_unseen``, each scored on that part alone (as ``gpt2_decode.py --filter``).
+    """
+    from peftkit.metrics._lora_eval import lora_scores
+
+    predictions, references = check_corpus(predictions, references)
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; expected one of {list(SCORINGS)}")
+    unknown = sorted(set(sacrebleu_options) - set(_SACREBLEU_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; sacrebleu options are {list(_SACREBLEU_DEFAULTS)}")
+    changed = sorted(k for k, v in sacrebleu_options.items() if v != _SACREBLEU_DEFAULTS[k])
+    if scoring == "lora" and changed:
+        raise ValueError(f"option(s) {changed} apply to scoring='sacrebleu' only, not scoring='lora'")
+
+    def one(preds, refs) -> dict:
+        if scoring == "lora":
+            return lora_scores(preds, refs, ref_num=ref_num, java_metrics=java_metrics)
+        return sacrebleu_scores(preds, refs, **sacrebleu_options)
+
+    out = one(predictions, references)
+    if seen is not None:
+        seen = list(seen)
+        if len(seen) != len(predictions) or not all(isinstance(s, bool) for s in seen):
+            raise ValueError(f"seen must hold one bool per prediction ({len(predictions)}), got {len(seen)} values")
+        for part, flag in (("seen", True), ("unseen", False)):
+            idx = [i for i, s in enumerate(seen) if s is flag]
+            if idx:
+                scores = one([predictions[i] for i in idx], [references[i] for i in idx])
+                out.update({f"{k}_{part}": v for k, v in scores.items()})
     return out

@@ -6,17 +6,20 @@ import re
 from ..metrics._glue_tasks import normalize_task
 
 # Metrics the result files report as fractions: shown x100 (percent) like the papers.
+# WebNLG also reports each on the seen / unseen categories alone (suffixes _seen, _unseen; the plain key is all).
+_SEEN = ("_seen", "_unseen")
 PERCENT_METRICS = frozenset({"accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", "bleu", "meteor",
-                             "rouge_l", "combined_score"})
+                             "rouge_l", "combined_score"} | {m + s for m in ("bleu", "meteor") for s in _SEEN})
 # Reported as they are: raw NIST and CIDEr scores, TER as a fraction (the papers print it so).
-RAW_METRICS = frozenset({"nist", "cider", "ter"})
+RAW_METRICS = frozenset({"nist", "cider", "ter", "ter_seen", "ter_unseen"})
 KNOWN_METRICS = PERCENT_METRICS | RAW_METRICS
-LOWER_IS_BETTER = frozenset({"ter"})
+LOWER_IS_BETTER = frozenset({"ter", "ter_seen", "ter_unseen"})
 
 METRIC_NAMES = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews corr.",
                 "pearson": "Pearson", "spearmanr": "Spearman", "bleu": "BLEU", "nist": "NIST", "meteor": "METEOR",
                 "rouge_l": "ROUGE-L", "cider": "CIDEr", "ter": "TER", "combined_score": "combined score",
-                "mean": "average"}
+                "mean": "average", "bleu_seen": "BLEU S", "bleu_unseen": "BLEU U", "meteor_seen": "METEOR S",
+                "meteor_unseen": "METEOR U", "ter_seen": "TER S", "ter_unseen": "TER U"}
 
 TASK_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "rte": "RTE", "qnli": "QNLI", "stsb": "STS-B",
               "mnli": "MNLI", "mnli_matched": "MNLI-m", "mnli_mismatched": "MNLI-mm", "qqp": "QQP", "wnli": "WNLI",
@@ -103,7 +106,7 @@ def scale_metric(metric: str, value) -> float:
 
 
 def decimals(metric: str) -> int:
-    return 3 if metric in ("ter", "cider") else 2
+    return 3 if metric in ("ter", "ter_seen", "ter_unseen", "cider") else 2
 
 
 def backbone_key(model) -> str:

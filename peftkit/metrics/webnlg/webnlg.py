@@ -1,27 +1,28 @@
-"""WebNLG (2017 challenge) metrics: corpus BLEU and TER with sacrebleu, both as fractions (0-1).
+"""WebNLG (2017 challenge) metrics as the LoRA/AdaMix evaluation computed them, or raw-text sacrebleu.
 
-Inputs: ``predictions`` (list[str]) and ``references`` (list[list[str]], a variable
-number of references per source; missing ones are padded with None, which sacrebleu drops).
-Outputs: ``bleu`` = sacrebleu corpus BLEU / 100 (13a tokenisation, case-sensitive; papers
-print it x100, e.g. 55.37) and ``ter`` = sacrebleu TER / 100 (papers print the fraction,
-e.g. 0.39). Options: ``ter_variant="sentence_min"`` averages the per-output minimum TER over
-references (the GenerationEval averaging behind the LoRA/AdaMix numbers); ``tokenize``,
-``lowercase`` (BLEU), ``ter_case_sensitive``; ``return_signature=True`` adds sacrebleu
-signature strings.
+Inputs: ``predictions`` (list[str], raw generated text) and ``references`` (list[list[str]], all references of
+each source, raw). Default ``scoring="lora"``: the authors' pipeline (``gpt2_decode.py --tokenize --lower
+--ref_num 6`` then ``eval.py``; details in peftkit/metrics/_lora_eval.py): ``bleu`` (multi-bleu-detok, as a
+fraction: papers print it x100, e.g. 55.37), ``meteor`` (METEOR 1.5 ``-norm``, fraction, needs Java unless
+``java_metrics=False``) and ``ter`` (pyter, per-output minimum over references, averaged; papers print the
+fraction, e.g. 0.39). ``ref_num`` (6) caps / pads the references. ``seen=[bool, ...]`` (one per prediction: the
+source's category was seen in training) adds ``bleu_seen``, ``bleu_unseen``, ... (the papers' S / U columns;
+the plain keys are A). ``scoring="sacrebleu"``: sacrebleu BLEU and TER on the raw text (``tokenize``,
+``lowercase``, ``ter_case_sensitive``, ``ter_variant`` "corpus" | "sentence_min", ``return_signature``).
 """
 
 import datasets
 import evaluate
 
-from peftkit.metrics._nlg import sacrebleu_scores
+from peftkit.metrics._nlg import webnlg_dart_scores
 
 
 class WebNLG(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description="WebNLG (2017 challenge): sacrebleu BLEU and TER as fractions.",
+            description="WebNLG (2017 challenge): BLEU, METEOR, TER as the LoRA/AdaMix evaluation computed them.",
             citation="",
-            inputs_description="predictions: list of str; references: list of list of str.",
+            inputs_description="predictions: list of str; references: list of list of str; seen: list of bool.",
             features=datasets.Features(
                 {
                     "predictions": datasets.Value("string"),
@@ -30,9 +31,7 @@ class WebNLG(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references, tokenize="13a", lowercase=False,
-                 ter_case_sensitive=False, ter_variant="corpus", return_signature=False):
-        return sacrebleu_scores(
-            predictions, references, tokenize=tokenize, lowercase=lowercase,
-            ter_case_sensitive=ter_case_sensitive, ter_variant=ter_variant,
-            return_signature=return_signature)
+    def _compute(self, predictions, references, scoring="lora", seen=None, ref_num=6, java_metrics=True,
+                 **sacrebleu_options):
+        return webnlg_dart_scores(predictions, references, scoring=scoring, seen=seen, ref_num=ref_num,
+                                  java_metrics=java_metrics, **sacrebleu_options)
