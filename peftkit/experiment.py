@@ -16,6 +16,7 @@ from typing import Optional
 
 from . import presets
 from .config import make_config
+from .validate import MIN_MAX_LENGTH, check_number, check_out_dir, check_sizes, check_trains_something
 
 PROTOCOL_DEFAULTS = {"glue": "classifier", "fewshot": "prompt", "nlg": "causal"}
 
@@ -67,10 +68,12 @@ def resolve(spec: RunSpec) -> RunSpec:
     """Validate ``spec`` and fill every preset; raises ValueError / DataError naming the field. Writes nothing."""
     from .data import DataError, resolve_data_dir, task_kind
 
+    _check_types(spec)
     if spec.profile not in presets.PROFILES:
         raise ValueError(f"invalid profile={spec.profile!r}: allowed one of {', '.join(presets.PROFILES)}")
     kind = task_kind(spec.task)
     cfg = make_config(spec.method, **spec.options)  # validates method and options
+    check_trains_something(cfg)
     head = spec.head or PROTOCOL_DEFAULTS[kind]
     allowed_heads = {"glue": ("classifier",), "fewshot": ("prompt", "classifier"), "nlg": ("causal",)}[kind]
     if head not in allowed_heads:
@@ -87,6 +90,7 @@ def resolve(spec: RunSpec) -> RunSpec:
         _positive(name, getattr(spec, name), float, zero=True)
     if spec.warmup_ratio is not None and spec.warmup_ratio >= 1:
         raise ValueError(f"invalid warmup_ratio={spec.warmup_ratio!r}: allowed a number in [0, 1)")
+    _check_ranges(spec)
     _positive("seed", spec.seed, zero=True, allow_none=False)
     if spec.precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"invalid precision={spec.precision!r}: allowed auto, bf16, fp32")
@@ -95,8 +99,7 @@ def resolve(spec: RunSpec) -> RunSpec:
         raise ValueError("invalid k: the NLG tasks train on their full training sets")
     if spec.data_dir is not None:
         resolve_data_dir(spec.data_dir)  # a missing directory fails here
-    if not spec.out:
-        raise ValueError("invalid out='': a run needs an output directory")
+    check_out_dir(spec.out)
     base = presets.profile_settings(spec.profile, kind, spec.task)
     filled = dataclasses.replace(spec, head=head, model=spec.model or base["model"])
     for name in ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "warmup_steps", "weight_decay",
@@ -127,6 +130,59 @@ def resolve(spec: RunSpec) -> RunSpec:
     return filled
 
 
+_TYPES = {"task": str, "method": str, "out": (str, os.PathLike), "options": dict, "profile": str,
+          "model": (str, type(None)), "head": (str, type(None)), "data_dir": (str, os.PathLike, type(None)),
+          "inference_modes": bool, "train_head": bool, "precision": str}
+
+
+def _check_types(spec: RunSpec) -> None:
+    for name, typ in _TYPES.items():
+        value = getattr(spec, name)
+        if not isinstance(value, typ):
+            names = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+            raise ValueError(f"invalid {name}={value!r}: allowed a {names.replace('NoneType', 'None')}")
+    bad = [k for k in spec.options if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"invalid options key {bad[0]!r}: option names are strings")
+
+
+def _check_ranges(spec: RunSpec) -> None:
+    """Values that pass the type checks but cannot make a sensible run (NaN, inf, 1e-9 epochs...)."""
+    if spec.lr is not None:
+        check_number("lr", spec.lr, 0.0, 10.0, low_open=True)
+    if spec.epochs is not None:
+        check_number("epochs", spec.epochs, 0.01, 10000.0)
+    check_number("label_smoothing", spec.label_smoothing, 0.0, 1.0, high_open=True)
+    for name, high in (("weight_decay", 1.0), ("consistency", 1e6), ("warmup_ratio", 1.0)):
+        if getattr(spec, name) is not None:
+            check_number(name, getattr(spec, name), 0.0, high)
+    if spec.max_length is not None and spec.max_length < MIN_MAX_LENGTH:
+        raise ValueError(f"invalid max_length={spec.max_length!r}: allowed an integer >= {MIN_MAX_LENGTH} (and at "
+                         "most the model's positions)")
+
+
+def preflight(spec: RunSpec) -> RunSpec:
+    """:func:`resolve`, then the checks that need the model's config (not its weights): max_length within its
+    positions, method sizes against its hidden size. Cheap (reads config.json); raises before any work."""
+    from transformers import AutoConfig
+
+    from . import backbones
+    from .validate import model_sizes
+
+    spec = resolve(spec)
+    config = AutoConfig.from_pretrained(backbones.resolve(spec.model))
+    check_sizes(make_config(spec.method, **spec.options), config)
+    _, positions = model_sizes(config)
+    if positions:
+        room = positions - (make_config(spec.method, **spec.options).to_dict().get("prompt_length", 0)
+                            if spec.method == "prompt" else 0)
+        if spec.max_length > room:
+            raise ValueError(f"invalid max_length={spec.max_length}: allowed an integer in [{MIN_MAX_LENGTH}, {room}] "
+                             f"for model {spec.model!r} ({positions} position embeddings"
+                             + (", less the prompt tokens)" if room < positions else ")"))
+    return spec
+
+
 def _default_consistency(method: str, kind: str, task: str) -> float:
     if kind == "nlg":
         return presets.CONSISTENCY_WEIGHT["generation"]
@@ -152,7 +208,7 @@ def run(spec: RunSpec, force: bool = False, progress: bool = True) -> dict:
 
     from .results import has_result, result_path
 
-    spec = resolve(spec)
+    spec = preflight(spec)
     out = Path(spec.out)
     if has_result(out) and not force:
         if progress:
@@ -171,7 +227,7 @@ def run(spec: RunSpec, force: bool = False, progress: bool = True) -> dict:
 def sweep(specs: list[RunSpec], force: bool = False, progress: bool = True) -> list[dict]:
     """Run specs in order; finished runs are skipped, an interrupted one resumes. Every spec is validated first."""
     for s in specs:
-        resolve(s)
+        preflight(s)
     results = []
     for i, s in enumerate(specs, 1):
         if progress:

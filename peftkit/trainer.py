@@ -7,6 +7,9 @@
 - ``BestAndPatience``: keeps the best dev evaluation's trained parameters (``peftkit.save``, small) and stops
   after ``patience`` evaluations without improvement. It rebuilds its state from the log history on resume.
 - ``RoutingState``: saves the AdaMix routing generator with every checkpoint, so a resumed run draws on.
+- Checkpoints hold only what trains (``peftkit.save``: method parameters and head) plus the optimizer, scheduler
+  and RNG state, not the frozen backbone; a NaN or infinite loss stops the run (:class:`TrainingDiverged`) before
+  anything non-finite is written, so the last checkpoint on disk is the last good one.
 """
 from __future__ import annotations
 
@@ -21,9 +24,13 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .consistency import consistency_forward, find_peft_model
-from .core import gate_values, merged, save
+from .core import CONFIG_FILE, gate_values, load_weights, merged, save
 
 ROUTING_FILE = "peftkit_routing.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or a trained parameter) became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
 class PeftTrainer(Trainer):
@@ -39,6 +46,38 @@ class PeftTrainer(Trainer):
             loss, task, kl, out = consistency_forward(model, inputs, self.consistency, causal=self.causal)
             return (loss, out) if return_outputs else loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss.detach()).all():
+            self._diverged(f"the training loss is {float(loss.detach().float().mean())}")
+        return loss
+
+    def _diverged(self, what: str) -> None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        out = Path(self.args.output_dir)
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        raise TrainingDiverged(
+            f"{what} at step {self.state.global_step + 1}: training stopped, no result was written. "
+            + (f"The last good checkpoint is kept ({last}); " if last else "No checkpoint was written yet; ")
+            + "lower the learning rate (or use --precision fp32) and rerun with --force to start over.")
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None):
+        """A checkpoint of what trains (like best/), never the frozen backbone; refuses non-finite weights."""
+        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+        peft_model = find_peft_model(self.model)
+        bad = [n for n, p in peft_model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+        if bad:
+            self._diverged(f"parameter {bad[0]} is no longer finite")
+        save(peft_model, output_dir)
+        torch.save(self.args, output_dir / "training_args.bin")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if (Path(resume_from_checkpoint) / CONFIG_FILE).is_file():
+            load_weights(find_peft_model(model if model is not None else self.model), resume_from_checkpoint)
+            return None
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def evaluate(self, *args, **kwargs):
         peft_model = find_peft_model(self.model)
