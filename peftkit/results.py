@@ -10,7 +10,8 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``training``: lr, batch_size, epochs, max_steps, max_length, warmup_ratio, weight_decay, consistency (weight),
   patience, eval_steps, label_smoothing, max_train, max_eval
 - ``seeds``: {"seed": int, "data_seed": int or null, "routing_seed": int}
-- ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256)
+- ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256,
+  content_sha256: the rows' values, different for different data seeds and splits)
 - ``evaluations``: [{"step", "epoch", "<metric>": float, "loss": float}, ...] on the dev (model-selection) set
 - ``best_metrics``: {metric name: float} on the reported set (GLUE dev, few-shot test, NLG test), fractions, with
   the metric names of the evaluate modules (accuracy, f1, matthews_correlation, pearson, spearmanr, bleu, ...)

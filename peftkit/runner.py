@@ -244,7 +244,7 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
         t0 = time.time()
         with inference_form(peft_model):
             preds = generate(model, tok, list(raw["eval"]["source"]), spec.max_length,
-                             presets.generation_settings(spec.profile))
+                             presets.generation_settings(spec.profile), show=not trainer.args.disable_tqdm)
         rate = round(len(preds) / max(time.time() - t0, 1e-9), 3)
         refs = list(raw["eval"]["references"])
         samples = [{"source": s, "prediction": p, "reference": r[0]}
