@@ -26,8 +26,12 @@ params: venv
 reports: params
 	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE)
 
+# MiniLM only by default, written under runs/bench/ (the committed reports/benchmarks.* are only replaced when asked:
+# make bench BENCH_ARGS="--backbone all --threads 2" BENCH_OUT=reports/benchmarks.json).
+BENCH_OUT ?= runs/bench/benchmarks.json
+BENCH_ARGS ?=
 bench: venv
-	$(VPY) -m bench
+	$(VPY) -m bench $(BENCH_ARGS) --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
