@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Optional
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .atomic import write_json
 from .consistency import consistency_forward, find_peft_model
 from .core import CONFIG_FILE, gate_values, load_weights, merged, save
 
@@ -152,7 +152,7 @@ class BestAndPatience(TrainerCallback):
         """Write the pending best weights (called by the trainer once the model is unmerged again)."""
         if self.pending:
             save(peft_model, self.best_dir)
-            (self.best_dir / "best.json").write_text(json.dumps({"step": self.best_step, self.metric: self.best}))
+            write_json(self.best_dir / "best.json", {"step": self.best_step, self.metric: self.best})
             self.pending = False
 
     def _better(self, value: float) -> bool:
