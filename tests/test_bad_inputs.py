@@ -577,3 +577,19 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
     weights = load_file(str(last / WEIGHTS_FILE))
     assert weights and all(torch.isfinite(t).all() for t in weights.values())
     assert any("pk_lora" in k for k in weights) and "classifier.weight" in weights
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+@pytest.mark.parametrize("method,opts", [("prefix", {"prefix_length": 4, "prefix_hidden": 16}), ("lora", {"r": 4}),
+                                         ("adamix", {"bottleneck": 8}), ("adamix", {"base": "lora", "r": 4})])
+def test_merged_checkpoints_pass_the_checks_and_load(arch, method, opts, tmp_path):
+    """The all-or-nothing checks run on a merged meta copy too (prefix key/values exist only once merged)."""
+    from conftest import batch, logits, perturb
+
+    model = peftkit.apply(tiny(arch), method, seed=0, **opts)
+    perturb(model)
+    peftkit.merge(model.eval())
+    peftkit.save(model, tmp_path)
+    fresh = peftkit.load(tiny(arch), tmp_path).eval()
+    assert fresh._peftkit.merged
+    assert torch.allclose(logits(fresh, batch(arch)), logits(model, batch(arch)), atol=1e-5)
