@@ -6,7 +6,9 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``task`` (e.g. "rte", "sst-2", "e2e"), ``task_kind`` ("glue" | "fewshot" | "nlg"),
   ``protocol`` ("full" | "low-resource" | "fewshot" | "nlg"), ``k`` (int or null), ``data_seed`` (int or null)
 - ``method`` (registry name), ``method_label`` (e.g. "adamix-lora", "unipelt-APL", "lora"), ``method_config`` (dict)
-- ``model`` (name or path), ``head`` ("classifier" | "prompt" | "causal"), ``new_head_weights`` (bool), ``profile``
+- ``model`` (name or path), ``head`` ("classifier" | "prompt" | "causal"), ``profile``, ``new_head_weights``
+  (bool: the head starts from weights the checkpoint does not hold: always for a classifier; for prompt and causal
+  heads when the checkpoint lacks the head transform, e.g. MiniLM's; false for GPT-2's LM head, tied to wte)
 - ``training``: lr, batch_size, epochs, max_steps, max_length, warmup_ratio, weight_decay, consistency (weight),
   patience, eval_steps, label_smoothing, max_train, max_eval
 - ``seeds``: {"seed": int, "data_seed": int or null, "routing_seed": int}

@@ -116,7 +116,7 @@ def _build(spec, kind: str, raw: dict):
         tokenize = lambda ds: features.tokenize_classification(ds, tok, spec.max_length, regression)  # noqa: E731
     data = {role: tokenize(raw[role]) for role in ("train", "dev")}
     data["eval"] = tokenize(raw["eval"]) if kind != "nlg" else None
-    info["new_head_weights"] = spec.head != "classifier" and backbones.new_head_weights(spec.model, spec.head)
+    info["new_head_weights"] = backbones.new_head_weights(spec.model, spec.head)  # a classifier is always new
     return model, peft_model, tok, data, info
 
 

@@ -32,6 +32,8 @@ def test_smoke_run_writes_a_complete_result(tmp_path):
                 "train_examples_per_s", "peak_memory_mb", "peftkit_version", "git_commit", "versions", "device"):
         assert on_disk[key] is not None, key
     assert on_disk["data"]["train"]["rows"] == 48 and len(on_disk["data"]["train"]["ids_sha256"]) == 64
+    assert len(on_disk["data"]["train"]["content_sha256"]) == 64
+    assert on_disk["new_head_weights"] is True  # the classifier starts from new weights
     assert on_disk["training"]["consistency"] == 1.0  # AdaMix classification default
     assert on_disk["parameters"]["inference"] < on_disk["parameters"]["trainable"]
     assert set(on_disk["inference_modes"]) == {"merged", "random", "ensemble", "fixed-0", "fixed-1"}
@@ -117,6 +119,7 @@ def test_nlg_smoke_generates_text_and_all_five_metrics(tmp_path):
     assert set(res["best_metrics"]) >= {"bleu", "nist", "meteor", "rouge_l", "cider"}
     assert len(res["samples"]) == 3 and all(isinstance(s["prediction"], str) for s in res["samples"])
     assert res["training"]["consistency"] == 0.0 and res["head"] == "causal"
+    assert res["new_head_weights"] is True  # MiniLM as a decoder: its LM head transform is new
 
 
 def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_once():
