@@ -55,9 +55,13 @@ params: venv
 reports: params
 	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE)
 
-# The peer groups need AdapterHub adapters, which needs transformers 4.57: the bench runs in the peers venv.
+# MiniLM only by default, written under runs/bench/ (the committed reports/benchmarks.* are only replaced when asked:
+# make bench BENCH_ARGS="--backbone all --threads 2" BENCH_OUT=reports/benchmarks.json). The peer groups need
+# AdapterHub adapters, which needs transformers 4.57: the bench runs in the peers venv.
+BENCH_OUT ?= runs/bench/benchmarks.json
+BENCH_ARGS ?=
 bench: peers
-	$(PPY) -m bench
+	$(PPY) -m bench $(BENCH_ARGS) --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache

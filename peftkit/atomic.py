@@ -17,6 +17,19 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_via(path: str | os.PathLike, save: Callable[[str], object]) -> Path:
     """Call ``save(tmp_path)`` on a temporary file beside ``path`` (same suffix), then rename it over ``path``."""
     path = Path(path)
@@ -27,6 +40,7 @@ def write_via(path: str | os.PathLike, save: Callable[[str], object]) -> Path:
         save(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets the mode open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -109,10 +109,15 @@ def new_head_weights(name: str, head: str) -> bool:
     files = list(path.glob("*.safetensors"))
     if not files or head == "classifier":
         return head == "classifier"
-    with safe_open(str(files[0]), "pt") as f:
-        keys = list(f.keys())
+    keys = []
+    for file in files:  # every shard
+        with safe_open(str(file), "pt") as f:
+            keys += list(f.keys())
     cfg = json.loads((path / "config.json").read_text())
-    marker = {"bert": "cls.predictions.transform", "roberta": "lm_head.dense"}.get(cfg.get("model_type"), "lm_head")
+    marker = {"bert": "cls.predictions.transform", "roberta": "lm_head.dense"}.get(cfg.get("model_type"))
+    if marker is None and cfg.get("tie_word_embeddings", True):  # GPT-2: the LM head is the word embeddings
+        return not any(k.endswith(("wte.weight", "embed_tokens.weight")) for k in keys)
+    marker = marker or "lm_head"
     return not any(marker in k for k in keys)
 
 

@@ -98,6 +98,17 @@ def params_report(out: Path, arch: str = "bert-base") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if os.environ.get("PEFTKIT_DEBUG"):
+            raise
+        print("\npeftkit: interrupted. Finished runs are kept; run the same command again to resume from the last "
+              "checkpoint.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="peftkit", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("params", help="parameter counts of a method on a paper-size backbone (JSON)")
@@ -193,7 +204,13 @@ def _train(args) -> int:
     fields = {k: v for k, v in vars(args).items() if k not in ("cmd", "option", "force", "quiet") and v is not None}
     fields["options"] = dict(parse_option(o) for o in args.option)
     spec = RunSpec(**fields)
-    result = run(spec, force=args.force, progress=not args.quiet)
+    from .trainer import TrainingDiverged
+
+    try:
+        result = run(spec, force=args.force, progress=not args.quiet)
+    except TrainingDiverged as e:  # not bad input: the run itself failed (exit 1), its last checkpoint kept
+        print(f"peftkit: error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({"out": args.out, "best_metrics": result["best_metrics"]}))
     return 0
 

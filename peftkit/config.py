@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
 
@@ -28,11 +29,11 @@ def check_int(field: str, value: Any, low: int, high: int | None = None) -> None
 
 
 def check_float(field: str, value: Any, low: float = 0.0, high: float | None = None, low_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
         bound = f"> {low}" if low_open else f">= {low}"
-        fail(field, value, f"a number {bound}" + (f" and <= {high}" if high is not None else ""))
+        fail(field, value, f"a finite number {bound}" + (f" and <= {high}" if high is not None else ""))
 
 
 def check_choice(field: str, value: Any, allowed: tuple) -> None:
@@ -43,9 +44,10 @@ def check_choice(field: str, value: Any, allowed: tuple) -> None:
 def check_targets(value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) \
-            or not all(isinstance(t, str) and t for t in value):
-        fail("targets", value, "a list of module names, e.g. ['query', 'value'] (BERT) or ['q_proj', 'v_proj'] (LLaMA)")
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value \
+            or not all(isinstance(t, str) and t.strip() for t in value):
+        fail("targets", value,
+             "a non-empty list of module names, e.g. ['query', 'value'] (BERT) or ['q_proj', 'v_proj'] (LLaMA)")
 
 
 @dataclass
@@ -114,7 +116,10 @@ def parse_option(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     if key == "targets" and not raw.startswith("["):
-        return key, [t.strip() for t in raw.split(",") if t.strip()]
+        names = [t.strip() for t in raw.split(",")]
+        if not all(names):
+            fail("targets", raw, "comma-separated module names, none of them empty, e.g. targets=query,value")
+        return key, names
     try:
         return key, json.loads(raw)
     except json.JSONDecodeError:

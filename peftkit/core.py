@@ -15,6 +15,7 @@ from .atomic import write_json, write_via
 from .arch import detect, is_head_param, is_pooler_param, tied_to_embeddings
 from .config import get_method, make_config
 from .layers import Gate, PeftState, bind_call, parse_inference
+from .validate import check_sizes
 
 CONFIG_FILE = "peftkit_config.json"
 WEIGHTS_FILE = "peftkit_weights.safetensors"
@@ -61,6 +62,8 @@ def apply(model: nn.Module, method: str, *, train_head: bool = True, train_poole
         raise ValueError(f"invalid option train_pooler={train_pooler!r}: allowed true, false")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"invalid option seed={seed!r}: allowed a non-negative integer")
+    if hasattr(model, "config"):
+        check_sizes(cfg, model.config)  # absurd sizes fail here, before a huge allocation
     arch = detect(model)
     seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
     state = PeftState(method=method, config=cfg, arch=arch, train_head=train_head, train_pooler=train_pooler,
@@ -178,6 +181,9 @@ def merged(model: nn.Module) -> Iterator[nn.Module]:
 def set_inference(model: nn.Module, mode: str) -> None:
     """AdaMix inference mode outside training: merged | random | ensemble | fixed-K."""
     state = state_of(model)
+    if state.method != "adamix":
+        raise ValueError(f"set_inference applies to AdaMix only (inference modes route between its modules); "
+                         f"this model carries {state.method!r}")
     n = getattr(state.config, "num_modules", 1)
     parse_inference(mode, n)
     state.inference = mode
@@ -187,6 +193,9 @@ def set_inference(model: nn.Module, mode: str) -> None:
 def route_groups(model: nn.Module, groups: int) -> Iterator[None]:
     """Route ``groups`` equal batch chunks independently within each forward (AdaMix consistency passes)."""
     state = state_of(model)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"invalid groups={groups!r}: allowed a positive integer (the batch splits into that many "
+                         "equal, independently routed chunks)")
     old, state.groups = state.groups, groups
     try:
         yield
@@ -241,15 +250,16 @@ def describe(model: nn.Module) -> str:
 
 
 # --- save / load ---------------------------------------------------------------------------------------
-def _trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def _trained_names(model: nn.Module) -> list[str]:
     state = state_of(model)
     tied = tied_to_embeddings(model)
-    out = {}
-    for name, p in model.named_parameters():
-        head = trains_with_head(model, state, name) and id(p) not in tied
-        if is_method_param(name, state) or head:
-            out[name] = p.detach().cpu().contiguous()
-    return out
+    return [name for name, p in model.named_parameters()
+            if is_method_param(name, state) or (trains_with_head(model, state, name) and id(p) not in tied)]
+
+
+def _trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    params = dict(model.named_parameters())
+    return {name: params[name].detach().cpu().contiguous() for name in _trained_names(model)}
 
 
 def save(model: nn.Module, directory: str | os.PathLike) -> Path:
@@ -278,27 +288,101 @@ def _options(cfg) -> dict:
 
 
 def load(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
-    """Attach the saved method to a fresh base ``model`` and load its weights; outputs match the saved model."""
-    from safetensors.torch import load_file
+    """Attach the saved method to a fresh base ``model`` and load its weights; outputs match the saved model.
 
+    All or nothing: the config, the weights file, the parameter names and every shape are checked (on a
+    meta-device copy of the model) before the model is touched, so a failed load leaves it exactly as it was.
+    """
     d = Path(directory)
-    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{d} is not a peftkit checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-    meta = json.loads((d / CONFIG_FILE).read_text())
-    if meta["model_type"] != model.config.model_type:
-        raise ValueError(f"checkpoint is for model_type {meta['model_type']!r}, model is {model.config.model_type!r}")
-    tensors = load_file(str(d / WEIGHTS_FILE))
-    apply(model, meta["method"], train_head=meta["train_head"], train_pooler=meta.get("train_pooler", False),
-          seed=meta["seed"], **meta["options"])
-    names = dict(model.named_parameters())
-    merge_first = meta["merged"] and not set(tensors) <= set(names)  # e.g. prefix kv exists only once merged
+    meta, tensors = read_checkpoint(d)
+    if getattr(model, "_peftkit", None) is not None:
+        raise ValueError(f"a peftkit method ({model._peftkit.method!r}) is already attached to this model: "
+                         f"load {d} into a fresh base model")
+    if meta["model_type"] != getattr(model.config, "model_type", None):
+        raise ValueError(f"{d / CONFIG_FILE}: model_type is {meta['model_type']!r} but the model is "
+                         f"{getattr(model.config, 'model_type', None)!r}; load it into a {meta['model_type']} model")
+    options = dict(train_head=meta["train_head"], train_pooler=meta.get("train_pooler", False), seed=meta["seed"],
+                   **meta["options"])
+    try:
+        make_config(meta["method"], **meta["options"])
+    except ValueError as e:
+        raise ValueError(f"{d / CONFIG_FILE}: {e}") from None
+    merge_first = _check_against(model, d, meta, tensors, options)
+    apply(model, meta["method"], **options)
     if merge_first:
         merge(model)
-        names = dict(model.named_parameters())
     _copy_in(model, tensors)
     if meta["merged"] and not merge_first:
         merge(model)
     return model
+
+
+_META_FIELDS = {"method": str, "options": dict, "train_head": bool, "seed": int, "merged": bool, "model_type": str}
+
+
+def read_checkpoint(d: Path) -> tuple[dict, dict]:
+    """(config, tensors) of a checkpoint directory, each field checked; a ValueError names the file and field."""
+    from safetensors.torch import load_file
+
+    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{d} is not a peftkit checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        meta = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{d / CONFIG_FILE} is not valid JSON ({e}): the checkpoint is corrupt; save it again "
+                         "with peftkit.save") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{d / CONFIG_FILE}: expected a JSON object with fields {', '.join(_META_FIELDS)}")
+    for name, typ in _META_FIELDS.items():
+        if name not in meta:
+            raise ValueError(f"{d / CONFIG_FILE}: field {name!r} is missing (required: {', '.join(_META_FIELDS)}); "
+                             "the file was not written by peftkit.save or was edited")
+        ok = isinstance(meta[name], typ) and not (typ is int and isinstance(meta[name], bool))
+        if not ok or (name == "seed" and meta[name] < 0):
+            raise ValueError(f"{d / CONFIG_FILE}: field {name}={meta[name]!r} is invalid: allowed a "
+                             f"{'non-negative integer' if name == 'seed' else typ.__name__}")
+    try:
+        tensors = load_file(str(d / WEIGHTS_FILE))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (SafetensorError, OSError...)
+        raise ValueError(f"{d / WEIGHTS_FILE} cannot be read ({type(e).__name__}: {e}): the file is truncated or "
+                         "corrupt; save the checkpoint again with peftkit.save") from None
+    return meta, tensors
+
+
+def _check_against(model: nn.Module, d: Path, meta: dict, tensors: dict, options: dict) -> bool:
+    """Attach the method to a structural copy (meta device) and check every name and shape; True when the
+    checkpoint's parameters exist only in the merged form (prefix key/values)."""
+    try:
+        with torch.device("meta"):
+            skeleton = type(model)(model.config)
+    except Exception:  # noqa: BLE001 - exotic constructors: a real copy
+        import copy
+
+        skeleton = copy.deepcopy(model)
+    apply(skeleton, meta["method"], **options)
+    names = dict(skeleton.named_parameters())
+    merge_first = meta["merged"] and not set(tensors) <= set(names)
+    if merge_first:
+        merge(skeleton)
+        names = dict(skeleton.named_parameters())
+    unknown = sorted(set(tensors) - set(names))
+    if unknown:
+        raise ValueError(f"{d / WEIGHTS_FILE}: {len(unknown)} parameters are not in the model with method "
+                         f"{meta['method']!r}, e.g. {unknown[:3]}; was it saved from another architecture?")
+    missing = sorted(set(_trained_names(skeleton)) - set(tensors))
+    if missing:
+        raise ValueError(f"{d / WEIGHTS_FILE}: {len(missing)} trained parameters are missing, e.g. {missing[:3]}; "
+                         "the checkpoint is incomplete")
+    for k, v in tensors.items():
+        if tuple(v.shape) != tuple(names[k].shape):
+            labels = is_head_param(skeleton, skeleton._peftkit.arch, k) and v.shape[1:] == names[k].shape[1:]
+            hint = (f" (the head: the checkpoint has {v.shape[0]} labels, the model {names[k].shape[0]}; build the "
+                    f"model with num_labels={v.shape[0]})") if labels else ""
+            raise ValueError(f"{d / WEIGHTS_FILE}: parameter {k} has shape {tuple(v.shape)} but the model's is "
+                             f"{tuple(names[k].shape)}{hint}")
+        if not (v.is_floating_point() or v.is_complex()) and names[k].is_floating_point():
+            raise ValueError(f"{d / WEIGHTS_FILE}: parameter {k} has dtype {v.dtype}; allowed a floating dtype")
+    return merge_first
 
 
 def _copy_in(model: nn.Module, tensors: dict) -> None:
@@ -313,11 +397,15 @@ def _copy_in(model: nn.Module, tensors: dict) -> None:
 
 def load_weights(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     """Copy a checkpoint's trained parameters into a model that already carries the same (unmerged) method."""
-    from safetensors.torch import load_file
-
     state = state_of(model)
-    meta = json.loads((Path(directory) / CONFIG_FILE).read_text())
+    d = Path(directory)
+    meta, tensors = read_checkpoint(d)
     if meta["method"] != state.method or meta["merged"] or state.merged:
         raise ValueError("load_weights needs the same method, unmerged on both sides; use peftkit.load otherwise")
-    _copy_in(model, load_file(str(Path(directory) / WEIGHTS_FILE)))
+    names = dict(model.named_parameters())
+    bad = [k for k, v in tensors.items() if k not in names or tuple(v.shape) != tuple(names[k].shape)]
+    if bad:
+        raise ValueError(f"{d / WEIGHTS_FILE}: parameter {bad[0]} is not in the model or has another shape "
+                         f"({len(bad)} such); nothing was loaded")
+    _copy_in(model, tensors)
     return model

@@ -17,6 +17,7 @@ from typing import Optional
 from . import presets, protocols
 from .config import make_config
 from .consistency import CE_MODES
+from .validate import MIN_MAX_LENGTH, check_number, check_out_dir, check_sizes, check_trains_something
 
 PROTOCOL_DEFAULTS = {"glue": "classifier", "fewshot": "prompt", "nlg": "causal"}
 
@@ -78,10 +79,12 @@ def resolve(spec: RunSpec) -> RunSpec:
     """Validate ``spec`` and fill every preset; raises ValueError / DataError naming the field. Writes nothing."""
     from .data import DataError, resolve_data_dir, task_kind
 
+    _check_types(spec)
     if spec.profile not in presets.PROFILES:
         raise ValueError(f"invalid profile={spec.profile!r}: allowed one of {', '.join(presets.PROFILES)}")
     kind = task_kind(spec.task)
-    make_config(spec.method, **spec.options)  # validates method and options
+    cfg = make_config(spec.method, **spec.options)  # validates method and options
+    check_trains_something(cfg)
     if spec.protocol is not None:
         protocols.get(spec.protocol)
     head = spec.head or PROTOCOL_DEFAULTS[kind]
@@ -102,6 +105,7 @@ def resolve(spec: RunSpec) -> RunSpec:
     _check_protocol_fields(spec)
     if spec.warmup_ratio is not None and spec.warmup_ratio >= 1:
         raise ValueError(f"invalid warmup_ratio={spec.warmup_ratio!r}: allowed a number in [0, 1)")
+    _check_ranges(spec)
     _positive("seed", spec.seed, zero=True, allow_none=False)
     if spec.precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"invalid precision={spec.precision!r}: allowed auto, bf16, fp32")
@@ -110,8 +114,7 @@ def resolve(spec: RunSpec) -> RunSpec:
         raise ValueError("invalid k: the NLG tasks train on their full training sets")
     if spec.data_dir is not None:
         resolve_data_dir(spec.data_dir)  # a missing directory fails here
-    if not spec.out:
-        raise ValueError("invalid out='': a run needs an output directory")
+    check_out_dir(spec.out)
     base = presets.profile_settings(spec.profile, kind, spec.task, spec.protocol, spec.method, spec.model)
     options = protocols.method_options(base["protocol"], spec.method, base["model"], spec.options)
     cfg = make_config(spec.method, **options)
@@ -167,6 +170,60 @@ def _check_protocol_fields(spec: RunSpec) -> None:
         raise ValueError(f"invalid extra_eos={e!r}: allowed a list of token ids, e.g. [628]")
 
 
+_TYPES = {"task": str, "method": str, "out": (str, os.PathLike), "options": dict, "profile": str,
+          "model": (str, type(None)), "head": (str, type(None)), "data_dir": (str, os.PathLike, type(None)),
+          "inference_modes": bool, "train_head": (bool, type(None)), "pad_to_max_length": (bool, type(None)),
+          "protocol": (str, type(None)), "precision": str}
+
+
+def _check_types(spec: RunSpec) -> None:
+    for name, typ in _TYPES.items():
+        value = getattr(spec, name)
+        if not isinstance(value, typ):
+            names = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+            raise ValueError(f"invalid {name}={value!r}: allowed a {names.replace('NoneType', 'None')}")
+    bad = [k for k in spec.options if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"invalid options key {bad[0]!r}: option names are strings")
+
+
+def _check_ranges(spec: RunSpec) -> None:
+    """Values that pass the type checks but cannot make a sensible run (NaN, inf, 1e-9 epochs...)."""
+    if spec.lr is not None:
+        check_number("lr", spec.lr, 0.0, 10.0, low_open=True)
+    if spec.epochs is not None:
+        check_number("epochs", spec.epochs, 0.01, 10000.0)
+    check_number("label_smoothing", spec.label_smoothing, 0.0, 1.0, high_open=True)
+    for name, high in (("weight_decay", 1.0), ("consistency", 1e6), ("warmup_ratio", 1.0)):
+        if getattr(spec, name) is not None:
+            check_number(name, getattr(spec, name), 0.0, high)
+    if spec.max_length is not None and spec.max_length < MIN_MAX_LENGTH:
+        raise ValueError(f"invalid max_length={spec.max_length!r}: allowed an integer >= {MIN_MAX_LENGTH} (and at "
+                         "most the model's positions)")
+
+
+def preflight(spec: RunSpec) -> RunSpec:
+    """:func:`resolve`, then the checks that need the model's config (not its weights): max_length within its
+    positions, method sizes against its hidden size. Cheap (reads config.json); raises before any work."""
+    from transformers import AutoConfig
+
+    from . import backbones
+    from .validate import model_sizes
+
+    spec = resolve(spec)
+    config = AutoConfig.from_pretrained(backbones.resolve(spec.model))
+    check_sizes(make_config(spec.method, **spec.options), config)
+    _, positions = model_sizes(config)
+    if positions:
+        room = positions - (make_config(spec.method, **spec.options).to_dict().get("prompt_length", 0)
+                            if spec.method == "prompt" else 0)
+        if spec.max_length > room:
+            raise ValueError(f"invalid max_length={spec.max_length}: allowed an integer in [{MIN_MAX_LENGTH}, {room}] "
+                             f"for model {spec.model!r} ({positions} position embeddings"
+                             + (", less the prompt tokens)" if room < positions else ")"))
+    return spec
+
+
 def default_consistency(protocol: str, model: str, kind: str, task: str) -> float:
     """AdaMix's consistency weight under ``protocol`` (see :func:`peftkit.protocols.consistency_weight`)."""
     from .data import glue_task
@@ -191,7 +248,7 @@ def run(spec: RunSpec, force: bool = False, progress: bool = True) -> dict:
 
     from .results import has_result, result_path
 
-    spec = resolve(spec)
+    spec = preflight(spec)
     out = Path(spec.out)
     if has_result(out) and not force:
         if progress:
@@ -210,7 +267,7 @@ def run(spec: RunSpec, force: bool = False, progress: bool = True) -> dict:
 def sweep(specs: list[RunSpec], force: bool = False, progress: bool = True) -> list[dict]:
     """Run specs in order; finished runs are skipped, an interrupted one resumes. Every spec is validated first."""
     for s in specs:
-        resolve(s)
+        preflight(s)
     results = []
     for i, s in enumerate(specs, 1):
         if progress:

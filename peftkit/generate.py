@@ -11,11 +11,18 @@ from .features import generation_ids
 @torch.no_grad()
 def generate(model, tokenizer, sources: list[str], max_length: int, settings: dict, batch_size: int = 8,
              progress: Optional[Callable[[int], None]] = None, nlg_format: str = "authors",
-             extra_eos: Optional[list] = None) -> list[str]:
+             extra_eos: Optional[list] = None, show: bool = False) -> list[str]:
     """Decode one text per source. Decoder-only LMs (GPT-2) are batched with left padding; an encoder used as a
     decoder (BERT-style, no position ids from the mask) decodes one source at a time (beams still batched).
     ``extra_eos``: GPT-2 token ids that also end a beam (AdaMix's ``gpt2_beam.py``: 628, "\n\n"); ignored for
-    other tokenizers, whose ids mean other things."""
+    other tokenizers, whose ids mean other things. ``show``: a progress bar (sources decoded, rate, time left) on
+    stderr."""
+    if show and progress is None:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(sources), desc="decoding", unit="source") as bar:
+            return generate(model, tokenizer, sources, max_length, settings, batch_size, progress=bar.update,
+                            nlg_format=nlg_format, extra_eos=extra_eos)
     model.eval()
     device = next(model.parameters()).device
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id

@@ -72,10 +72,51 @@ def _parse_param(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise ValueError(f"invalid -p {text!r}: expected NAME=VALUE, e.g. -p SEEDS=[42]")
     name, value = text.split("=", 1)
+    name = name.strip()
+    if not name.isidentifier():
+        raise ValueError(f"invalid -p {text!r}: {name!r} is not a parameter name; expected NAME=VALUE with an "
+                         "UPPER_CASE name from the notebook's parameters cell, e.g. -p SEEDS=[42]")
     try:
-        return name.strip(), ast.literal_eval(value)
+        return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
-        return name.strip(), value
+        return name, value
+
+
+def declared_parameters(path: str | os.PathLike) -> list[str]:
+    """The names assigned in a notebook's cell tagged ``parameters`` (papermill injects values for these)."""
+    import json
+
+    try:
+        cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a readable notebook ({type(e).__name__}: {e})") from None
+    names: list[str] = []
+    for cell in cells:
+        if "parameters" not in (cell.get("metadata") or {}).get("tags", []):
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as e:
+            raise ValueError(f"{path}: the parameters cell is not valid Python ({e})") from None
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def check_parameters(paths: dict[str, Path], params: dict) -> None:
+    """Every parameter must be declared by every selected notebook: a misspelt one would be silently ignored."""
+    for name, path in paths.items():
+        declared = declared_parameters(path)
+        unknown = [p for p in params if p not in declared]
+        if unknown:
+            flag = {"REPORTS_DIR": "--reports-dir (REPORTS_DIR)", "RUNS_DIR": "--runs-dir (RUNS_DIR)",
+                    "PROFILE": "--profile (PROFILE)"}.get(unknown[0], f"-p {unknown[0]}")
+            raise ValueError(f"invalid {flag}: notebook {name} does not declare it (its parameters cell "
+                             f"declares {', '.join(declared) or 'nothing'}); use --only to pick notebooks that "
+                             "declare it")
 
 
 def _first_line(source: str) -> str:
@@ -138,6 +179,10 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     if not available:
         raise ValueError(f"no notebooks in {notebooks_dir or project_root() / 'notebooks'}")
     names = select_notebooks(available, only)
+    injected = dict(parameters or {}, PROFILE=profile, **({"REPORTS_DIR": ""} if reports_dir else {}))
+    for name in names:  # before anything runs or is written; RUNS_DIR goes to the study notebooks only
+        runs = {"RUNS_DIR": ""} if runs_dir and name in NOTEBOOKS else {}
+        check_parameters({name: available[name]}, {**injected, **runs})
     root = project_root()
     base = Path(reports_dir).resolve() if reports_dir else root / "reports"
     executed_dir = base / "executed" / profile

@@ -6,14 +6,17 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``task`` (e.g. "rte", "sst-2", "e2e"), ``task_kind`` ("glue" | "fewshot" | "nlg"),
   ``protocol`` ("full" | "low-resource" | "fewshot" | "nlg"), ``k`` (int or null), ``data_seed`` (int or null)
 - ``method`` (registry name), ``method_label`` (e.g. "adamix-lora", "unipelt-APL", "lora"), ``method_config`` (dict)
-- ``model`` (name or path), ``head`` ("classifier" | "prompt" | "causal"), ``new_head_weights`` (bool), ``profile``
+- ``model`` (name or path), ``head`` ("classifier" | "prompt" | "causal"), ``profile``, ``new_head_weights``
+  (bool: the head starts from weights the checkpoint does not hold: always for a classifier; for prompt and causal
+  heads when the checkpoint lacks the head transform, e.g. MiniLM's; false for GPT-2's LM head, tied to wte)
 - ``training``: lr, batch_size, epochs, max_steps, max_length, warmup_ratio, weight_decay, consistency (weight),
   patience, eval_steps, label_smoothing, max_train, max_eval, bf16, pad_to_max_length (every batch padded to
   max_length), train_head, train_pooler (BERT's pooler trained; only when the checkpoint has no pooler weights),
   world_size (processes under torchrun, else 1),
   effective_batch_size (batch_size x world_size x accumulation)
 - ``seeds``: {"seed": int, "data_seed": int or null, "routing_seed": int}
-- ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256)
+- ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256,
+  content_sha256: the rows' values, different for different data seeds and splits)
 - ``evaluations``: [{"step", "epoch", "<metric>": float, "loss": float}, ...] on the dev (model-selection) set
 - ``best_metrics``: {metric name: float} on the reported set (GLUE dev, few-shot test, NLG test), fractions, with
   the metric names of the evaluate modules (accuracy, f1, matthews_correlation, pearson, spearmanr, bleu, ...);

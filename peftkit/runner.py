@@ -124,7 +124,7 @@ def _build(spec, kind: str, raw: dict):
         tokenize = lambda ds: features.tokenize_classification(ds, tok, spec.max_length, regression)  # noqa: E731
     data = {role: tokenize(raw[role]) for role in ("train", "dev")}
     data["eval"] = tokenize(raw["eval"]) if kind != "nlg" else None
-    info["new_head_weights"] = spec.head != "classifier" and backbones.new_head_weights(spec.model, spec.head)
+    info["new_head_weights"] = backbones.new_head_weights(spec.model, spec.head)  # a classifier is always new
     return model, peft_model, tok, data, info
 
 
@@ -274,7 +274,7 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
         with inference_form(peft_model):
             preds = generate(model, tok, list(raw["eval"]["source"]), spec.max_length,
                              presets.generation_settings(spec.profile), nlg_format=spec.nlg_format,
-                             extra_eos=spec.extra_eos)
+                             extra_eos=spec.extra_eos, show=not trainer.args.disable_tqdm)
         rate = round(len(preds) / max(time.time() - t0, 1e-9), 3)
         refs = list(raw["eval"]["references"])
         samples = [{"source": s, "prediction": p, "reference": r[0]}

@@ -20,6 +20,19 @@ def _paper_glue(where: dict, task: str) -> float | None:
 
 # ---- 03 few-shot ----------------------------------------------------------------------------------------------
 
+def head_note(prompt_runs: list[dict]) -> str:
+    """What the result files say about the masked-LM head (field new_head_weights), naming the backbones."""
+    new = sorted({str(x.get("model")) for x in prompt_runs if x.get("new_head_weights")})
+    n_new = sum(bool(x.get("new_head_weights")) for x in prompt_runs)
+    text = (f"Prompt-based runs: the masked-LM head transform is newly initialised in {n_new} of {len(prompt_runs)} "
+            "runs (result field new_head_weights)")
+    if not n_new:
+        return text + ": every backbone used shipped its pretrained masked-LM head."
+    why = "MiniLM ships its encoder only" if new == ["minilm"] else \
+        f"the checkpoint of {', '.join(new)} ships no masked-LM head transform"
+    return text + f": {why}, so the head's dense + LayerNorm start from random weights and train with the method."
+
+
 def fewshot_report(results: list[dict], profile: str, reports_dir=None) -> Report:
     """LM-BFF few-shot (K=16 per class, five splits): AdaMix vs single-module PEFT vs full FT, prompt vs
     classification head."""
@@ -32,10 +45,7 @@ def fewshot_report(results: list[dict], profile: str, reports_dir=None) -> Repor
             rows.append((method_name(m) + (", classification head" if head == "classifier" else ""),
                          {"method_label": m, "head": head}))
     prompt_runs = [x for x in results if x.get("head") == "prompt"]
-    new_head = sum(bool(x.get("new_head_weights")) for x in prompt_runs)
-    r.notes = [f"Prompt-based runs: the masked-LM head transform is newly initialised in {new_head} of "
-               f"{len(prompt_runs)} runs (result field new_head_weights): MiniLM ships its encoder only, so the "
-               "head's dense + LayerNorm start from random weights and train with the method.",
+    r.notes = [head_note(prompt_runs),
                "No paper column: the AdaMix paper's few-shot numbers are not transcribed in shared/reference."]
     t = ours_table(frame, rows, tasks, _kit_metric)
     r.table("results", t, "Few-shot (K = 16 per class, LM-BFF splits), test sets", "Few-shot results per method "

@@ -8,11 +8,13 @@
 - ``BestAndPatience``: keeps the best dev evaluation's trained parameters (``peftkit.save``, small) and stops
   after ``patience`` evaluations without improvement. It rebuilds its state from the log history on resume.
 - ``RoutingState``: saves the AdaMix routing generator with every checkpoint, so a resumed run draws on.
+- Checkpoints hold only what trains (``peftkit.save``: method parameters and head) plus the optimizer, scheduler
+  and RNG state, not the frozen backbone; a NaN or infinite loss stops the run (:class:`TrainingDiverged`) before
+  anything non-finite is written, so the last checkpoint on disk is the last good one.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -21,10 +23,15 @@ from typing import Optional
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .atomic import write_json
 from .consistency import consistency_forward, find_peft_model
-from .core import gate_values, merged, save
+from .core import CONFIG_FILE, gate_values, load_weights, merged, save
 
 ROUTING_FILE = "peftkit_routing.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or a trained parameter) became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
 class PeftTrainer(Trainer):
@@ -44,6 +51,38 @@ class PeftTrainer(Trainer):
                                                       ce=self.consistency_ce)
             return (loss, out) if return_outputs else loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss.detach()).all():
+            self._diverged(f"the training loss is {float(loss.detach().float().mean())}")
+        return loss
+
+    def _diverged(self, what: str) -> None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        out = Path(self.args.output_dir)
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        raise TrainingDiverged(
+            f"{what} at step {self.state.global_step + 1}: training stopped, no result was written. "
+            + (f"The last good checkpoint is kept ({last}); " if last else "No checkpoint was written yet; ")
+            + "lower the learning rate (or use --precision fp32) and rerun with --force to start over.")
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None):
+        """A checkpoint of what trains (like best/), never the frozen backbone; refuses non-finite weights."""
+        output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+        peft_model = find_peft_model(self.model)
+        bad = [n for n, p in peft_model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+        if bad:
+            self._diverged(f"parameter {bad[0]} is no longer finite")
+        save(peft_model, output_dir)
+        torch.save(self.args, output_dir / "training_args.bin")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if (Path(resume_from_checkpoint) / CONFIG_FILE).is_file():
+            load_weights(find_peft_model(model if model is not None else self.model), resume_from_checkpoint)
+            return None
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def evaluate(self, *args, **kwargs):
         peft_model = find_peft_model(self.model)
@@ -118,7 +157,7 @@ class BestAndPatience(TrainerCallback):
         """Write the pending best weights (called by the trainer once the model is unmerged again)."""
         if self.pending:
             save(peft_model, self.best_dir)
-            (self.best_dir / "best.json").write_text(json.dumps({"step": self.best_step, self.metric: self.best}))
+            write_json(self.best_dir / "best.json", {"step": self.best_step, self.metric: self.best})
             self.pending = False
 
     def _better(self, value: float) -> bool:

@@ -174,6 +174,7 @@ def test_low_resource_split(data_dir):
         assert not set(tr["idx"]) & set(dev["idx"])
         ident = D.split_identity(tr, "rte", "train", 100, seed)
         joined = "\n".join(str(i) for i in perm[:100])
+        assert len(ident.pop("content_sha256")) == 64
         assert ident == {"task": "rte", "split": "train", "k": 100, "data_seed": seed, "rows": 100,
                          "ids_sha256": hashlib.sha256(joined.encode()).hexdigest()}
         assert D.split_identity(D.low_resource_split(train, 100, seed)[0], "rte", "train")["ids_sha256"] \

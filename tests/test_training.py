@@ -35,6 +35,8 @@ def test_smoke_run_writes_a_complete_result(tmp_path):
     assert on_disk["data"]["train"]["rows"] == 48 and len(on_disk["data"]["train"]["ids_sha256"]) == 64
     # adamix-glue on a BERT-family classifier: the authors' BertForSequenceClassification computes no consistency loss
     assert on_disk["training"]["consistency"] == 0.0 and on_disk["training"]["protocol"] == "adamix-glue"
+    assert len(on_disk["data"]["train"]["content_sha256"]) == 64
+    assert on_disk["new_head_weights"] is True  # the classifier starts from new weights
     assert on_disk["parameters"]["inference"] < on_disk["parameters"]["trainable"]
     assert set(on_disk["inference_modes"]) == {"merged", "random", "ensemble", "fixed-0", "fixed-1"}
     assert [e["step"] for e in on_disk["evaluations"]] == [4, 8]
@@ -124,6 +126,7 @@ def test_nlg_smoke_generates_text_and_all_five_metrics(tmp_path):
     assert (tmp_path / "n" / "best" / "peftkit_config.json").exists()
     assert not (tmp_path / "n" / "best" / "best.json").exists()
     assert (res["training"]["adam_epsilon"], res["training"]["backbone_dropout"]) == (1e-6, 0.0)
+    assert res["new_head_weights"] is True  # MiniLM as a decoder: its LM head transform is new
 
 
 def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_once():

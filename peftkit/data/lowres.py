@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import datasets
 
@@ -34,10 +35,14 @@ def low_resource_split(train: datasets.Dataset, k: int, data_seed: int) -> tuple
 
 def split_identity(ds: datasets.Dataset, task: str, split: str, k: int | None = None,
                    data_seed: int | None = None) -> dict:
-    """Describe a split for a result file: task, split, k, data_seed, rows and ``ids_sha256``.
+    """Describe a split for a result file: task, split, k, data_seed, rows, ``ids_sha256`` and ``content_sha256``.
 
     ``ids_sha256`` is the sha256 of the ``idx`` values written in decimal, in row order, joined
-    by newlines: equal hashes mean the same examples in the same order.
+    by newlines: within one source file, equal hashes mean the same rows in the same order. Row
+    numbers repeat across files (each LM-BFF seed's train.tsv and dev.tsv start at 0), so
+    ``content_sha256`` hashes the rows themselves: every column but ``idx``, in column-name order,
+    each as the JSON list of its values in row order. Equal content hashes mean the same examples
+    in the same order, whatever file they came from.
     """
     if "idx" not in ds.column_names:
         raise DataError(f"split_identity needs an 'idx' column; the dataset has {ds.column_names}")
@@ -49,4 +54,14 @@ def split_identity(ds: datasets.Dataset, task: str, split: str, k: int | None = 
         "data_seed": data_seed,
         "rows": len(ds),
         "ids_sha256": hashlib.sha256(ids.encode("utf-8")).hexdigest(),
+        "content_sha256": content_sha256(ds),
     }
+
+
+def content_sha256(ds: datasets.Dataset) -> str:
+    """sha256 of the rows' values (all columns but ``idx``), column by column in name order."""
+    h = hashlib.sha256()
+    for column in sorted(c for c in ds.column_names if c != "idx"):
+        h.update(json.dumps(column).encode("utf-8") + b"\n")
+        h.update(json.dumps(ds[column], ensure_ascii=False, default=str).encode("utf-8") + b"\n")
+    return h.hexdigest()

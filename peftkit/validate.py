@@ -1,0 +1,111 @@
+"""Checks shared by the API, ``peftkit train`` and ``RunSpec``: sizes against the model, run settings, output dirs.
+
+Everything here runs before any work (no model weights are loaded, nothing is written) and raises ``ValueError``
+naming the field, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+#: An adapter bottleneck may be at most this many times the hidden size (the papers use 8..256 on 768).
+BOTTLENECK_PER_HIDDEN = 8
+#: The prefix reparameterisation MLP's width: at most this many times the hidden size (or 4096 on tiny models).
+PREFIX_HIDDEN_PER_HIDDEN = 16
+#: AdaMix: at most this many modules per projection (the paper uses 2..8).
+MAX_MODULES = 64
+#: The shortest max_length a run accepts: a [CLS] / [SEP] pair plus a few tokens.
+MIN_MAX_LENGTH = 8
+
+
+def fail(field: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"invalid option {field}={value!r}: allowed {allowed}")
+
+
+def model_sizes(config) -> tuple[int | None, int | None]:
+    """(hidden size, number of positions) of a transformers config; ``None`` where the config does not say."""
+    hidden = next((getattr(config, a) for a in ("hidden_size", "n_embd", "d_model") if hasattr(config, a)), None)
+    positions = next((getattr(config, a) for a in ("max_position_embeddings", "n_positions")
+                      if isinstance(getattr(config, a, None), int)), None)
+    if positions is not None and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= (getattr(config, "pad_token_id", 1) or 1) + 1  # RoBERTa's positions start after padding_idx
+    return hidden, positions
+
+
+def check_sizes(cfg, config) -> None:
+    """Method sizes against the model: bottleneck <= 8 x hidden, r <= hidden, prefix / prompt <= positions."""
+    hidden, positions = model_sizes(config)
+    where = f"for this model (hidden size {hidden}, {positions} positions)"
+    values = cfg.to_dict()
+    uses_adapter = cfg.name in ("pfeiffer", "houlsby", "unipelt") or (cfg.name == "adamix" and values["base"] != "lora")
+    uses_lora = cfg.name == "lora" or (cfg.name == "adamix" and values["base"] == "lora") or \
+        (cfg.name == "unipelt" and values["variant"] == "APL")
+    if hidden:
+        if uses_adapter and values["bottleneck"] > BOTTLENECK_PER_HIDDEN * hidden:
+            fail("bottleneck", values["bottleneck"], f"an integer <= {BOTTLENECK_PER_HIDDEN * hidden} "
+                 f"({BOTTLENECK_PER_HIDDEN} x the hidden size) {where}")
+        if uses_lora and values["r"] > hidden:
+            fail("r", values["r"], f"an integer <= {hidden} (the hidden size; a larger rank is not low-rank) {where}")
+        limit = max(4096, PREFIX_HIDDEN_PER_HIDDEN * hidden)
+        if values.get("prefix_hidden", 0) > limit:
+            fail("prefix_hidden", values["prefix_hidden"], f"an integer <= {limit} {where}")
+    if positions:
+        for name in ("prefix_length", "prompt_length"):
+            if cfg.name in ("prefix", "prompt", "unipelt") and values.get(name, 0) > positions:
+                fail(name, values[name], f"an integer <= {positions} (the model's positions) {where}")
+    if cfg.name == "adamix" and values["num_modules"] > MAX_MODULES:
+        fail("num_modules", values["num_modules"], f"an integer <= {MAX_MODULES}")
+
+
+def check_trains_something(cfg) -> None:
+    """A run must train its method: r=0 / bottleneck=0 is a disabled layer (fine in the API, not as a run)."""
+    values = cfg.to_dict()
+    for name in ("r", "bottleneck"):
+        if values.get(name) == 0 and cfg.name in ("lora", "pfeiffer", "houlsby"):
+            fail(name, 0, f"an integer >= 1 ({name}=0 disables {cfg.name}: the run would train 0 method "
+                          "parameters under its name)")
+
+
+def check_number(field: str, value: Any, low: float, high: float, *, low_open: bool = False,
+                 high_open: bool = False) -> None:
+    """A finite number in the interval (``low_open`` / ``high_open`` exclude the ends)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"invalid {field}={value!r}: allowed a finite number in {interval}")
+
+
+def check_out_dir(out: Any) -> Path:
+    """A run directory that can be created and written: not a file, not under a file, writable, name not too long."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise ValueError(f"invalid out={out!r}: allowed a directory path (it is created if missing)")
+    path = Path(out).expanduser()
+    name_max = 255
+    try:
+        name_max = os.pathconf(_existing_parent(path), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        pass
+    long = [p for p in path.parts if len(os.fsencode(p)) > name_max]
+    if long:
+        raise ValueError(f"invalid out={str(out)!r}: the name {long[0][:40]!r}... is {len(os.fsencode(long[0]))} "
+                         f"bytes long; allowed at most {name_max} bytes per path component")
+    if len(os.fsencode(str(path.absolute()))) > 4000:
+        raise ValueError(f"invalid out={str(out)[:60]!r}...: the path is too long (allowed up to 4000 bytes)")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"invalid out={str(out)!r}: it is an existing file; allowed a directory (new or existing)")
+    parent = _existing_parent(path)
+    if not parent.is_dir():
+        raise ValueError(f"invalid out={str(out)!r}: {parent} is a file, so the directory cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"invalid out={str(out)!r}: {parent} is not writable; allowed a directory you can write to")
+    return path
+
+
+def _existing_parent(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
