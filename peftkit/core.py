@@ -15,10 +15,8 @@ from .atomic import write_json, write_via
 from .arch import detect, is_head_param, is_pooler_param, tied_to_embeddings
 from .config import get_method, make_config
 from .layers import Gate, PeftState, bind_call, parse_inference
-from .validate import check_sizes
+from .validate import CONFIG_FILE, WEIGHTS_FILE, check_sizes, read_checkpoint  # noqa: F401 (file names: API)
 
-CONFIG_FILE = "peftkit_config.json"
-WEIGHTS_FILE = "peftkit_weights.safetensors"
 
 
 def state_of(model: nn.Module) -> PeftState:
@@ -315,38 +313,6 @@ def load(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     if meta["merged"] and not merge_first:
         merge(model)
     return model
-
-
-_META_FIELDS = {"method": str, "options": dict, "train_head": bool, "seed": int, "merged": bool, "model_type": str}
-
-
-def read_checkpoint(d: Path) -> tuple[dict, dict]:
-    """(config, tensors) of a checkpoint directory, each field checked; a ValueError names the file and field."""
-    from safetensors.torch import load_file
-
-    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{d} is not a peftkit checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        meta = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{d / CONFIG_FILE} is not valid JSON ({e}): the checkpoint is corrupt; save it again "
-                         "with peftkit.save") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{d / CONFIG_FILE}: expected a JSON object with fields {', '.join(_META_FIELDS)}")
-    for name, typ in _META_FIELDS.items():
-        if name not in meta:
-            raise ValueError(f"{d / CONFIG_FILE}: field {name!r} is missing (required: {', '.join(_META_FIELDS)}); "
-                             "the file was not written by peftkit.save or was edited")
-        ok = isinstance(meta[name], typ) and not (typ is int and isinstance(meta[name], bool))
-        if not ok or (name == "seed" and meta[name] < 0):
-            raise ValueError(f"{d / CONFIG_FILE}: field {name}={meta[name]!r} is invalid: allowed a "
-                             f"{'non-negative integer' if name == 'seed' else typ.__name__}")
-    try:
-        tensors = load_file(str(d / WEIGHTS_FILE))
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (SafetensorError, OSError...)
-        raise ValueError(f"{d / WEIGHTS_FILE} cannot be read ({type(e).__name__}: {e}): the file is truncated or "
-                         "corrupt; save the checkpoint again with peftkit.save") from None
-    return meta, tensors
 
 
 def _check_against(model: nn.Module, d: Path, meta: dict, tensors: dict, options: dict) -> bool:

@@ -193,7 +193,8 @@ def _check_ranges(spec: RunSpec) -> None:
         check_number("lr", spec.lr, 0.0, 10.0, low_open=True)
     if spec.epochs is not None:
         check_number("epochs", spec.epochs, 0.01, 10000.0)
-    check_number("label_smoothing", spec.label_smoothing, 0.0, 1.0, high_open=True)
+    if spec.label_smoothing is not None:
+        check_number("label_smoothing", spec.label_smoothing, 0.0, 1.0, high_open=True)
     for name, high in (("weight_decay", 1.0), ("consistency", 1e6), ("warmup_ratio", 1.0)):
         if getattr(spec, name) is not None:
             check_number(name, getattr(spec, name), 0.0, high)

@@ -180,9 +180,12 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
         raise ValueError(f"no notebooks in {notebooks_dir or project_root() / 'notebooks'}")
     names = select_notebooks(available, only)
     injected = dict(parameters or {}, PROFILE=profile, **({"REPORTS_DIR": ""} if reports_dir else {}))
-    for name in names:  # before anything runs or is written; RUNS_DIR goes to the study notebooks only
-        runs = {"RUNS_DIR": ""} if runs_dir and name in NOTEBOOKS else {}
-        check_parameters({name: available[name]}, {**injected, **runs})
+    check_parameters({n: available[n] for n in names}, injected)  # before anything runs or is written
+    # the run store goes to the notebooks that train runs (they declare RUNS_DIR; the tour trains none)
+    takes_runs = {n for n in names if "RUNS_DIR" in declared_parameters(available[n])}
+    if runs_dir and not takes_runs:
+        said = "; ".join(f"{n} declares {', '.join(declared_parameters(available[n])) or 'nothing'}" for n in names)
+        raise ValueError(f"invalid --runs-dir (RUNS_DIR): none of the selected notebooks takes a run store ({said})")
     root = project_root()
     base = Path(reports_dir).resolve() if reports_dir else root / "reports"
     executed_dir = base / "executed" / profile
@@ -200,7 +203,7 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
             params = {"PROFILE": profile, **(parameters or {})}
             if reports_dir:
                 params["REPORTS_DIR"] = str(base)
-            if runs_dir and name in NOTEBOOKS:  # one run store for every study; the tour (00_tour) trains none
+            if runs_dir and name in takes_runs:  # one run store for every study
                 params["RUNS_DIR"] = str(Path(runs_dir).resolve())
             out = executed_dir / f"{name}.ipynb"
             print(f"[reproduce] {i}/{len(names)} {name} (profile {profile}): started", flush=True)
