@@ -173,12 +173,16 @@ def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
     from peftkit.reporting import read_index
 
     reports = tmp_path / "reports"
+    from peftkit.reproduce import declared_parameters, notebooks
+
+    assert "RUNS_DIR" not in declared_parameters(notebooks()[TOUR])  # the tour trains no runs: it takes no run store
     proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports), "--runs-dir",
                       str(tmp_path / "runs"))
+    assert proc.returncode == 2 and "invalid --runs-dir" in proc.stderr  # so a run store given to it is refused
+    proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = reports / f"executed/smoke/{TOUR}.ipynb"
     assert (reports / f"executed/smoke/{TOUR}.html").stat().st_size > 0
-    assert not (tmp_path / "runs").exists()  # the tour trains no runs
     rec = json.loads((reports / "tour/tour.json").read_text())
     routing = rec["routing"]
     m = rec["adamix"]["num_modules"]

@@ -145,11 +145,14 @@ def test_prompt_classifier_reads_label_words_at_the_mask_and_registers_weights_o
 
 @pytest.mark.parametrize("method,opts", [("lora", {"r": 4}), ("prompt", {"prompt_length": 3})])
 def test_prompt_classifier_checkpoint_round_trips_through_safetensors(method, opts, tmp_path):
-    """The decoder is tied to the word embeddings; the Trainer's checkpoint (safetensors, the only format of
-    transformers 5) must save once and load back tied, with the same logits, into a fresh model."""
-    from safetensors.torch import load_file
+    """The decoder is tied to the word embeddings. The model's own state dict holds each tensor once (safetensors,
+    the only format of transformers 5, refuses shared tensors) and loads back tied; the Trainer's checkpoint holds
+    only what trains (never the tied decoder) and restores the same logits into a fresh model."""
+    from safetensors.torch import load_file, save_file
 
     from peftkit.compat import training_arguments
+    from peftkit.consistency import find_peft_model
+    from peftkit.core import WEIGHTS_FILE, load_weights
     from peftkit.features import PromptClassifier
     from peftkit.trainer import PeftTrainer
 
@@ -161,17 +164,26 @@ def test_prompt_classifier_checkpoint_round_trips_through_safetensors(method, op
     perturb(clf)
     assert clf.aliases() == {"mlm.cls.predictions.decoder.weight": "mlm.bert.embeddings.word_embeddings.weight",
                              "mlm.cls.predictions.decoder.bias": "mlm.cls.predictions.bias"}
-    args = training_arguments(output_dir=str(tmp_path / "ckpt"), report_to=[], use_cpu=True)
-    PeftTrainer(model=clf, args=args).save_model(str(tmp_path / "saved"))
-    saved = load_file(tmp_path / "saved" / "model.safetensors")
-    assert "mlm.bert.embeddings.word_embeddings.weight" in saved and not set(clf.aliases()) & set(saved)
+    save_file(clf.state_dict(), str(tmp_path / "model.safetensors"))  # raises on tensors that share memory
+    whole = load_file(tmp_path / "model.safetensors")
+    assert "mlm.bert.embeddings.word_embeddings.weight" in whole and not set(clf.aliases()) & set(whole)
     fresh = build(1)
-    fresh.load_state_dict(saved)  # strict: the tied names are filled from their source
+    fresh.load_state_dict(whole)  # strict: the tied names are filled from their source
     assert fresh.mlm.cls.predictions.decoder.weight is fresh.mlm.bert.embeddings.word_embeddings.weight
     x = {"input_ids": torch.randint(3, 50, (2, 7)), "attention_mask": torch.ones(2, 7, dtype=torch.long),
          "mask_pos": torch.tensor([1, 4])}
     with torch.no_grad():
         torch.testing.assert_close(fresh.eval()(**x).logits, clf.eval()(**x).logits, atol=0, rtol=0)
+
+    args = training_arguments(output_dir=str(tmp_path / "ckpt"), report_to=[], use_cpu=True)
+    PeftTrainer(model=clf, args=args).save_model(str(tmp_path / "saved"))
+    saved = load_file(tmp_path / "saved" / WEIGHTS_FILE)
+    assert saved and not any("decoder" in k or "word_embeddings" in k for k in saved)  # what trains, once
+    again = build(0)  # the same base: a checkpoint carries only what trains, restored over the method's init
+    load_weights(find_peft_model(again), tmp_path / "saved")
+    assert again.mlm.cls.predictions.decoder.weight is again.mlm.bert.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(**x).logits, clf.eval()(**x).logits, atol=0, rtol=0)
 
 
 def test_new_head_weights_tells_a_pretrained_mlm_head_from_a_bare_encoder(tmp_path):
