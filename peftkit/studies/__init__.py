@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..experiment import RunSpec
 from . import (ablation_adamix, ablation_bottleneck, efficiency, fewshot, glue_main, low_resource, nlg,
                unipelt_gates)
 from .common import (COMMON_PARAMETERS, GLUE_NOT_RUN, GLUE_TASKS, METHODS, NOTEBOOKS, PROFILES, STUDIES,  # noqa: F401
@@ -28,7 +29,6 @@ from .grid import (GridError, canonical_options, plan, run_name, run_specs, vari
 from .nlg import NLG_NOT_RUN, NLG_OPTIONS, NLG_OPTIONS_BY_TASK  # noqa: F401
 from .report import Report, ours_table  # noqa: F401
 from .tasks import PAPER_TASKS, missing_data  # noqa: F401
-from ..experiment import RunSpec
 
 #: study name -> its module (grid defaults, PARAMETERS, points, grid, report)
 MODULES = {m.NAME: m for m in (glue_main, low_resource, fewshot, nlg, ablation_bottleneck, ablation_adamix,

@@ -8,12 +8,12 @@ from typing import Iterable
 import pandas as pd
 
 from .. import reporting as rep
+from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
-from ..experiment import RunSpec
 from .common import CPU_GLUE, GLUE_TASKS, SEEDS3, SMOKE
 from .grid import build
-from .report import Report, adamix_metric, metric_note, ours_table, paper_glue, keys_in_order, start
+from .report import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
 
 NAME = "ablation_adamix"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case

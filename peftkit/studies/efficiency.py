@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import reporting as rep
+from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
-from ..experiment import RunSpec
 from .common import ALL_GLUE_METHODS, SEEDS3, SMOKE
 from .grid import build, seed_points
 from .report import Report, start

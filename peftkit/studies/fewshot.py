@@ -6,10 +6,10 @@ import itertools
 from typing import Iterable
 
 from .. import reporting as rep
-from ..reporting.names import method_name, method_order
 from ..experiment import RunSpec
+from ..reporting.names import method_name, method_order
 from .grid import build
-from .report import Report, kit_metric, metric_note, ours_table, keys_in_order, start
+from .report import Report, keys_in_order, kit_metric, metric_note, ours_table, start
 
 NAME = "fewshot"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from .. import reporting as rep
-from ..reporting.names import method_order, task_name
 from ..experiment import RunSpec
+from ..reporting.names import method_order, task_name
 from .common import ALL_GLUE_METHODS, CPU_GLUE, GLUE_NOT_RUN, GLUE_TASKS, SEEDS3, SMOKE
 from .grid import build, seed_points
 from .report import Report, adamix_metric, keys_in_order, start, unipelt_metric

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import reporting as rep
+from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order, task_key, task_name
 from ..reporting.tables import MISSING
-from ..experiment import RunSpec
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grid import build, k_points
-from .report import Report, metric_note, keys_in_order, start, unipelt_metric
+from .report import Report, keys_in_order, metric_note, start, unipelt_metric
 
 NAME = "low_resource"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case

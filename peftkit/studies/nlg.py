@@ -7,9 +7,9 @@ from typing import Iterable
 import pandas as pd
 
 from .. import reporting as rep
+from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order, metric_name, task_name
 from ..reporting.tables import MISSING, format_ours
-from ..experiment import RunSpec
 from .grid import build
 from .report import Report, keys_in_order, start
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import reporting as rep
-from ..reporting.names import method_name, task_name
 from ..experiment import RunSpec
+from ..reporting.names import method_name, task_name
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grid import build, k_points
 from .report import Report, keys_in_order, start
