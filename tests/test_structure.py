@@ -3,6 +3,7 @@ module's underscore names."""
 from __future__ import annotations
 
 import ast
+import importlib
 import pkgutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ print("\\n".join(failed))
 sys.exit(1 if failed else 0)
 """
     names = _modules()
-    assert "peftkit.studies.glue_main" in names and "peftkit.studies.report" in names
+    assert "peftkit.studies.glue_main" in names and "peftkit.studies.reports" in names
     proc = subprocess.run([sys.executable, "-c", script, *names], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -109,3 +110,6 @@ def test_studies_is_a_package_of_one_module_per_study():
     for name, m in studies.MODULES.items():
         assert Path(m.__file__).stem == name and set(m.DEFAULTS) == set(studies.PROFILES)
         assert callable(m.report) and callable(m.grid)
+    for info in pkgutil.iter_modules(studies.__path__):  # no function of the package hides one of its modules
+        module = importlib.import_module(f"peftkit.studies.{info.name}")
+        assert getattr(studies, info.name) is module, info.name

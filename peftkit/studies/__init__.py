@@ -11,8 +11,8 @@ or, per study, ``from peftkit.studies import glue_main``: ``glue_main.grid("cpu"
 (the study modules' tables, so the notebooks, ``peftkit reproduce`` and the docs never disagree).
 
 Layers (each imports only those above it): :mod:`.common` (profiles, notebooks, method labels, paths) and
-:mod:`.tasks` (which tasks the data holds); :mod:`.grid` (building grids, run names, plan, run_specs, variants);
-:mod:`.report` (the :class:`Report` and table helpers); the study modules; this package (the registry by name).
+:mod:`.tasks` (which tasks the data holds); :mod:`.grids` (building grids, run names, plan, run_specs, variants);
+:mod:`.reports` (the :class:`Report` and table helpers); the study modules; this package (the registry by name).
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from . import (ablation_adamix, ablation_bottleneck, efficiency, fewshot, glue_m
                unipelt_gates)
 from .common import (COMMON_PARAMETERS, GLUE_NOT_RUN, GLUE_TASKS, METHODS, NOTEBOOKS, PROFILES, STUDIES,  # noqa: F401
                      check_study, command, project_root, reports_path, runs_path)
-from .grid import (GridError, canonical_options, plan, run_name, run_specs, variant_folder, variant_of,  # noqa: F401
+from .grids import (GridError, canonical_options, plan, run_name, run_specs, variant_folder, variant_of,  # noqa: F401
                    variant_text)
 from .nlg import NLG_NOT_RUN, NLG_OPTIONS, NLG_OPTIONS_BY_TASK  # noqa: F401
-from .report import Report, ours_table  # noqa: F401
+from .reports import Report, ours_table  # noqa: F401
 from .tasks import PAPER_TASKS, missing_data  # noqa: F401
 
 #: study name -> its module (grid defaults, PARAMETERS, points, grid, report)
@@ -48,21 +48,21 @@ def module(study: str):
 
 def defaults(study: str, profile: str) -> dict:
     """The grid defaults of a study under a profile (a copy; ``budget``: RunSpec fields)."""
-    from .grid import profile_defaults
+    from .grids import profile_defaults
 
     return profile_defaults(study, profile, module(study).DEFAULTS)
 
 
 def grid(study: str, profile: str, **params) -> list[RunSpec]:
     """The RunSpecs of ``study`` under ``profile``; every argument left at None takes the profile's default (see
-    :func:`peftkit.studies.grid.build`: model, seeds, max_steps, epochs, max_train, runs_dir, follow_data and the
+    :func:`peftkit.studies.grids.build`: model, seeds, max_steps, epochs, max_train, runs_dir, follow_data and the
     study's own parameters, :data:`STUDY_PARAMETERS`). Nothing is trained."""
     return module(study).grid(profile, **params)
 
 
 def variant(study: str, profile: str, results: Sequence[dict]) -> dict[str, str]:
     """What makes ``results`` differ from the runs of the profile's default grid: {} when they are exactly those
-    runs, else {field: our values}, e.g. {"max_steps": "1"} (see :func:`peftkit.studies.grid.variant_of`)."""
+    runs, else {field: our values}, e.g. {"max_steps": "1"} (see :func:`peftkit.studies.grids.variant_of`)."""
     return variant_of(grid(study, profile), results)
 
 

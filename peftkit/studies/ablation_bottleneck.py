@@ -11,8 +11,8 @@ from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
 from .common import CPU_GLUE, GLUE_TASKS, SEEDS3, SMOKE
-from .grid import build
-from .report import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
+from .grids import build
+from .reports import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
 
 NAME = "ablation_bottleneck"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -36,7 +36,7 @@ def points(p: dict) -> Iterable[dict]:
 
 
 def grid(profile: str, **params) -> list[RunSpec]:
-    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grid.build`; nothing is trained)."""
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
     return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
 
 

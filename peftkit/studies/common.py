@@ -66,7 +66,7 @@ def under_root(path: str | Path) -> Path:
 def runs_path(study: str, profile: str, runs_dir: str | Path | None = None) -> Path:
     """The run store: ``runs/<profile>`` under the checkout, or ``runs_dir`` (relative paths: from the checkout).
 
-    One store for every study: a run directory is named by :func:`peftkit.studies.grid.run_name` (readable parts
+    One store for every study: a run directory is named by :func:`peftkit.studies.grids.run_name` (readable parts
     plus a hash of every other resolved setting), so a run that two notebooks ask for (06's adapter baseline and
     01's Pfeiffer, 07's K-shot UniPELT and 02's) is trained once and read by both. ``study`` is validated, not used
     in the path."""

@@ -9,8 +9,8 @@ from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
 from .common import ALL_GLUE_METHODS, SEEDS3, SMOKE
-from .grid import build, seed_points
-from .report import Report, start
+from .grids import build, seed_points
+from .reports import Report, start
 
 NAME = "efficiency"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -31,7 +31,7 @@ points = seed_points
 
 
 def grid(profile: str, **params) -> list[RunSpec]:
-    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grid.build`; nothing is trained)."""
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
     return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
 
 

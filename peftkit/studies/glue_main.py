@@ -5,8 +5,8 @@ from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import method_order, task_name
 from .common import ALL_GLUE_METHODS, CPU_GLUE, GLUE_NOT_RUN, GLUE_TASKS, SEEDS3, SMOKE
-from .grid import build, seed_points
-from .report import Report, adamix_metric, keys_in_order, start, unipelt_metric
+from .grids import build, seed_points
+from .reports import Report, adamix_metric, keys_in_order, start, unipelt_metric
 
 NAME = "glue_main"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -22,7 +22,7 @@ points = seed_points
 
 
 def grid(profile: str, **params) -> list[RunSpec]:
-    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grid.build`; nothing is trained)."""
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
     return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
 
 

@@ -9,8 +9,8 @@ from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order, task_key, task_name
 from ..reporting.tables import MISSING
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
-from .grid import build, k_points
-from .report import Report, keys_in_order, metric_note, start, unipelt_metric
+from .grids import build, k_points
+from .reports import Report, keys_in_order, metric_note, start, unipelt_metric
 
 NAME = "low_resource"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -29,7 +29,7 @@ points = k_points
 
 
 def grid(profile: str, **params) -> list[RunSpec]:
-    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grid.build`; nothing is trained)."""
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
     return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
 
 

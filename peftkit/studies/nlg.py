@@ -10,8 +10,8 @@ from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order, metric_name, task_name
 from ..reporting.tables import MISSING, format_ours
-from .grid import build
-from .report import Report, keys_in_order, start
+from .grids import build
+from .reports import Report, keys_in_order, start
 
 NAME = "nlg"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -45,7 +45,7 @@ def points(p: dict) -> Iterable[dict]:
 
 
 def grid(profile: str, **params) -> list[RunSpec]:
-    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grid.build`; nothing is trained)."""
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
     return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
 
 

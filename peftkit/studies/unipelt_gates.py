@@ -7,8 +7,8 @@ from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import method_name, task_name
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
-from .grid import build, k_points
-from .report import Report, keys_in_order, start
+from .grids import build, k_points
+from .reports import Report, keys_in_order, start
 
 NAME = "unipelt_gates"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -26,7 +26,7 @@ points = k_points
 
 
 def grid(profile: str, **params) -> list[RunSpec]:
-    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grid.build`; nothing is trained)."""
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
     return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
 
 

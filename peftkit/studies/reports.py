@@ -21,7 +21,7 @@ from ..reporting.names import metric_name, task_name
 from ..reporting.stats import describe_values
 from ..reporting.tables import INTERVAL_NOTE, MISSING, format_ours
 from .common import NOTEBOOKS, command, reports_path
-from .grid import variant_folder, variant_of, variant_text
+from .grids import variant_folder, variant_of, variant_text
 
 
 @dataclass
