@@ -16,13 +16,13 @@ import torch.nn as nn
 from .arch import tied_to_embeddings
 from .atomic import write_json, write_via
 from .core import state_of, trains_with_head
-from .methods.lora import _is_conv1d, _shape, lora_hosts
+from .methods.lora import host_shape, is_conv1d, lora_hosts
 
 
 def _host_ab(host: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """One (A [rank, in], B [out, rank]) for the host, combining its slices."""
     parts = list(host._pk_slices.items())
-    _, fout = _shape(host)
+    _, fout = host_shape(host)
     a_list, b_blocks = [], []
     for attr, _ in parts:
         a, b = getattr(host, attr).averaged()
@@ -68,7 +68,7 @@ def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
     config = {
         "peft_type": "LORA", "task_type": None, "base_model_name_or_path": getattr(model.config, "_name_or_path", None),
         "r": r, "lora_alpha": alpha, "lora_dropout": 0.0, "bias": "none", "inference_mode": True,
-        "fan_in_fan_out": any(_is_conv1d(m) for _, m in hosts),
+        "fan_in_fan_out": any(is_conv1d(m) for _, m in hosts),
         "target_modules": sorted({n.split(".")[-1] for n, _ in hosts}),
         # a host whose rank differs from r (GPT-2's fused q/v: 2r) gets its own rank and alpha, same alpha / rank
         "rank_pattern": {n: k for n, k in ranks.items() if k != r},

@@ -519,7 +519,7 @@ def test_new_head_weights_is_false_for_tied_gpt2(tmp_path):
 
 
 def test_fewshot_report_names_minilm_only_when_it_is_minilm():
-    from peftkit.studies_reports2 import head_note
+    from peftkit.studies.fewshot import head_note
 
     minilm = [{"head": "prompt", "model": "minilm", "new_head_weights": True}] * 3
     roberta = [{"head": "prompt", "model": "roberta-large", "new_head_weights": False}] * 3

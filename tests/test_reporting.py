@@ -469,7 +469,7 @@ def test_index_keeps_entries_of_separate_registrations(tmp_path):
 
 
 def test_nlg_report_flags_runs_that_generate_nothing(tmp_path):
-    from peftkit.studies_reports2 import nlg_report
+    from peftkit.studies.nlg import report as nlg_report
 
     metrics = {"bleu": 0.05, "nist": 0.1, "meteor": 0.09, "rouge_l": 0.2, "cider": 0.1}
     ok = make_result("e2e", "lora", kind="nlg", metrics=metrics)
@@ -576,7 +576,7 @@ def _grid_results(study: str, profile: str, **params) -> list[dict]:
 def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypatch):
     from peftkit import studies
 
-    monkeypatch.setattr(studies, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(studies.common, "project_root", lambda: tmp_path)
     default = _grid_results("glue_main", "cpu")
     assert studies.variant("glue_main", "cpu", default) == {}
     r = studies.glue_main_report(default, "cpu")
@@ -604,7 +604,7 @@ def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypa
 def test_readme_opens_with_what_was_found(tmp_path, monkeypatch):
     from peftkit import studies
 
-    monkeypatch.setattr(studies, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(studies.common, "project_root", lambda: tmp_path)
     studies.glue_main_report(_grid_results("glue_main", "cpu"), "cpu")
     reports = tmp_path / "reports"
     rep.register_finding(reports, "x: claim", "[A > B](claims/x.md): **too few runs** (...)", "claim")
@@ -618,7 +618,7 @@ def test_readme_opens_with_what_was_found(tmp_path, monkeypatch):
 
 
 def test_study_tables_put_ours_paper_and_delta_side_by_side(tmp_path):
-    from peftkit.studies_reports2 import ablation_bottleneck_report
+    from peftkit.studies.ablation_bottleneck import report as ablation_bottleneck_report
 
     runs = [make_result("sst2", m, lab, seed=s, config={"bottleneck": 48}, metrics={"accuracy": a + 0.01 * s})
             for s in (1, 2, 3) for m, lab, a in (("pfeiffer", None, 0.80), ("adamix", "adamix-pfeiffer", 0.82))]
@@ -635,7 +635,7 @@ def test_study_tables_put_ours_paper_and_delta_side_by_side(tmp_path):
 
 
 def test_nlg_report_prints_webnlg_seen_unseen_all_and_dart_beside_the_paper(tmp_path):
-    from peftkit.studies_reports2 import nlg_report
+    from peftkit.studies.nlg import report as nlg_report
 
     webnlg = {f"{m}{s}": v + d for m, v in (("bleu", 0.5), ("meteor", 0.4), ("ter", 0.4))
               for s, d in (("_seen", 0.05), ("_unseen", -0.05), ("", 0.0))}

@@ -90,12 +90,14 @@ def _host_forward(m: nn.Module, x: torch.Tensor, *args, **kwargs):
     return out
 
 
-def _is_conv1d(m: nn.Module) -> bool:
+def is_conv1d(m: nn.Module) -> bool:
+    """Whether ``m`` is transformers' Conv1D (GPT-2's projections, weight stored [in, out])."""
     return type(m).__name__ == "Conv1D"  # transformers' GPT-2 projection: weight is [in, out]
 
 
-def _shape(m: nn.Module) -> tuple[int, int]:
-    return (m.weight.shape[0], m.weight.shape[1]) if _is_conv1d(m) else (m.in_features, m.out_features)
+def host_shape(m: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of a LoRA host, Linear or Conv1D."""
+    return (m.weight.shape[0], m.weight.shape[1]) if is_conv1d(m) else (m.in_features, m.out_features)
 
 
 def find_targets(model: nn.Module, arch, targets: Optional[list]) -> list[tuple[str, nn.Module]]:
@@ -110,7 +112,7 @@ def find_targets(model: nn.Module, arch, targets: Optional[list]) -> list[tuple[
     found = []
     for t in targets:
         hits = [(n, m) for n, m in model.named_modules()
-                if (n == t or n.endswith("." + t)) and (isinstance(m, nn.Linear) or _is_conv1d(m))]
+                if (n == t or n.endswith("." + t)) and (isinstance(m, nn.Linear) or is_conv1d(m))]
         if not hits:
             raise ValueError(f"invalid option targets: no Linear module named {t!r}; allowed names in this model: "
                              f"{', '.join(linear_names(model))}")
@@ -119,7 +121,7 @@ def find_targets(model: nn.Module, arch, targets: Optional[list]) -> list[tuple[
 
 
 def linear_names(model: nn.Module) -> list[str]:
-    names = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) or _is_conv1d(m)}
+    names = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) or is_conv1d(m)}
     return sorted(names)
 
 
@@ -130,7 +132,7 @@ def attach_lora(model, arch, state: PeftState, r: int, alpha: float, dropout: fl
     if r == 0:
         return  # a disabled LoRA: exactly the base model
     for name, m in hosts:
-        fin, fout = _shape(m)
+        fin, fout = host_shape(m)
         if arch.family == "gpt2" and name.endswith("c_attn") and fout == 3 * arch.hidden:
             h = arch.hidden
             slices = {"pk_lora_q": (0, h), "pk_lora_v": (2 * h, 3 * h)}
@@ -151,7 +153,7 @@ def fold(m: nn.Module, sign: float) -> None:
     with torch.no_grad():
         for attr, (start, stop) in m._pk_slices.items():
             dw = getattr(m, attr).delta_weight().to(m.weight.dtype)
-            if _is_conv1d(m):
+            if is_conv1d(m):
                 m.weight[:, start:stop] += sign * dw.T
             else:
                 m.weight[start:stop] += sign * dw

@@ -1,8 +1,9 @@
-"""The notebooks' reports: tables (Markdown + CSV), figures (PNG + PDF) and claim checks, written to REPORTS_DIR
-and registered in its index. Functions of the runs' result dicts only (they never train).
+"""What every study's report shares: the :class:`Report` (tables as Markdown + CSV, figures as PNG + PDF, claim
+checks, all registered in REPORTS_DIR's index), :func:`start` (the report's folder, a variant's own), and the table
+helpers. Functions of the runs' result dicts only (they never train).
 
-Each ``<study>_report(results, profile, reports_dir)`` returns a :class:`Report` (its tables as data frames, its
-figure paths, its claim checks); ``report.show()`` displays them in a notebook. Files are named after the
+Each study module's ``report(results, profile, reports_dir)`` returns a :class:`Report` (its tables as data frames,
+its figure paths, its claim checks); ``report.show()`` displays them in a notebook. Files are named after the
 notebook: ``tables/01_glue_main_vs_adamix.{md,csv}``, ``figures/05_ablation_bottleneck_curve.{png,pdf}``,
 ``claims/02_low_resource.md``.
 """
@@ -14,11 +15,13 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from . import reporting as rep
-from .reporting.frame import context
-from .reporting.names import method_name, method_order, metric_name, task_key, task_name
-from .reporting.stats import describe_values
-from .reporting.tables import INTERVAL_NOTE, MISSING, format_ours
+from .. import reporting as rep
+from ..reporting.frame import context
+from ..reporting.names import metric_name, task_name
+from ..reporting.stats import describe_values
+from ..reporting.tables import INTERVAL_NOTE, MISSING, format_ours
+from .common import NOTEBOOKS, command, reports_path
+from .grids import variant_folder, variant_of, variant_text
 
 
 @dataclass
@@ -41,15 +44,11 @@ class Report:
     @property
     def profile_label(self) -> str:
         """'cpu', or 'cpu with non-default parameters (max_steps=1)' for a variant run set."""
-        from .studies import variant_text
-
         return self.profile + (f" with non-default parameters ({variant_text(self.variant)})" if self.variant
                                else "")
 
     def variant_note(self) -> list[str]:
         """The note every output of a variant carries (none for the profile's default runs)."""
-        from .studies import variant_text
-
         if not self.variant:
             return []
         return [f"Not the {self.profile} profile's reports: these runs differ from its defaults in "
@@ -73,8 +72,6 @@ class Report:
 
     # -- writers ------------------------------------------------------------------------------------------------
     def _register(self, path: Path, description: str) -> None:
-        from .studies import command
-
         rep.register_artifact(self.reports_dir, path, description, command(self.profile, self.notebook))
         self.artifacts.append(path)
 
@@ -106,7 +103,7 @@ class Report:
 
     def _delta_finding(self, name: str, what: str, attrs: dict, path: Path) -> None:
         """The table's headline deltas (range and median of ours − paper) as a line of the README summary."""
-        from .reporting.names import backbone_name
+        from ..reporting.names import backbone_name
 
         deltas = sorted(attrs["deltas"], key=lambda d: d[2])
         lo, hi = deltas[0], deltas[-1]
@@ -143,7 +140,7 @@ class Report:
 
     def claim_file(self, checks: list, heading: str) -> None:
         """The claim checks as claims/<notebook>.md."""
-        from .atomic import write_text
+        from ..atomic import write_text
 
         self.claims = [c for c in checks if c]
         if not self.claims:
@@ -158,36 +155,35 @@ class Report:
                                  f"[{c['claim']}]({rel}): **{c['verdict']}** ({c['summary']})", "claim")
 
 
-def _start(study: str, profile: str, reports_dir, results: Sequence[dict]) -> Report:
+def start(study: str, profile: str, reports_dir, results: Sequence[dict], grid: Callable[[str], list]) -> Report:
     """The report's folder: REPORTS_DIR (default: the profile's). Runs that differ from the profile's default grid
-    (any notebook parameter changed) go to ``<folder>/variants/<what differed>/`` instead when the folder is the
-    profile's own, so they never overwrite its committed reports; their outputs say what differed."""
-    from .studies import NOTEBOOKS, reports_path, variant, variant_folder
-
+    (``grid(profile)``; any notebook parameter changed) go to ``<folder>/variants/<what differed>/`` instead when
+    the folder is the profile's own, so they never overwrite its committed reports; their outputs say what
+    differed."""
     notebook = {v: k for k, v in NOTEBOOKS.items()}[study]
-    diff = variant(study, profile, results)
+    diff = variant_of(grid(profile), results)
     folder = reports_path(profile, reports_dir)
     if diff and folder.resolve() == reports_path(profile).resolve():
         folder = folder / "variants" / variant_folder(diff)
     return Report(study, notebook, profile, folder, variant=diff)
 
 
-def _present(values, order: Sequence[str] = ()) -> list[str]:
+def keys_in_order(values, order: Sequence[str] = ()) -> list[str]:
     """Distinct keys of ``values`` in ``order`` first, then as they come."""
     seen = list(dict.fromkeys(str(v) for v in values if v is not None and v == v))
     return [o for o in order if o in seen] + [v for v in seen if v not in order]
 
 
-def _adamix_metric(task: str) -> str:
+def adamix_metric(task: str) -> str:
     return rep.paper_metric(task, "adamix")
 
 
-def _unipelt_metric(task: str) -> str:
+def unipelt_metric(task: str) -> str:
     return rep.paper_metric(task, "unipelt")
 
 
-def _kit_metric(task: str) -> str:
-    from .metrics import primary_metric
+def kit_metric(task: str) -> str:
+    from ..metrics import primary_metric
 
     return primary_metric(task)
 
@@ -198,7 +194,7 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
     """A display table: one row per (label, column filters); per task ``mean ± std [CI] n`` (Student-t), and with
     ``paper(filters, task)`` the paper's cell and Δ as columns beside it ("–" where the paper has no cell, or where
     runs collapsed). One precision per column: the metric's."""
-    from .reporting.names import decimals
+    from ..reporting.names import decimals
 
     body = []
     for label, where in rows:
@@ -219,103 +215,14 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
     return pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
 
 
-def _metric_note(tasks, metric_for) -> str:
+def metric_note(tasks, metric_for) -> str:
     return "Metrics: " + "; ".join(f"{task_name(t)} {metric_name(metric_for(t))}" for t in tasks) + \
         f". ours: {INTERVAL_NOTE}; – = no run or no paper cell."
 
 
-# ---- 01 GLUE main ---------------------------------------------------------------------------------------------
-
-def glue_main_report(results: list[dict], profile: str, reports_dir=None) -> Report:
-    """Ours beside AdaMix's BERT-base GLUE table and UniPELT's full-data table (Table 3)."""
-    from .studies import GLUE_NOT_RUN, GLUE_TASKS
-
-    r = _start("glue_main", profile, reports_dir, results)
-    frame = rep.runs_frame(results)
-    tasks, methods = _present(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
-    r.notes = [f"{task_name(t)}: not run, {why}." for t, why in GLUE_NOT_RUN.items()]
-    for name, paper, table, bb, metric_for, source in (
-            ("vs_adamix", "adamix", "glue", "bert-base", _adamix_metric, "AdaMix's BERT-base GLUE table"),
-            ("vs_unipelt", "unipelt", "full", None, _unipelt_metric, "UniPELT Table 3 (full data)")):
-        t = rep.comparison_table(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
-                                 backbone=bb)
-        r.table(name, t, f"GLUE dev, ours vs {source}", f"GLUE main table beside {source}", notes=r.notes,
-                frame=frame)
-    return r
-
-
-# ---- 02 low resource ------------------------------------------------------------------------------------------
-
-COMPONENTS = ("pfeiffer", "prefix", "lora")
-
-
-def _upper_bound(frame: pd.DataFrame, tasks, ks) -> pd.DataFrame:
-    """Per task and K: the best single component (adapter, prefix, LoRA) beside UniPELT, ours and the paper's."""
-    rows = []
-    for k in ks:
-        nums = rep.comparison_numbers(frame, paper="unipelt", table="low-resource", tasks=tasks, k=k,
-                                      methods=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"],
-                                      metric_for=_unipelt_metric)
-        for t in tasks:
-            n = nums[nums["task"] == task_key(t)].set_index("method_label")
-            comp = n.loc[list(COMPONENTS)]
-            ours = comp[comp["n"] > 0]["mean"]
-            papers = comp["paper"].dropna()
-            best, pbest = (ours.idxmax() if len(ours) else None), (papers.idxmax() if len(papers) else None)
-            row = {"K": k, "task": task_name(t),
-                   "best component (ours)": f"{method_name(best)} {ours[best]:.2f}" if best else MISSING,
-                   "best component (paper)": f"{method_name(pbest)} {papers[pbest]:.2f}" if pbest else MISSING}
-            for u in ("unipelt-AP", "unipelt-APL"):
-                x = n.loc[u]
-                row[f"{method_name(u)} (ours)"] = f"{x['mean']:.2f}" if x["n"] else MISSING
-                row[f"{method_name(u)} − best (ours)"] = (f"{x['mean'] - ours[best]:+.2f}" if x["n"] and best
-                                                          else MISSING)
-                row[f"{method_name(u)} (paper)"] = MISSING if pd.isna(x["paper"]) else f"{x['paper']:.2f}"
-                row[f"{method_name(u)} − best (paper)"] = (f"{x['paper'] - papers[pbest]:+.2f}"
-                                                           if pbest and not pd.isna(x["paper"]) else MISSING)
-            rows.append(row)
-    return pd.DataFrame(rows).set_index(["K", "task"]) if rows else pd.DataFrame()
-
-
-def low_resource_report(results: list[dict], profile: str, reports_dir=None) -> Report:
-    """UniPELT Table 1 per K, the "upper bound" comparison and the claim UniPELT (APL) at K=100 ≥ its components."""
-    from .studies import GLUE_TASKS
-
-    r = _start("low_resource", profile, reports_dir, results)
-    frame = rep.runs_frame(results)
-    tasks, methods = _present(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
-    ks = sorted(int(k) for k in frame["k"].dropna().unique())
-    for k in ks:
-        t = rep.comparison_table(frame, paper="unipelt", table="low-resource", tasks=tasks, methods=methods, k=k,
-                                 metric_for=_unipelt_metric)
-        r.table(f"k{k}", t, f"UniPELT Table 1, K = {k}, GLUE dev", f"Low-resource results at K={k} beside UniPELT "
-                f"Table 1", frame=frame[frame["k"].eq(k).fillna(False)])
-    ub = _upper_bound(frame, tasks, ks)
-    ub_frame = rep.select(frame, method_label=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"])
-    r.table("upper_bound", ub, "UniPELT vs the best single component per task", "UniPELT against the best of "
-            "adapter, prefix-tuning and LoRA per task and K, ours and the paper's", frame=ub_frame,
-            paper_backbone="bert-base", notes=[_metric_note(tasks, _unipelt_metric),
-                                               "Best component: the highest mean of Adapter, Prefix-tuning, LoRA."])
-    present = [c for c in COMPONENTS if c in methods]
-    checks = []
-    if 100 in ks and "unipelt-APL" in methods and present:
-        checks.append(rep.claim_check(rep.select(frame, k=100), "unipelt-APL", present, _unipelt_metric, tasks,
-                                      at_least=True, claim="UniPELT (APL) at K=100 ≥ best of its components ("
-                                      + ", ".join(method_name(c) for c in present) + ")"))
-    else:
-        r.notes.append("Claim not checked: it needs K=100 runs of UniPELT (APL) and of at least one component.")
-    r.claim_file(checks, "UniPELT low-resource claims")
-    return r
-
-
-def report(study: str, results: list[dict], profile: str, reports_dir=None) -> Report:
-    """The report of ``study`` (see the ``<study>_report`` functions; 03-08 live in studies_reports2)."""
-    from . import studies_reports2 as r2
-    from .studies import _check_study
-
-    _check_study(study)
-    reports = {"glue_main": glue_main_report, "low_resource": low_resource_report, "fewshot": r2.fewshot_report,
-               "nlg": r2.nlg_report, "ablation_bottleneck": r2.ablation_bottleneck_report,
-               "ablation_adamix": r2.ablation_adamix_report, "unipelt_gates": r2.unipelt_gates_report,
-               "efficiency": r2.efficiency_report}
-    return reports[study](results, profile, reports_dir)
+def paper_glue(where: dict, task: str) -> float | None:
+    """AdaMix's BERT-base GLUE cell of a method (the ablations' b=48 / base settings only)."""
+    label = where.get("method_label")
+    if where.get("bottleneck") not in (None, 48) or where.get("variant") not in (None, "base"):
+        return None
+    return rep.paper_value("adamix", "glue", label, task, backbone="bert-base", metric=adamix_metric(task))

@@ -1,16 +1,11 @@
-"""The notebooks' studies as data: which runs each notebook trains under each profile, where they go, and the
-report each notebook writes (see :mod:`peftkit.studies_reports`).
+"""Grids: a study's RunSpecs under a profile, their run directory names, the grid as a table (:func:`plan`) and
+its training (:func:`run_specs`), and what sets a run set apart from the profile's default grid (:func:`variant_of`).
 
-    specs = studies.grid("glue_main", "cpu", tasks=["rte"], seeds=[42])   # RunSpecs, nothing trained yet
-    studies.plan(specs)                                                   # the grid as a table
-    results = studies.run_specs(specs)                                    # trains what is missing
-    report = studies.glue_main_report(results, "cpu", None)               # tables, figures, claims -> reports/
-
-A notebook parameter left at ``None`` takes the profile's default from :data:`DEFAULTS` (one table, so the
-notebooks, ``peftkit reproduce`` and the docs never disagree). Run directories are named from the spec (task,
-method label, the options that vary, K, data seed, seed) plus a short hash of every other resolved setting
-(backbone, budget, learning rate, ...): rerunning a notebook skips finished runs, and changing the budget never
-silently reuses a run trained under another one.
+A study module (:mod:`peftkit.studies.glue_main`, ...) holds its ``DEFAULTS`` per profile, its ``PARAMETERS`` and
+its ``points``; :func:`build` turns them into RunSpecs. Run directories are named from the spec (task, method label,
+the options that vary, K, data seed, seed) plus a short hash of every other resolved setting (backbone, budget,
+learning rate, ...): rerunning a notebook skips finished runs, and changing the budget never silently reuses a run
+trained under another one.
 """
 from __future__ import annotations
 
@@ -22,71 +17,12 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
-from .executors import GridError, progress_bar
-from .experiment import RunSpec, method_label, resolve
-from .study_tasks import PAPER_TASKS, grid_tasks, missing_data  # noqa: F401 (missing_data: part of the API)
-from .studies_defaults import (COMMON_PARAMETERS, DEFAULTS, GLUE_NOT_RUN, GLUE_TASKS, METHODS,  # noqa: F401
-                               NLG_NOT_RUN, NLG_OPTIONS, NLG_OPTIONS_BY_TASK, NOTEBOOKS, PROFILES, STUDIES,
-                               STUDY_PARAMETERS)
-
-
-def _check_profile(profile: str) -> None:
-    if profile not in PROFILES:
-        raise ValueError(f"invalid PROFILE={profile!r}: allowed one of {', '.join(PROFILES)}")
-
-
-def _check_study(study: str) -> None:
-    if study not in DEFAULTS:
-        raise ValueError(f"unknown study {study!r}: allowed one of {', '.join(STUDIES)}")
-
-
-def project_root() -> Path:
-    """The checkout this package lives in (editable install), else the working directory."""
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "pyproject.toml").is_file() and (here / "peftkit").is_dir() else Path.cwd()
-
-
-def _under_root(path: str | Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else project_root() / p
-
-
-def runs_path(study: str, profile: str, runs_dir: str | Path | None = None) -> Path:
-    """The run store: ``runs/<profile>`` under the checkout, or ``runs_dir`` (relative paths: from the checkout).
-
-    One store for every study: a run directory is named by :func:`run_name` (readable parts plus a hash of every
-    other resolved setting), so a run that two notebooks ask for (06's adapter baseline and 01's Pfeiffer, 07's
-    K-shot UniPELT and 02's) is trained once and read by both. ``study`` is validated, not used in the path."""
-    _check_study(study)
-    _check_profile(profile)
-    return _under_root(runs_dir) if runs_dir is not None else project_root() / "runs" / profile
-
-
-def reports_path(profile: str, reports_dir: str | Path | None = None) -> Path:
-    """``reports/`` for the cpu profile (the committed reports), ``reports/<profile>/`` for smoke and paper, so a
-    smoke or paper build never overwrites the committed cpu reports; or ``reports_dir`` (relative: from the
-    checkout). Runs that differ from the profile's default grid are reported one level down, in
-    ``variants/<what differed>/`` (see :func:`variant`)."""
-    _check_profile(profile)
-    if reports_dir is not None:
-        return _under_root(reports_dir)
-    return project_root() / "reports" if profile == "cpu" else project_root() / "reports" / profile
-
-
-def command(profile: str, notebook: str) -> str:
-    """The command that rebuilds a notebook's artifacts (what the reports index prints)."""
-    return f"peftkit reproduce --profile {profile} --only {notebook}"
-
-
-def defaults(study: str, profile: str) -> dict:
-    """The grid defaults of a study under a profile (a copy; ``budget``: RunSpec fields)."""
-    _check_study(study)
-    _check_profile(profile)
-    d = dict(DEFAULTS[study][profile])
-    d["budget"] = d.get("budget", {})
-    return d
+from ..executors import GridError, progress_bar
+from ..experiment import RunSpec, method_label, resolve
+from .common import COMMON_PARAMETERS, METHODS, check_profile, check_study, runs_path
+from .tasks import PAPER_TASKS, grid_tasks
 
 
 # ---- run directory names ----------------------------------------------------------------------------------
@@ -103,7 +39,7 @@ def _tag(key: str, value) -> str:
 
 def canonical_options(method: str, options: dict) -> dict:
     """``options`` without the values that equal the method's defaults: the same run has one spelling."""
-    from .config import make_config
+    from ..config import make_config
 
     full, default = make_config(method, **options).to_dict(), make_config(method).to_dict()
     return {k: v for k, v in options.items() if full.get(k) != default.get(k)}
@@ -138,7 +74,7 @@ def run_name(spec: RunSpec) -> str:
 
 # ---- grids -------------------------------------------------------------------------------------------------
 
-def _listify(value, name: str) -> tuple:
+def listify(value, name: str) -> tuple:
     if value is None:
         return None
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -149,8 +85,8 @@ def _listify(value, name: str) -> tuple:
         raise ValueError(f"invalid {name.upper()}={value!r}: give a list (or None for the profile's default)")
 
 
-def _method(label: str) -> tuple[str, dict]:
-    from .reporting.names import method_key
+def method_spec(label: str) -> tuple[str, dict]:
+    from ..reporting.names import method_key
 
     key = method_key(label)
     if key not in METHODS:
@@ -159,54 +95,46 @@ def _method(label: str) -> tuple[str, dict]:
     return method, dict(options)
 
 
-def _points(study: str, p: dict) -> Iterable[dict]:
-    """The grid's points: RunSpec fields (task, method, options, k, data_seed, seed, head, ...)."""
-    if study in ("glue_main", "efficiency"):
-        for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
-            yield dict(task=task, label=label, seed=seed)
-    elif study in ("low_resource", "unipelt_gates"):
-        for task, label, k in itertools.product(p["tasks"], p["methods"], p["k"]):
-            full = k in (None, "full")
-            for ds, seed in itertools.product((None,) if full else p["data_seeds"], p["seeds"]):
-                yield dict(task=task, label=label, k=None if full else int(k), data_seed=ds, seed=seed)
-    elif study == "fewshot":
-        heads = [(m, "prompt") for m in p["methods"]] + [(m, "classifier") for m in p["classifier_head"] or ()]
-        for task, (label, head), seed in itertools.product(p["tasks"], heads, p["seeds"]):
-            yield dict(task=f"fewshot:{task.split(':', 1)[-1]}", label=label, head=head, data_seed=seed, seed=seed)
-    elif study == "nlg":
-        for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
-            options = {**NLG_OPTIONS.get(label, {}), **NLG_OPTIONS_BY_TASK.get(task.lower(), {}).get(label, {})}
-            yield dict(task=task, label=label, seed=seed, options=options)
-    elif study == "ablation_bottleneck":
-        for task, label, b, seed in itertools.product(p["tasks"], p["methods"], p["bottlenecks"], p["seeds"]):
-            yield dict(task=task, label=label, seed=seed, options={"bottleneck": int(b)})
-    elif study == "ablation_adamix":
-        variants = [dict(inference_modes=True)]  # the base: M=4, shared up-projection, default consistency
-        variants += [dict(options={"num_modules": int(m)}) for m in p["num_modules"] if int(m) != 4]
-        variants += [dict(options={"share": s}) for s in p["share"] if s != "up"]
-        variants += [dict(consistency=float(c)) for c in p["consistency"] if c is not None]
-        for task, v, seed in itertools.product(p["tasks"], variants, p["seeds"]):
-            yield dict(task=task, label="adamix-adapter", seed=seed, **v)
-        for task, e, seed in itertools.product(p["tasks"], p["lora_expert_init"] or (), p["seeds"]):
-            yield dict(task=task, label="adamix-lora", seed=seed, options={"expert_init": e})
-        if p["adapter_baseline"]:
-            for task, seed in itertools.product(p["tasks"], p["seeds"]):
-                yield dict(task=task, label="pfeiffer", seed=seed)
+def seed_points(p: dict) -> Iterable[dict]:
+    """Every task x method x seed (the GLUE main table, efficiency)."""
+    for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
+        yield dict(task=task, label=label, seed=seed)
 
 
-def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_steps: int | None = None,
-         epochs: float | None = None, max_train: int | None = None, runs_dir: str | Path | None = None,
-         follow_data: bool = True, **params) -> list[RunSpec]:
-    """The RunSpecs of ``study`` under ``profile``; every argument left at None takes the profile's default.
+def k_points(p: dict) -> Iterable[dict]:
+    """Every task x method x K, with each data seed (the K-example draws) x seed; K "full" (or None): the whole
+    training set, one draw (low resource, UniPELT gates)."""
+    for task, label, k in itertools.product(p["tasks"], p["methods"], p["k"]):
+        full = k in (None, "full")
+        for ds, seed in itertools.product((None,) if full else p["data_seeds"], p["seeds"]):
+            yield dict(task=task, label=label, k=None if full else int(k), data_seed=ds, seed=seed)
 
-    ``params``: the study's own parameters (see :data:`STUDY_PARAMETERS`), e.g. ``tasks``, ``methods`` (method
-    labels: "lora", "adamix-adapter", "unipelt-APL", ...), ``k``, ``data_seeds``, ``bottlenecks``.
+
+def profile_defaults(study: str, profile: str, table: Mapping[str, dict]) -> dict:
+    """A study's grid defaults under a profile, from its DEFAULTS ``table`` (a copy; ``budget``: RunSpec fields)."""
+    check_study(study)
+    check_profile(profile)
+    d = dict(table[profile])
+    d["budget"] = d.get("budget", {})
+    return d
+
+
+def build(study: str, profile: str, table: Mapping[str, dict], allowed: Sequence[str],
+          points: Callable[[dict], Iterable[dict]], *, model: str | None = None, seeds=None,
+          max_steps: int | None = None, epochs: float | None = None, max_train: int | None = None,
+          runs_dir: str | Path | None = None, follow_data: bool = True, **params) -> list[RunSpec]:
+    """The RunSpecs of ``study`` under ``profile`` from the study module's defaults (``table``: DEFAULTS), its
+    ``allowed`` parameters (PARAMETERS) and ``points`` (the grid's points: RunSpec fields plus a method ``label``);
+    every argument left at None takes the profile's default.
+
+    ``params``: the study's own parameters, e.g. ``tasks``, ``methods`` (method labels: "lora", "adamix-adapter",
+    "unipelt-APL", ...), ``k``, ``data_seeds``, ``bottlenecks``.
     ``max_steps`` / ``epochs`` / ``max_train`` replace the profile's training budget. Nothing is trained.
-    ``follow_data``: the tasks follow the data that can be loaded here (see :func:`missing_data`); False: the paper
-    profile's full task lists whatever the data (for :mod:`peftkit.plan`).
+    ``follow_data``: the tasks follow the data that can be loaded here (see
+    :func:`peftkit.studies.tasks.missing_data`); False: the paper profile's full task lists whatever the data
+    (for :mod:`peftkit.plan`).
     """
-    d = defaults(study, profile)
-    allowed = STUDY_PARAMETERS[study]
+    d = profile_defaults(study, profile, table)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"study {study!r} takes no parameter {', '.join(u.upper() for u in unknown)}; "
@@ -214,12 +142,12 @@ def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_
     if max_steps is not None and epochs is not None:
         raise ValueError("give MAX_STEPS or EPOCHS, not both")
     p = {name: d.get(name) for name in allowed}
-    p["seeds"] = _listify(seeds, "seeds") or d["seeds"]
+    p["seeds"] = listify(seeds, "seeds") or d["seeds"]
     for name, value in params.items():
         if value is not None:
-            p[name] = value if name == "adapter_baseline" else _listify(value, name)
+            p[name] = value if name == "adapter_baseline" else listify(value, name)
     if "tasks" in p and study != "fewshot":
-        given = _listify(params.get("tasks"), "tasks")
+        given = listify(params.get("tasks"), "tasks")
         full = PAPER_TASKS.get(study) if profile == "paper" else None
         p["tasks"] = grid_tasks(study, profile, given, d.get("tasks")) if follow_data else given or full or d["tasks"]
     budget = dict(d["budget"])
@@ -235,8 +163,8 @@ def grid(study: str, profile: str, *, model: str | None = None, seeds=None, max_
         budget["model"] = model
     root = runs_path(study, profile, runs_dir)
     specs, seen = [], set()
-    for point in _points(study, p):
-        method, options = _method(point.pop("label"))
+    for point in points(p):
+        method, options = method_spec(point.pop("label"))
         options = canonical_options(method, {**options, **point.pop("options", {})})
         spec = RunSpec(task=point.pop("task"), method=method, options=options, profile=profile, out="pending",
                        **{**budget, **point})
@@ -258,13 +186,12 @@ def _field_sets(rows: Iterable[dict]) -> dict[str, set]:
     return out
 
 
-def variant(study: str, profile: str, results: Sequence[dict]) -> dict[str, str]:
-    """What makes ``results`` differ from the runs of the profile's default grid: {} when they are exactly those
+def variant_of(default: Sequence[RunSpec], results: Sequence[dict]) -> dict[str, str]:
+    """What makes ``results`` differ from the runs of a profile's ``default`` grid: {} when they are exactly those
     runs (same run names, so same tasks, methods, seeds, budget and backbone), else {field: our values}, e.g.
     {"max_steps": "1"}; a difference the fields do not show reads {"runs": "..."}."""
-    from .reporting.names import backbone_key, method_key, task_key
+    from ..reporting.names import backbone_key, method_key, task_key
 
-    default = grid(study, profile)
     want, have = {Path(s.out).name for s in default}, {r.get("run_id") for r in results}
     if want == have:
         return {}
@@ -312,8 +239,8 @@ def plan(specs: Sequence[RunSpec]):
     """The grid as a table (one row per run; ``done`` when its result exists), for the notebooks to show."""
     import pandas as pd
 
-    from .reporting.frame import training_length
-    from .results import has_result
+    from ..reporting.frame import training_length
+    from ..results import has_result
 
     rows = [{"task": s.task.split(":", 1)[-1], "method": method_label(s.method, s.options), "settings": _settings(s),
              "head": r.head, "k": r.k, "data_seed": r.data_seed, "seed": s.seed,
@@ -339,8 +266,8 @@ def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = Fal
     run never stops the others: after the grid, :class:`GridError` lists the failures. A killed run resumes from
     its last checkpoint when rerun (see :func:`peftkit.experiment.run`).
     """
-    from .executors import ExecutorOptions, execute_grid
-    from .results import has_result
+    from ..executors import ExecutorOptions, execute_grid
+    from ..results import has_result
 
     for s in specs:
         resolve(s)
@@ -377,21 +304,3 @@ def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = Fal
             print(f"[studies] FAILED {Path(o['out']).name}: {o['error']} (log: {o['log']})", flush=True)
         raise GridError(failed)
     return [o["result"] for o in outcomes]
-
-
-def run_study(study: str, profile: str, force: bool = False, verbose: bool = False, executor: str | None = None,
-              **params) -> list[dict]:
-    """:func:`grid` then :func:`run_specs`: the study's results, training only what is missing."""
-    return run_specs(grid(study, profile, **params), force=force, verbose=verbose, executor=executor)
-
-
-from .studies_reports import Report, glue_main_report, low_resource_report, report  # noqa: E402
-from .studies_reports2 import (ablation_adamix_report, ablation_bottleneck_report, efficiency_report,  # noqa: E402
-                               fewshot_report, nlg_report, unipelt_gates_report)
-
-__all__ = ["PROFILES", "NOTEBOOKS", "STUDIES", "DEFAULTS", "METHODS", "grid", "plan", "run_specs", "run_study",
-           "GridError", "run_name", "runs_path", "reports_path", "variant", "project_root", "defaults", "command",
-           "Report",
-           "report",
-           "glue_main_report", "low_resource_report", "fewshot_report", "nlg_report", "ablation_bottleneck_report",
-           "ablation_adamix_report", "unipelt_gates_report", "efficiency_report"]

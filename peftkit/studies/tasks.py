@@ -19,8 +19,8 @@ _NLG_TRAIN = {"e2e": ("nlg/e2e/lora/train.txt", "nlg/e2e/train.csv"), "webnlg": 
 def missing_data(task: str) -> str | None:
     """None when ``task``'s data can be loaded here (the data directory has its files, or with no data directory
     the hub serves it), else why not and how to get it. Looks at files and settings only (no network)."""
-    from .data import DataError, glue_task, resolve_data_dir, task_kind
-    from .data.glue import glue_path
+    from ..data import DataError, glue_task, resolve_data_dir, task_kind
+    from ..data.glue import glue_path
 
     try:
         root = resolve_data_dir()

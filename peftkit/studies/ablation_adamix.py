@@ -1,0 +1,146 @@
+"""06 AdaMix ablations: inference modes of the same trained models, sharing, consistency, the number of modules
+(M=1: a single adapter of the same inference size), AdaMix-LoRA's expert initialisation."""
+from __future__ import annotations
+
+import itertools
+from typing import Iterable
+
+import pandas as pd
+
+from .. import reporting as rep
+from ..experiment import RunSpec
+from ..reporting.names import method_name, method_order
+from ..reporting.tables import MISSING
+from .common import CPU_GLUE, GLUE_TASKS, SEEDS3, SMOKE
+from .grids import build
+from .reports import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
+
+NAME = "ablation_adamix"
+#: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
+PARAMETERS = ("tasks", "num_modules", "share", "consistency", "lora_expert_init", "adapter_baseline")
+SEEDS5 = (42, 43, 44, 45, 46)  # a claim verdict needs 5 pairs per task (reporting.claims.MIN_PAIRS)
+# AdaMix (adapter) variants; M=1 is the single adapter of the same inference size the claim compares with.
+# consistency: None = the protocol's weight (0 on BERT-family classifiers), 1.0 = the RoBERTa setting.
+# lora_expert_init: AdaMix-LoRA runs with identical (the NLG code's) or independent starting modules.
+#: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
+#: fields on top of the profile's presets in peftkit.presets)
+DEFAULTS = {
+    "smoke": dict(tasks=("rte",), seeds=(42,), num_modules=(1, 4), share=("up",), consistency=(None,),
+                  lora_expert_init=(), adapter_baseline=False, budget=SMOKE),
+    "cpu": dict(tasks=("sst2",), seeds=SEEDS5, num_modules=(1, 2, 4, 8), share=("up", "none"),
+                consistency=(None, 1.0), lora_expert_init=("identical", "independent"), adapter_baseline=False,
+                budget=CPU_GLUE),
+    "paper": dict(tasks=("sst2", "mrpc", "rte"), seeds=SEEDS3, num_modules=(1, 2, 4, 8), share=("up", "none"),
+                  consistency=(None, 1.0), lora_expert_init=("identical", "independent"), adapter_baseline=False),
+}
+
+
+def points(p: dict) -> Iterable[dict]:
+    """The base (M=4, shared up-projection, the protocol's consistency; with inference modes), each variant that
+    differs from it, the AdaMix-LoRA expert inits and (adapter_baseline) a Pfeiffer adapter, per task and seed."""
+    variants = [dict(inference_modes=True)]  # the base: M=4, shared up-projection, default consistency
+    variants += [dict(options={"num_modules": int(m)}) for m in p["num_modules"] if int(m) != 4]
+    variants += [dict(options={"share": s}) for s in p["share"] if s != "up"]
+    variants += [dict(consistency=float(c)) for c in p["consistency"] if c is not None]
+    for task, v, seed in itertools.product(p["tasks"], variants, p["seeds"]):
+        yield dict(task=task, label="adamix-adapter", seed=seed, **v)
+    for task, e, seed in itertools.product(p["tasks"], p["lora_expert_init"] or (), p["seeds"]):
+        yield dict(task=task, label="adamix-lora", seed=seed, options={"expert_init": e})
+    if p["adapter_baseline"]:
+        for task, seed in itertools.product(p["tasks"], p["seeds"]):
+            yield dict(task=task, label="pfeiffer", seed=seed)
+
+
+def grid(profile: str, **params) -> list[RunSpec]:
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
+    return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
+
+
+def _variant(result: dict) -> str:
+    """'base' (AdaMix adapter, M=4, shared up-projection, the protocol's consistency weight), else what differs from
+    it; AdaMix-LoRA runs: 'LoRA, <expert_init> experts'; other methods: their label."""
+    from ..experiment import default_consistency
+
+    if result["method"] != "adamix":
+        return result["method_label"]
+    cfg, training = result["method_config"], result["training"]
+    if cfg["base"] == "lora":
+        return f"LoRA, {cfg.get('expert_init') or 'identical'} experts"
+    parts = [f"M={cfg['num_modules']}"] if cfg["num_modules"] != 4 else []
+    parts += [f"sharing {cfg['share']}"] if cfg["share"] != "up" else []
+    default = default_consistency(training.get("protocol") or "adamix-glue", result["model"], result["task_kind"],
+                                  result["task"])
+    if training["consistency"] != default:
+        parts.append("no consistency" if not training["consistency"] else f"consistency {training['consistency']:g}")
+    return ", ".join(parts) or "base"
+
+
+def report(results: list[dict], profile: str, reports_dir=None) -> Report:
+    """Inference modes of the same trained models (merged / random / fixed / ensemble), sharing, consistency,
+    the number of modules (M=1: a single adapter of the same inference size), AdaMix-LoRA's expert init."""
+    r = start(NAME, profile, reports_dir, results, grid)
+    frame = rep.runs_frame(results, include_modes=True)
+    frame["variant"] = frame["run_id"].map({x["run_id"]: _variant(x) for x in results})
+    tasks = keys_in_order(frame["task"], GLUE_TASKS)
+    label = "adamix-adapter"
+    base = rep.select(frame, method_label=label, variant="base")
+    modes = keys_in_order(base.loc[base["mode"] != "reported", "mode"], ("merged", "random"))
+    checks = []
+    if modes:
+        rows = [(m, {"method_label": label, "variant": "base", "mode": m}) for m in modes]
+        t = ours_table(base, rows, tasks, adamix_metric, index_name="inference mode")
+        r.table("modes", t, "AdaMix (adapter) inference modes of the same trained models, GLUE dev", "AdaMix "
+                "inference modes: merged, random routing, fixed module, ensemble", frame=base,
+                paper_backbone="bert-base", notes=[metric_note(tasks, adamix_metric)])
+        r.figure("modes", rep.strip_by_mode, "AdaMix inference modes of the same trained models, one point per seed",
+                 base, tasks=tasks, metric=adamix_metric, method=label)
+        if "random" in modes:
+            checks.append(rep.claim_check(base, {"method_label": label, "mode": "merged"},
+                                          {"method_label": label, "mode": "random"}, adamix_metric,
+                                          tasks, at_least=True, claim="merging ≥ random routing (AdaMix adapter)"))
+    reported = frame[frame["mode"] == "reported"]
+    adapter_variants = [v for v in reported.loc[reported["method_label"] == label, "variant"].unique()]
+    variants = keys_in_order(pd.Series(adapter_variants), ("base", "sharing none", "no consistency", "consistency 1",
+                                                      "M=1", "M=2", "M=8"))
+    names = {"base": "AdaMix (adapter): M=4, shared up-projection, the protocol's consistency weight (base)",
+             "M=1": "AdaMix (adapter), M=1: a single adapter of the same inference size"}
+    rows = [(names.get(v, f"AdaMix (adapter): {v}"), {"method_label": label, "variant": v}) for v in variants]
+    rows += [(method_name(m), {"method_label": m}) for m in method_order(reported["method_label"])
+             if m not in (label, "adamix-lora")]
+    t = ours_table(reported, rows, tasks, adamix_metric, paper=lambda w, task: paper_glue(
+        {**w, "method_label": {"base": label, "M=1": "pfeiffer"}.get(w.get("variant"), w["method_label"]),
+         "variant": None if w.get("variant") in ("base", "M=1", None) else w["variant"]}, task),
+        index_name="AdaMix (adapter) variant")
+    t.insert(0, "inference params", [f"{int(v):,}" if not pd.isna(v) else MISSING for v in
+                                     (rep.select(reported, **w)["inference_params"].max() for _, w in rows)])
+    r.table("variants", t, "AdaMix (adapter) ablations: sharing, consistency, number of modules, GLUE dev",
+            "AdaMix ablation variants; M=1 is a single adapter of the same inference size", frame=reported,
+            paper_backbone="bert-base",
+            notes=[metric_note(tasks, adamix_metric), "paper: AdaMix's BERT-base GLUE table (AdaMix adapter for the "
+                   "base; its Pfeiffer adapter row, quoted from UniPELT, beside M=1)."])
+    lora = [v for v in ("LoRA, identical experts", "LoRA, independent experts")
+            if v in set(reported.loc[reported["method_label"] == "adamix-lora", "variant"])]
+    if lora:
+        t = ours_table(reported, [(f"AdaMix (LoRA), {v.split(', ')[1]}", {"method_label": "adamix-lora",
+                                                                          "variant": v}) for v in lora],
+                       tasks, adamix_metric, index_name="AdaMix (LoRA) expert init")
+        r.table("expert_init", t, "AdaMix (LoRA): identical (the authors' NLG code) vs independent starting modules",
+                "AdaMix-LoRA expert initialisation: identical copies vs independent draws", frame=reported,
+                paper_backbone="bert-base", notes=[metric_note(tasks, adamix_metric),
+                                                   "Weight averaging (merged inference) averages modules that "
+                                                   "started equal (identical) or as independent draws."])
+    b = {"method_label": label, "variant": "base"}
+    if "M=1" in variants and "base" in variants:
+        checks.append(rep.claim_check(reported, b, {"method_label": label, "variant": "M=1"}, adamix_metric, tasks,
+                                      claim="AdaMix-adapter > a single adapter of the same inference size (M=1)"))
+    if "sharing none" in variants and "base" in variants:
+        checks.append(rep.claim_check(reported, b, {"method_label": label, "variant": "sharing none"},
+                                      adamix_metric, tasks, claim="sharing the up-projection > no sharing"))
+    on = next((v for v in variants if v.startswith("consistency ")), None)
+    if "base" in variants and (on or "no consistency" in variants):
+        better, worse = ({"method_label": label, "variant": on}, b) if on else \
+            (b, {"method_label": label, "variant": "no consistency"})
+        checks.append(rep.claim_check(reported, better, worse, adamix_metric, tasks,
+                                      claim="consistency regularisation > none"))
+    r.claim_file(checks, "AdaMix ablation claims")
+    return r

@@ -1,0 +1,42 @@
+"""01 GLUE main: every method on the GLUE tasks, beside AdaMix's BERT-base GLUE table and UniPELT's Table 3."""
+from __future__ import annotations
+
+from .. import reporting as rep
+from ..experiment import RunSpec
+from ..reporting.names import method_order, task_name
+from .common import ALL_GLUE_METHODS, CPU_GLUE, GLUE_NOT_RUN, GLUE_TASKS, SEEDS3, SMOKE
+from .grids import build, seed_points
+from .reports import Report, adamix_metric, keys_in_order, start, unipelt_metric
+
+NAME = "glue_main"
+#: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
+PARAMETERS = ("tasks", "methods")
+#: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
+#: fields on top of the profile's presets in peftkit.presets)
+DEFAULTS = {
+    "smoke": dict(tasks=("rte",), methods=("lora", "adamix-adapter"), seeds=(42,), budget=SMOKE),
+    "cpu": dict(tasks=("sst2",), methods=ALL_GLUE_METHODS, seeds=SEEDS3, budget=CPU_GLUE),
+    "paper": dict(tasks=GLUE_TASKS, methods=ALL_GLUE_METHODS, seeds=SEEDS3),
+}
+points = seed_points
+
+
+def grid(profile: str, **params) -> list[RunSpec]:
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
+    return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
+
+
+def report(results: list[dict], profile: str, reports_dir=None) -> Report:
+    """Ours beside AdaMix's BERT-base GLUE table and UniPELT's full-data table (Table 3)."""
+    r = start(NAME, profile, reports_dir, results, grid)
+    frame = rep.runs_frame(results)
+    tasks, methods = keys_in_order(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
+    r.notes = [f"{task_name(t)}: not run, {why}." for t, why in GLUE_NOT_RUN.items()]
+    for name, paper, table, bb, metric_for, source in (
+            ("vs_adamix", "adamix", "glue", "bert-base", adamix_metric, "AdaMix's BERT-base GLUE table"),
+            ("vs_unipelt", "unipelt", "full", None, unipelt_metric, "UniPELT Table 3 (full data)")):
+        t = rep.comparison_table(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
+                                 backbone=bb)
+        r.table(name, t, f"GLUE dev, ours vs {source}", f"GLUE main table beside {source}", notes=r.notes,
+                frame=frame)
+    return r

@@ -1,0 +1,117 @@
+"""04 NLG: E2E, WebNLG and DART with LoRA, adapters and AdaMix beside AdaMix's GPT-2 medium tables."""
+from __future__ import annotations
+
+import itertools
+from typing import Iterable
+
+import pandas as pd
+
+from .. import reporting as rep
+from ..experiment import RunSpec
+from ..reporting.names import method_name, method_order, metric_name, task_name
+from ..reporting.tables import MISSING, format_ours
+from .grids import build
+from .reports import Report, keys_in_order, start
+
+NAME = "nlg"
+#: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
+PARAMETERS = ("tasks", "methods")
+NLG_NOT_RUN = {"dart": "the data directory has DART's dev and test sets but no train file, and an "
+                       "evaluation-only run would score an untrained model"}
+#: AdaMix's NLG settings (GPT-2 medium): LoRA r=4, alpha=32, dropout 0.1 on q,v; M=8 LoRA-A with a shared B (the
+#: adamix-nlg protocol's method defaults, peftkit.protocols, spelled out so run names show them).
+NLG_OPTIONS = {"lora": {"r": 4, "alpha": 32, "dropout": 0.1},
+               "adamix-lora": {"r": 4, "alpha": 32, "dropout": 0.1, "num_modules": 8, "share": "up"}}
+#: DART is trained without LoRA dropout (the other DART differences are the adamix-nlg protocol's, protocols.PROTOCOLS).
+NLG_OPTIONS_BY_TASK = {"dart": {"lora": {"dropout": 0.0}, "adamix-lora": {"dropout": 0.0}}}
+LABELS = ("lora", "pfeiffer", "adamix-lora", "adamix-adapter")
+# smoke: decoding 2 test sources
+#: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
+#: fields on top of the profile's presets in peftkit.presets)
+DEFAULTS = {
+    "smoke": dict(tasks=("e2e",), methods=("lora",), seeds=(42,),
+                  budget=dict(max_steps=2, eval_steps=2, max_train=16, max_eval=2)),
+    "cpu": dict(tasks=("e2e", "webnlg"), methods=LABELS, seeds=(42,),
+                budget=dict(max_train=1000, epochs=1, max_eval=20)),
+    "paper": dict(tasks=("e2e", "webnlg"), methods=LABELS, seeds=(42,)),
+}
+
+
+def points(p: dict) -> Iterable[dict]:
+    """Every task x method x seed, with the method's NLG options (and the task's)."""
+    for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
+        options = {**NLG_OPTIONS.get(label, {}), **NLG_OPTIONS_BY_TASK.get(task.lower(), {}).get(label, {})}
+        yield dict(task=task, label=label, seed=seed, options=options)
+
+
+def grid(profile: str, **params) -> list[RunSpec]:
+    """This study's RunSpecs under ``profile`` (see :func:`peftkit.studies.grids.build`; nothing is trained)."""
+    return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
+
+
+NLG_METRICS = ("bleu", "nist", "meteor", "rouge_l", "cider", "ter")
+#: WebNLG columns as LoRA's and AdaMix's tables print them: each metric on the seen (S), unseen (U), all (A) sources
+WEBNLG_METRICS = tuple(m + s for m in ("bleu", "meteor", "ter") for s in ("_seen", "_unseen", ""))
+
+
+def _nlg_header(task: str, metric: str) -> str:
+    if task == "webnlg" and metric in ("bleu", "meteor", "ter"):
+        return f"{task_name(task)} {metric_name(metric)} A"
+    return f"{task_name(task)} {metric_name(metric)}"
+
+
+def report(results: list[dict], profile: str, reports_dir=None) -> Report:
+    """E2E, WebNLG (S / U / A) and DART beside AdaMix's GPT-2 medium tables, the nlg_bars figure and a few
+    generated samples; the notes say how each task was scored (result field ``scoring``)."""
+    r = start(NAME, profile, reports_dir, results, grid)
+    frame = rep.runs_frame(results)
+    tasks, methods = keys_in_order(frame["task"], ("e2e", "webnlg", "dart")), method_order(frame["method_label"])
+    cols = [(t, m) for t in tasks for m in (WEBNLG_METRICS if t == "webnlg" else NLG_METRICS)
+            if ((frame["task"] == t) & (frame["metric"] == m)).any()]
+    index, body = [], []
+    for label in methods:
+        ours, paper, delta = [], [], []
+        for t, m in cols:
+            n = rep.comparison_numbers(frame, paper="adamix", table="nlg", tasks=[t], methods=[label],
+                                       metric_for=lambda _t, m=m: m).iloc[0]
+            ours.append(format_ours(n["n"], n["mean"], n["std"], n["ci_lo"], n["ci_hi"], m))
+            paper.append(MISSING if pd.isna(n["paper"]) else f"{n['paper']:g}")
+            delta.append(MISSING if pd.isna(n["delta"]) else f"{n['delta']:+.3f}" if m in ("ter", "cider", "nist")
+                         else f"{n['delta']:+.2f}")
+        index += [(method_name(label), row) for row in ("ours", "paper", "Δ")]
+        body += [ours, paper, delta]
+    table = pd.DataFrame(body, index=pd.MultiIndex.from_tuples(index, names=["method", "row"]),
+                         columns=[_nlg_header(t, m) for t, m in cols])
+    budgets = {(x.get("data") or {}).get("eval", {}).get("rows") for x in results}
+    backbones = sorted({rep.backbone_name(x.get("model")) for x in results})
+    r.notes = [f"{task_name(t)}: skipped, {why}." for t, why in NLG_NOT_RUN.items()]
+    if any(b != "GPT-2 medium" for b in backbones):
+        r.notes.append(f"Backbone: {', '.join(backbones)} stands in for the paper's GPT-2 medium (offline: MiniLM's "
+                       "encoder is used as a causal decoder, its LM head transform newly initialised), so the "
+                       "scores are far below the paper's; the paper profile runs GPT-2 medium.")
+    r.notes.append(f"Scored on the first {', '.join(str(b) for b in sorted(x for x in budgets if x))} test "
+                   "sources (the full test sets under the paper profile); BLEU, METEOR, ROUGE-L in %, NIST and "
+                   "CIDEr raw, TER a fraction (lower is better).")
+    for t in tasks:
+        how = sorted({str(x.get("scoring") or "not recorded (result file predates the field)") for x in results
+                      if x.get("task") == t})
+        r.notes.append(f"{task_name(t)} scoring: {'; '.join(how)}.")
+    if "webnlg" in tasks:
+        r.notes.append("WebNLG S / U / A: the sources of the 10 categories seen in training, the 5 unseen ones, all "
+                       "(each scored on that part alone). AdaMix's table prints only A's BLEU and TER (and DART's "
+                       "BLEU and TER), so the other paper cells are empty.")
+    empty = sorted({f"{method_name(x['method_label'])} on {task_name(x['task'])}" for x in results
+                    if x.get("samples") and not any(str(s.get("prediction", "")).strip() for s in x["samples"])})
+    if empty:
+        r.notes.append("Empty generations (every stored sample is an empty string, so the scores are 0): "
+                       + "; ".join(empty) + ". The run collapsed to ending at once within this budget.")
+    r.table("results", table, "NLG test sets, ours vs AdaMix's tables", "E2E / WebNLG / DART results beside AdaMix's "
+            "GPT-2 medium tables", frame=frame, paper_backbone="gpt2-medium", notes=r.notes)
+    samples = [{"task": task_name(x["task"]), "method": method_name(x["method_label"]), "seed": x["seeds"]["seed"],
+                **s} for x in results for s in (x.get("samples") or [])[:2]]
+    if samples:
+        r.table("samples", pd.DataFrame(samples), "Generated samples (first two test sources)", "Generated texts "
+                "beside their first reference", frame=frame, paper_backbone="gpt2-medium")
+    r.figure("bars", rep.nlg_bars, "NLG metrics, ours (mean, 95% CI) beside the paper's", frame, tasks=tasks,
+             methods=methods, metrics=NLG_METRICS)
+    return r
