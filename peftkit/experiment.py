@@ -97,15 +97,9 @@ def resolve(spec: RunSpec) -> RunSpec:
         _positive(name, getattr(spec, name))
     _positive("eval_steps", spec.eval_steps, zero=True)  # 0: no evaluation during training
     _positive("warmup_steps", spec.warmup_steps, zero=True)
-    for name in ("epochs", "lr"):
-        _positive(name, getattr(spec, name), float)
-    for name in ("warmup_ratio", "weight_decay", "consistency", "label_smoothing"):
-        _positive(name, getattr(spec, name), float, zero=True)
     _positive("adam_epsilon", spec.adam_epsilon, float)
     _check_protocol_fields(spec)
-    if spec.warmup_ratio is not None and spec.warmup_ratio >= 1:
-        raise ValueError(f"invalid warmup_ratio={spec.warmup_ratio!r}: allowed a number in [0, 1)")
-    _check_ranges(spec)
+    _check_ranges(spec)  # lr, epochs, warmup_ratio, weight_decay, consistency, label_smoothing
     _positive("seed", spec.seed, zero=True, allow_none=False)
     if spec.precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"invalid precision={spec.precision!r}: allowed auto, bf16, fp32")
@@ -195,9 +189,11 @@ def _check_ranges(spec: RunSpec) -> None:
         check_number("epochs", spec.epochs, 0.01, 10000.0)
     if spec.label_smoothing is not None:
         check_number("label_smoothing", spec.label_smoothing, 0.0, 1.0, high_open=True)
-    for name, high in (("weight_decay", 1.0), ("consistency", 1e6), ("warmup_ratio", 1.0)):
+    for name, high in (("weight_decay", 1.0), ("consistency", 1e6)):
         if getattr(spec, name) is not None:
             check_number(name, getattr(spec, name), 0.0, high)
+    if spec.warmup_ratio is not None:
+        check_number("warmup_ratio", spec.warmup_ratio, 0.0, 1.0, high_open=True)
     if spec.max_length is not None and spec.max_length < MIN_MAX_LENGTH:
         raise ValueError(f"invalid max_length={spec.max_length!r}: allowed an integer >= {MIN_MAX_LENGTH} (and at "
                          "most the model's positions)")
