@@ -116,8 +116,7 @@ def _build(spec, kind: str, raw: dict):
         model = backbones.load_model(spec.model, "classifier", 1 if regression else labels.num_classes,
                                      dropout=dropout)
         # BERT's pooler stays frozen (both authors' codes) unless the checkpoint has no pooler weights to keep
-        train_pooler = getattr(spec, "train_pooler", None)
-        train_pooler = not backbones.has_pooler_weights(spec.model) if train_pooler is None else train_pooler
+        train_pooler = not backbones.has_pooler_weights(spec.model)
         info["train_pooler"] = train_pooler
         peft_model = apply(model, spec.method, train_head=spec.train_head, train_pooler=train_pooler,
                            seed=spec.seed, **spec.options)
