@@ -19,7 +19,7 @@ export PEFTKIT_DATA_DIR
 endif
 PROFILE ?= cpu
 
-.PHONY: venv peers test reports params bench clean
+.PHONY: venv peers test reports params bench bench-peers clean
 
 venv: $(VENV)/.installed
 
@@ -56,12 +56,16 @@ reports: params
 	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE)
 
 # MiniLM only by default, written under runs/bench/ (the committed reports/benchmarks.* are only replaced when asked:
-# make bench BENCH_ARGS="--backbone all --threads 2" BENCH_OUT=reports/benchmarks.json). The peer groups need
-# AdapterHub adapters, which needs transformers 4.57: the bench runs in the peers venv.
+# make bench bench-peers BENCH_ARGS="--backbone all --threads 2" BENCH_OUT=reports/benchmarks.json). `bench` times
+# peftkit on the runtime (transformers 5) against peft and plain PyTorch there; the AdapterHub groups need
+# transformers 4.57, so `bench-peers` times them in the peers venv, written beside as *_adapters.json / .md.
 BENCH_OUT ?= runs/bench/benchmarks.json
 BENCH_ARGS ?=
-bench: peers
-	$(PPY) -m bench $(BENCH_ARGS) --out $(BENCH_OUT)
+bench: venv
+	$(VPY) -m bench $(BENCH_ARGS) --out $(BENCH_OUT)
+
+bench-peers: peers
+	$(PPY) -m bench $(BENCH_ARGS) --peer adapters --out $(basename $(BENCH_OUT))_adapters.json
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache

@@ -21,6 +21,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="timed training rounds per group; inference groups get 2N (default: per backbone)")
     ap.add_argument("--only", default=None,
                     help="comma list of group names or globs; groups: " + ", ".join(GROUP_NAMES))
+    ap.add_argument("--peer", choices=("peft", "adapters"), default=None,
+                    help="only the groups with a contender from this peer library (e.g. adapters, from the peers "
+                         "environment; the runtime environment skips them)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="bf16 autocast or fp32 (default auto: bf16 autocast on CUDA, fp32 on CPU)")
@@ -72,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     command = ("python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     settings = {"backbones": names, "batch": batch, "seq_len": seq_len, "repeats": args.repeats, "only": only,
                 "quick": args.quick, "device_option": args.device, "precision": precision,
-                "threads_option": args.threads, "loadavg_1min_start": load0}
+                "threads_option": args.threads, "peer": args.peer, "loadavg_1min_start": load0}
     meta = report.meta(device, settings, command, precision)  # git state and date as the run starts
     try:
-        result = suite.run(names, only, device, args.repeats, batch, seq_len, args.quick, precision)
+        result = suite.run(names, only, device, args.repeats, batch, seq_len, args.quick, precision, args.peer)
     except ValueError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2

@@ -233,6 +233,10 @@ def markdown(result: dict) -> str:
                      f"tokens; {b['train_rounds']} training / {b['infer_rounds']} inference rounds after {b['warmup']} "
                      f"warm-up; groups "
                      f"{', '.join(b['groups'])}.{sub} ({b['seconds']:.0f} s)")
+        if b.get("skipped"):
+            lines.append(f"  - skipped, their peer library cannot be imported in this environment: "
+                         f"{', '.join(b['skipped'])} ({'; '.join(sorted(set(b['skipped'].values())))}); "
+                         "`make bench-peers` measures them in the peers environment (benchmarks_adapters.md)")
     lines += ["", "## Goals", "", f"{met} met, {missed} missed (reported, not asserted)."]
     lines += [f"- missed: {x}" for x in misses]
     lines += ["", "Reading the goals:"] + [f"- {n}" for n in NOTES + control_notes(result)]

@@ -116,7 +116,33 @@ CPU_REPEATS = {"tiny": (2, 2, 1), "minilm": (20, 40, 2), "bert-base": (5, 8, 1),
 CUDA_REPEATS = (50, 100, 5)
 
 
-def select(backbone: str, only: list[str] | None, device: torch.device) -> list[str]:
+def available_impls() -> dict[str, str]:
+    """Which peer libraries this environment can import: {impl: "" if importable else why not}. AdapterHub
+    ``adapters`` 1.3 needs transformers 4.57, so in the runtime environment (transformers 5) its groups are skipped
+    and run from the peers environment instead (``--peer adapters``)."""
+    out = {"peftkit": "", "torch": ""}
+    for impl in ("peft", "adapters"):
+        try:
+            __import__(impl)
+            out[impl] = ""
+        except Exception as e:  # noqa: BLE001 - any import failure means the group cannot run here
+            out[impl] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    return out
+
+
+def impls_of(name: str) -> set[str]:
+    """The implementations a group's contenders use."""
+    return {m.impl for g in groups(768) if g.name == name for m in g.members}
+
+
+def select(backbone: str, only: list[str] | None, device: torch.device, peer: str | None = None) -> list[str]:
+    """The groups to run on ``backbone``: ``--only``'s, else the device's default set; with ``peer`` only the groups
+    that have a contender from that library."""
+    names = _select(backbone, only, device)
+    return [n for n in names if peer in impls_of(n)] if peer else names
+
+
+def _select(backbone: str, only: list[str] | None, device: torch.device) -> list[str]:
     if only:
         names = [n for n in GROUP_NAMES if any(fnmatch.fnmatch(n, pat) for pat in only)]
         unknown = [p for p in only if not any(fnmatch.fnmatch(n, p) for n in GROUP_NAMES)]
@@ -183,11 +209,17 @@ def run_group(group: Group, bb, batch: dict, device: torch.device, rounds: int, 
 
 
 def run(backbone_names: list[str], only: list[str] | None, device: torch.device, repeats: int | None,
-        batch_size: int, seq_len: int, quick: bool, precision: str = "fp32") -> dict:
-    """Every selected group on every backbone; returns the raw result (see :mod:`bench.report`)."""
+        batch_size: int, seq_len: int, quick: bool, precision: str = "fp32", peer: str | None = None) -> dict:
+    """Every selected group on every backbone; returns the raw result (see :mod:`bench.report`). A group whose peer
+    library cannot be imported here is skipped and listed (``skipped``), not run half."""
     measurements, ratios, backbones = [], [], {}
+    avail = available_impls()
     for name in backbone_names:
         t0 = time.perf_counter()
+        selected = select(name, only, device, peer)
+        if not selected:
+            _log(f"{name}: no selected group{' has a ' + peer + ' contender' if peer else ''}; skipped")
+            continue
         bb = bbs.load(name, device)
         batch = bbs.make_batch(bb, batch_size, seq_len, device)
         train_r, infer_r, warmup = CPU_REPEATS.get(name, (3, 4, 1)) if device.type == "cpu" else CUDA_REPEATS
@@ -195,7 +227,10 @@ def run(backbone_names: list[str], only: list[str] | None, device: torch.device,
             train_r, infer_r, warmup = 2, 2, 1
         if repeats:
             train_r, infer_r = repeats, 2 * repeats
-        names = select(name, only, device)
+        skipped = {n: avail[i] for n in selected for i in sorted(impls_of(n)) if avail.get(i)}
+        names = [n for n in selected if n not in skipped]
+        for n, why in skipped.items():
+            _log(f"  {n}: skipped, its peer cannot be imported here ({why})")
         _log(f"{name}: {bb.params:,} parameters, batch {batch_size} x {seq_len}, {train_r} training / {infer_r} "
              f"inference rounds (+{warmup} warm-up), groups: {', '.join(names)}")
         for g in groups(bb.hidden):
@@ -207,7 +242,7 @@ def run(backbone_names: list[str], only: list[str] | None, device: torch.device,
         subset = device.type == "cpu" and not only and name in CPU_SUBSET
         backbones[name] = {"source": bb.source, "params": bb.params, "hidden": bb.hidden, "batch": batch_size,
                            "seq_len": seq_len, "train_rounds": train_r, "infer_rounds": infer_r, "warmup": warmup,
-                           "groups": names,
+                           "groups": names, "skipped": skipped,
                            "cpu_subset": subset, "seconds": round(time.perf_counter() - t0, 1)}
         del bb, batch
     return {"backbones": backbones, "measurements": measurements, "ratios": ratios}
