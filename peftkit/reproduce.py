@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .render import write_html
 from .studies import NOTEBOOKS, PROFILES, command, project_root, reports_path
 
 
@@ -150,82 +151,6 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-#: outputs that only a live Jupyter front end can draw (ipywidgets: progress bars and the like); the HTML copy
-#: would show their text fallback, e.g. "HBox(children=(FloatProgress(...)))", so it leaves them out
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-
-def _local_paths(root: Path) -> list[tuple[str, str]]:
-    """(absolute prefix, what a reader sees instead), longest first: the checkout prints as relative paths, the
-    Python environment as ``<python>``, so a rendered notebook names no directory of the machine that ran it."""
-    pairs = {str(root) + os.sep: "", str(root): ".", sys.prefix: "<python>", sys.base_prefix: "<python>",
-             os.path.expanduser("~") + os.sep: "~" + os.sep}
-    return sorted(((k, v) for k, v in pairs.items() if len(k) > 1), key=lambda kv: -len(kv[0]))
-
-
-def _relative(value, paths):
-    if isinstance(value, str):
-        for prefix, shown in paths:
-            value = value.replace(prefix, shown)
-        return value
-    if isinstance(value, list):
-        return [_relative(v, paths) for v in value]
-    return value
-
-
-def readable(nb, root: Path | None = None):
-    """``nb`` as a reader should see it: widget outputs dropped, consecutive stream outputs merged and progress
-    lines rewritten in place (carriage returns) reduced to their last state; with ``root`` (the checkout), paths
-    under it printed relative to it and the Python environment's as ``<python>`` (see :func:`_local_paths`).
-    Everything else is kept."""
-    import re
-
-    paths = _local_paths(root) if root is not None else []
-    for cell in nb.cells:
-        cell["source"] = _relative(cell.get("source", ""), paths)
-        if cell.get("cell_type") != "code":
-            continue
-        kept = []
-        for out in cell.get("outputs", []):
-            if WIDGET_MIME in (out.get("data") or {}):
-                continue
-            if kept and out.get("output_type") == "stream" and kept[-1].get("output_type") == "stream" \
-                    and kept[-1].get("name") == out.get("name"):
-                kept[-1]["text"] += out["text"]
-                continue
-            kept.append(out)
-        for out in kept:
-            if out.get("output_type") == "stream" and "\r" in out["text"]:
-                out["text"] = re.sub(r"[^\n]*\r(?=[^\n])", "", out["text"]).replace("\r", "")
-            if "text" in out:
-                out["text"] = _relative(out["text"], paths)
-            for mime, value in (out.get("data") or {}).items():
-                if mime.startswith("text/"):
-                    out["data"][mime] = _relative(value, paths)
-            if "traceback" in out:
-                out["traceback"] = _relative(out["traceback"], paths)
-        cell["outputs"] = kept
-    nb.get("metadata", {}).pop("widgets", None)
-    return nb
-
-
-def _html(executed: Path) -> Path | None:
-    """The executed notebook as a standalone HTML page beside it (written atomically; see :func:`readable`: paths
-    under the checkout print relative to it)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from .atomic import write_text
-
-    try:
-        nb = readable(nbformat.read(executed, as_version=4), project_root())
-        body, _ = HTMLExporter().from_notebook_node(nb)
-    except Exception as e:  # noqa: BLE001 - the executed notebook is what matters; say why the HTML is missing
-        print(f"[reproduce] {executed.name}: no HTML ({type(e).__name__}: {e})", flush=True)
-        return None
-    return write_text(executed.with_suffix(".html"), body)
-
-
 def _register_html(html: Path, name: str, profile: str, reports_dir: Path) -> None:
     """List the HTML copy in the reports index of the folder the notebook reported to (its README links it)."""
     from .reporting.index import register_artifact
@@ -288,7 +213,7 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
             outcome.cpu_seconds = _children_cpu() - c0
             outcome.failed_runs = runs.drain()
             if html and out.is_file():
-                outcome.html = _html(out)
+                outcome.html = write_html(out, root)
                 if outcome.html is not None:
                     _register_html(outcome.html, name, profile, reports_path(profile, str(base) if reports_dir
                                                                              else None))

@@ -228,7 +228,7 @@ def test_html_copy_drops_widgets_and_progress_redraws_and_prints_paths_relative(
     and the Python environment's read <python>; tables, figures and text stay."""
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    from peftkit.reproduce import readable
+    from peftkit.render import readable
 
     root = tmp_path / "checkout"
     widget = new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
