@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .studies import NOTEBOOKS, PROFILES, project_root
+from .render import write_html
+from .studies import NOTEBOOKS, PROFILES, command, project_root, reports_path
 
 
 @dataclass
@@ -150,18 +151,12 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _html(executed: Path) -> Path | None:
-    import nbformat
-    from nbconvert import HTMLExporter
+def _register_html(html: Path, name: str, profile: str, reports_dir: Path) -> None:
+    """List the HTML copy in the reports index of the folder the notebook reported to (its README links it)."""
+    from .reporting.index import register_artifact
 
-    try:
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    except Exception as e:  # noqa: BLE001 - the executed notebook is what matters; say why the HTML is missing
-        print(f"[reproduce] {executed.name}: no HTML ({type(e).__name__}: {e})", flush=True)
-        return None
-    out = executed.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
-    return out
+    register_artifact(reports_dir, html, f"Notebook {name} as executed under the {profile} profile, with its "
+                      "outputs (HTML, readable without running anything)", command(profile, name))
 
 
 def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, reports_dir: str | None = None,
@@ -218,7 +213,10 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
             outcome.cpu_seconds = _children_cpu() - c0
             outcome.failed_runs = runs.drain()
             if html and out.is_file():
-                outcome.html = _html(out)
+                outcome.html = write_html(out, root)
+                if outcome.html is not None:
+                    _register_html(outcome.html, name, profile, reports_path(profile, str(base) if reports_dir
+                                                                             else None))
             print(f"[reproduce] {i}/{len(names)} {name}: {'finished' if outcome.ok else 'FAILED'} in "
                   f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> {out}", flush=True)
             outcomes.append(outcome)

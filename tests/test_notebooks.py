@@ -182,7 +182,11 @@ def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
     proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = reports / f"executed/smoke/{TOUR}.ipynb"
-    assert (reports / f"executed/smoke/{TOUR}.html").stat().st_size > 0
+    html = (reports / f"executed/smoke/{TOUR}.html").read_text()
+    assert "unipelt" in html.lower() and sys.prefix not in html  # the environment's paths print as <python>
+    assert f"executed/smoke/{TOUR}.html" in read_index(reports)  # listed first in the reports README
+    readme = (reports / "README.md").read_text()
+    assert readme.index(f"](executed/smoke/{TOUR}.html)") < readme.index("## Files")
     rec = json.loads((reports / "tour/tour.json").read_text())
     routing = rec["routing"]
     m = rec["adamix"]["num_modules"]
@@ -216,6 +220,47 @@ def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
                      for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "peftkit method adamix" in text and "merged twice, identical logits: True" in text
     assert "replaying the first pass's routing: difference 0" in text
+
+
+def test_html_copy_drops_widgets_and_progress_redraws_and_prints_paths_relative(tmp_path):
+    """What the committed HTML copies show: widget outputs (a live front end's progress bars) and the overwritten
+    states of a carriage-return progress line are gone, split streams are one, the checkout's paths are relative
+    and the Python environment's read <python>; tables, figures and text stay."""
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from peftkit.render import readable
+
+    root = tmp_path / "checkout"
+    widget = new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+                                              "text/plain": "HBox(children=(FloatProgress(value=0.0),))"})
+    table = new_output("execute_result", data={"text/html": f"<table><td>{root}/reports/t.md</td></table>",
+                                               "text/plain": "t"}, execution_count=1)
+    image = new_output("display_data", data={"image/png": "iVBORw0KGgo="})
+    cell = new_code_cell(f"REPORTS_DIR = '{root}/reports'", outputs=[
+        widget, new_output("stream", name="stderr", text="decoding 1/3\rdecoding 2/3\r"),
+        new_output("stream", name="stderr", text=f"decoding 3/3\n{sys.prefix}/lib/x.py:1: Warning\n"),
+        table, image, new_output("stream", name="stdout", text=f"written to {root}/reports/t.md\n")])
+    nb = readable(new_notebook(cells=[cell]), root)
+    outs = nb.cells[0].outputs
+    assert [o.output_type for o in outs] == ["stream", "execute_result", "display_data", "stream"]
+    assert outs[0].text == "decoding 3/3\n<python>/lib/x.py:1: Warning\n"
+    assert outs[1].data["text/html"] == "<table><td>reports/t.md</td></table>" and outs[2] == image
+    assert outs[3].text == "written to reports/t.md\n" and nb.cells[0].source == "REPORTS_DIR = 'reports'"
+
+
+def test_reports_readme_lists_the_rendered_notebooks_first(tmp_path):
+    from peftkit.reporting.index import is_rendered_notebook, render_readme
+
+    (tmp_path / "executed/cpu").mkdir(parents=True)
+    (tmp_path / "executed/cpu/00_tour.html").write_text("<html></html>")
+    entry = {"description": "d", "command": "c"}
+    text = render_readme(tmp_path, {"tables/t.md": entry, "executed/cpu/00_tour.html": entry,
+                                    "executed/cpu/01_glue_main.html": entry})
+    assert text.index("## The notebooks, executed") < text.index("](executed/cpu/00_tour.html): d") \
+        < text.index("](executed/cpu/01_glue_main.html) *(not built yet)*") < text.index("## Files") \
+        < text.index("](tables/t.md)")
+    assert is_rendered_notebook("../executed/paper/04_nlg.html") and not is_rendered_notebook("figures/x.html")
+    assert "## The notebooks, executed" not in render_readme(tmp_path, {"tables/t.md": entry})
 
 
 def _reproduce(*args: str) -> subprocess.CompletedProcess:

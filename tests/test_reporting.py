@@ -468,17 +468,57 @@ def test_index_keeps_entries_of_separate_registrations(tmp_path):
         rep.register_artifact(reports, "x.md", "", "make")
 
 
-def test_nlg_report_flags_runs_that_generate_nothing(tmp_path):
+def test_nlg_report_one_table_per_dataset_one_row_per_method_and_no_delta_for_collapsed_runs(tmp_path):
+    """As a paper prints it: per dataset one row per method, per metric ours | paper | Δ columns (one precision
+    each), "n = 1" said once in the notes; a run whose generations are all empty is flagged and gets no Δ; the CSV
+    holds the numbers in long format (one row per method x dataset x metric)."""
     from peftkit.studies.nlg import report as nlg_report
 
     metrics = {"bleu": 0.05, "nist": 0.1, "meteor": 0.09, "rouge_l": 0.2, "cider": 0.1}
     ok = make_result("e2e", "lora", kind="nlg", metrics=metrics)
+    ok["samples"] = [{"source": f"s{i}", "prediction": f"p{i}", "reference": "r"} for i in range(5)]
     empty = make_result("e2e", "adamix", "adamix-lora", kind="nlg", metrics={k: 0.0 for k in metrics})
     empty["samples"] = [{"source": "s", "prediction": "", "reference": "r"}]
-    r = nlg_report([ok, empty], "cpu", tmp_path)
+    adapter = make_result("e2e", "pfeiffer", kind="nlg", metrics=metrics)  # no row in AdaMix's NLG table
+    r = nlg_report([ok, empty, adapter], "cpu", tmp_path)
+    t = r.tables["results"]["E2E"]
+    assert list(t.index) == ["LoRA", "Adapter (Pfeiffer)", "AdaMix (LoRA)"]  # one row per method
+    assert list(t.columns) == ["collapsed"] + [f"{m} {c}" for m in ("BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr")
+                                               for c in ("ours", "paper", "Δ")]
+    lora, dead = t.loc["LoRA"], t.loc["AdaMix (LoRA)"]
+    assert (lora["BLEU ours"], lora["BLEU paper"], lora["BLEU Δ"]) == ("5.00", "69.80", "-64.80")
+    assert (lora["CIDEr ours"], lora["CIDEr paper"], lora["CIDEr Δ"]) == ("0.100", "2.520", "-2.420")
+    assert lora["collapsed"] == "no" and dead["collapsed"] == "1/1 runs: empty generations"
+    assert all(dead[f"{m} Δ"] == "– (collapsed)" for m in ("BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr"))
+    assert dead["BLEU paper"] == "71.00" and t.loc["Adapter (Pfeiffer)", "BLEU Δ"] == "–"
     text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
-    assert "Empty generations" in text and "AdaMix (LoRA) on E2E" in text and "LoRA on E2E;" not in text
-    assert r.notes[-1].startswith("Empty generations")
+    assert "## E2E" in text and "n=1" not in text and text.count("(n = 1), so no interval") == 1
+    assert text.count("| AdaMix (LoRA) |") == 1 and "| ours |" not in text  # no ours / paper / Δ rows
+    assert "-71.00" not in text  # the collapsed run's would-be Δ against the paper's 71.0 is printed nowhere
+    with open(tmp_path / "tables" / "04_nlg_results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 5 and {r["task"] for r in rows} == {"e2e"}
+    cell = next(r for r in rows if r["method_label"] == "adamix-lora" and r["metric"] == "bleu")
+    assert (cell["mean"], cell["paper"], cell["delta"], cell["collapsed_reason"]) == ("0.0", "71.0", "–",
+                                                                                      "empty generations")
+    assert next(r for r in rows if r["method_label"] == "lora" and r["metric"] == "bleu")["delta"] == "-64.8"
+
+
+def test_nlg_table_with_several_seeds_prints_intervals_in_the_cells():
+    frame = rep.runs_frame([make_result("e2e", "lora", kind="nlg", seed=s, metrics={"bleu": 0.5 + 0.01 * s})
+                            for s in (1, 2, 3)])
+    t = rep.metrics_table(frame, paper="adamix", table="nlg", task="e2e", metrics=["bleu"], methods=["lora"])
+    assert t.loc["LoRA", "BLEU ours"] == "52.00 ± 1.00 [49.52, 54.48] n=3" and t.loc["LoRA", "BLEU Δ"] == "-17.80"
+    assert "Student-t" in t.attrs["notes"][0]
+
+
+def test_constant_generations_collapse_a_run_one_repeated_source_does_not():
+    same = make_result("e2e", "lora", kind="nlg", metrics={"bleu": 0.1})
+    same["samples"] = [{"source": f"s{i}", "prediction": "the eagle", "reference": "r"} for i in range(3)]
+    one_source = make_result("e2e", "lora", kind="nlg", metrics={"bleu": 0.1})
+    one_source["samples"] = [{"source": "s", "prediction": "the eagle", "reference": "r"}] * 2
+    collapsed = rep.runs_frame([same, one_source])["collapsed"]
+    assert collapsed.iloc[0] == "constant generations" and pd.isna(collapsed.iloc[1])
 
 
 # ---------------------------------------------------------------------------------------------- honesty
@@ -645,12 +685,15 @@ def test_nlg_report_prints_webnlg_seen_unseen_all_and_dart_beside_the_paper(tmp_
     for x in runs:
         x["scoring"] = "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py"
     r = nlg_report(runs, "paper", tmp_path)
-    t = r.tables["results"]
-    assert list(t.columns) == [f"WebNLG {m} {p}" for m in ("BLEU", "METEOR", "TER") for p in "SUA"] + \
-        ["DART BLEU", "DART METEOR", "DART TER"]
-    ours, paper = t.loc[("LoRA", "ours")], t.loc[("LoRA", "paper")]
-    assert ours["WebNLG BLEU S"].startswith("55.00") and ours["WebNLG BLEU U"].startswith("45.00")
-    assert paper["WebNLG BLEU A"] == "55.37" and paper["WebNLG TER A"] == "0.39" and paper["DART BLEU"] == "47.35"
-    assert paper["WebNLG BLEU S"] == paper["WebNLG METEOR A"] == paper["DART METEOR"] == "–"
+    web, dart = r.tables["results"]["WebNLG"], r.tables["results"]["DART"]
+    assert list(web.columns) == ["collapsed", "BLEU S ours", "BLEU U ours", "BLEU A ours", "BLEU A paper",
+                                 "BLEU A Δ", "METEOR S ours", "METEOR U ours", "METEOR A ours", "TER S ours",
+                                 "TER U ours", "TER A ours", "TER A paper", "TER A Δ"]  # paper: A's BLEU, TER only
+    assert list(dart.columns) == ["collapsed", "BLEU ours", "BLEU paper", "BLEU Δ", "METEOR ours", "TER ours",
+                                  "TER paper", "TER Δ"]
+    lora = web.loc["LoRA"]
+    assert lora["BLEU S ours"] == "55.00" and lora["BLEU U ours"] == "45.00" and lora["BLEU A Δ"] == "-5.37"
+    assert lora["BLEU A paper"] == "55.37" and lora["TER A paper"] == "0.390" and lora["TER A ours"] == "0.400"
+    assert dart.loc["LoRA", "BLEU paper"] == "47.35"
     text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
     assert "WebNLG scoring: LoRA gpt2_decode.py --tokenize --lower --ref_num 6" in text and "DART scoring" in text

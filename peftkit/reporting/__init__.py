@@ -21,7 +21,8 @@ from .index import read_findings, read_index, register_artifact, register_findin
 from .names import METHOD_LABELS, backbone_name, method_name, task_name
 from .paper import method_rows, paper_cell, paper_numbers, paper_row, paper_value
 from .stats import bootstrap_ci, summarise
-from .tables import comparison_numbers, comparison_table, table_title, to_markdown, write_table
+from .tables import (comparison_numbers, comparison_table, merged_attrs, metrics_table, table_title, to_markdown,
+                     write_table)
 
 _FIGURES = ("bottleneck_curve", "strip_by_mode", "gate_heatmap", "efficiency_bars", "nlg_bars")
 
@@ -37,5 +38,5 @@ def __getattr__(name):  # figures import matplotlib/seaborn only when a figure i
 __all__ = ["runs_frame", "select", "summarise", "bootstrap_ci", "paper_value", "paper_cell", "paper_row",
            "method_rows", "paper_numbers", "paper_metric", "comparison_numbers", "comparison_table", "write_table",
            "table_title", "to_markdown", "claim_check", "claims_markdown", "efficiency_rows", "register_artifact",
-           "register_finding", "read_findings",
+           "register_finding", "read_findings", "metrics_table", "merged_attrs",
            "write_index", "read_index", "METHOD_LABELS", "method_name", "task_name", "backbone_name", *_FIGURES]

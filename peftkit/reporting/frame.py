@@ -53,12 +53,16 @@ def budget_text(r: dict) -> str | None:
 def collapse_reason(r: dict) -> str | None:
     """Why a run's scores are not comparable to a trained model's, or None: a classifier that predicts one label
     for every example (``best_metrics["predicted_classes"] == 1``), or a generator whose stored samples are all
-    empty strings."""
+    empty strings ("empty generations") or, for two or more different sources, all the same text ("constant
+    generations")."""
     if (r.get("best_metrics") or {}).get("predicted_classes") == 1:
         return "constant predictions"
-    samples = r.get("samples")
-    if samples and not any(str(s.get("prediction", "")).strip() for s in samples):
+    samples = r.get("samples") or []
+    texts = {str(s.get("prediction", "")).strip() for s in samples}
+    if samples and texts == {""}:
         return "empty generations"
+    if len(texts) == 1 and len({str(s.get("source", "")) for s in samples}) > 1:
+        return "constant generations"
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from ..results import write_json_atomic
@@ -17,6 +17,9 @@ INDEX = "index.json"
 README = "README.md"
 LOCK = ".index.lock"
 HEADER = "# Reports\n\n"
+NOTEBOOKS = ("## The notebooks, executed\n\n"
+             "Each notebook as `peftkit reproduce` last executed it, outputs included, rendered as HTML: read the "
+             "tables and figures in context without running anything.\n\n")
 FILES = ("## Files\n\n"
          "The notebooks' tables, figures and claim checks are functions of the runs' `result.json` files (they "
          "never train); the parameter counts and benchmarks come from their own commands. Each line: the "
@@ -70,14 +73,25 @@ def render_summary(findings: dict[str, dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def is_rendered_notebook(rel: str) -> bool:
+    """An executed notebook's HTML copy (``executed/<profile>/<name>.html``, see :mod:`peftkit.reproduce`)."""
+    p = PurePosixPath(rel)
+    return p.suffix == ".html" and "executed" in p.parts
+
+
+def _line(reports_dir, rel: str, a: dict) -> str:
+    missing = "" if (Path(reports_dir) / rel).exists() else " *(not built yet)*"
+    return f"- [{rel}]({rel}){missing}: {a['description']}. Rebuilt by `{a['command']}`."
+
+
 def render_readme(reports_dir: str | os.PathLike, artifacts: dict[str, dict],
                   findings: dict[str, dict] | None = None) -> str:
-    lines = []
-    for rel in sorted(artifacts):
-        a = artifacts[rel]
-        missing = "" if (Path(reports_dir) / rel).exists() else " *(not built yet)*"
-        lines.append(f"- [{rel}]({rel}){missing}: {a['description']}. Rebuilt by `{a['command']}`.")
-    return HEADER + render_summary(findings or {}) + FILES + "\n".join(lines) + ("\n" if lines else "")
+    """The summary, the executed notebooks (HTML, first: what a reader opens without running anything), then every
+    other artifact."""
+    rendered = [_line(reports_dir, rel, artifacts[rel]) for rel in sorted(artifacts) if is_rendered_notebook(rel)]
+    lines = [_line(reports_dir, rel, artifacts[rel]) for rel in sorted(artifacts) if not is_rendered_notebook(rel)]
+    notebooks = NOTEBOOKS + "\n".join(rendered) + "\n\n" if rendered else ""
+    return HEADER + render_summary(findings or {}) + notebooks + FILES + "\n".join(lines) + ("\n" if lines else "")
 
 
 def _update(reports_dir: Path, entries: Iterable[tuple[str | os.PathLike, str, str]], replace: bool,

@@ -158,6 +158,15 @@ def paper_metric_of(paper: str, table: str, task: str, method_label: str | None 
     return None if col.empty else str(col["metric"].mode().iloc[0])
 
 
+def table_metrics(paper: str, table: str, task: str, backbone: str | None = None) -> list[str]:
+    """The metrics a paper table prints for ``task`` (any row), in the order transcribed; e.g. AdaMix's NLG table
+    prints BLEU and TER for WebNLG and DART, five metrics for E2E."""
+    paper, table, rows = _table(paper, table)
+    bb = table_backbone(paper, table, backbone)
+    col = rows[(rows["backbone"] == bb) & (rows["task"] == task_key(task))]
+    return list(dict.fromkeys(col["metric"]))
+
+
 def parse_params(text: str) -> float | None:
     """'110M' -> 1.1e8, '103K' -> 1.03e5 (the papers' trainable-parameter strings)."""
     text = str(text or "").strip().upper()

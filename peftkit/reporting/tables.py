@@ -12,12 +12,13 @@ import pandas as pd
 from ..atomic import write_text as write_text_atomic
 from .frame import context, select
 from .names import backbone_key, backbone_name, decimals, method_key, method_name, metric_name, task_key, task_name
-from .paper import paper_cell, table_backbone
+from .paper import paper_cell, table_backbone, table_metrics
 from .stats import describe_values
 
 MISSING = "–"
 NUMBER_COLUMNS = ["method_label", "task", "metric", "n", "mean", "std", "ci_lo", "ci_hi", "single", "paper",
-                  "paper_metric", "paper_row", "delta", "collapsed", "note"]
+                  "paper_metric", "paper_row", "delta", "runs", "collapsed", "collapsed_reason", "note"]
+COLLAPSED_DELTA = "– (collapsed)"
 INTERVAL_NOTE = "mean ± std [95% Student-t CI of the mean] over n runs (n = 1: no interval)"
 
 
@@ -63,15 +64,15 @@ def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Se
             value = None if cell is None else float(cell["value"])
             runs = ours.drop_duplicates("run_id") if "run_id" in ours else ours
             collapsed = int(runs["collapsed"].notna().sum()) if "collapsed" in runs else 0
+            reasons = ", ".join(sorted(set(runs["collapsed"].dropna()))) if collapsed else ""
             if collapsed:
-                reasons = ", ".join(sorted(set(runs["collapsed"].dropna())))
                 note = (note + "; " if note else "") + f"{collapsed} of {len(runs)} runs collapsed ({reasons}): no Δ"
             comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric and not collapsed
             rows.append({"method_label": method, "task": tk, "metric": metric, **stats, "paper": value,
                          "paper_metric": None if cell is None else cell["metric"],
                          "paper_row": None if cell is None else cell["row"],
-                         "delta": stats["mean"] - value if comparable else float("nan"), "collapsed": collapsed,
-                         "note": note})
+                         "delta": stats["mean"] - value if comparable else float("nan"), "runs": len(runs),
+                         "collapsed": collapsed, "collapsed_reason": reasons or None, "note": note})
     out = pd.DataFrame(rows, columns=NUMBER_COLUMNS)
     out["paper"] = out["paper"].astype(float)
     return out
@@ -98,6 +99,14 @@ def _fmt(x, d=2, sign=False) -> str:
     return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
 
 
+def delta_cell(delta, paper, metric: str, collapsed: int = 0) -> str:
+    """A Δ cell in the metric's precision: '– (collapsed)' where the paper has a cell but (some of) our runs
+    collapsed, so there is no Δ (see :func:`comparison_numbers`); '–' where either side is missing."""
+    if collapsed and not _missing(paper):
+        return COLLAPSED_DELTA
+    return _fmt(delta, decimals(metric), sign=True)
+
+
 def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequence[str], methods: Sequence[str],
                      metric_for: Callable[[str], str], k: int | None = None,
                      backbone: str | None = None) -> pd.DataFrame:
@@ -118,8 +127,7 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
             d, name = decimals(r.metric), task_name(r.task)
             row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, r.collapsed)
             row[f"{name} paper"] = _fmt(r.paper, d)
-            row[f"{name} Δ"] = ("– (collapsed)" if r.collapsed and not _missing(r.paper)
-                                else _fmt(r.delta, d, sign=True))
+            row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, r.collapsed)
         if len(tasks) > 1:
             have_ours = bool((m["n"] > 0).all())
             have_paper = bool(m["paper"].notna().all())
@@ -145,6 +153,59 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
                       "profile": ctx["profile"], "paper_backbone": paper_bb, "notes": notes,
                       "deltas": [(method_name(r.method_label), task_name(r.task), float(r.delta))
                                  for r in deltas.itertuples()]})
+    return out
+
+
+def collapsed_cell(runs: int, collapsed: int, reason) -> str:
+    """'1/1 runs: empty generations', 'no' (runs, none collapsed) or '–' (no runs)."""
+    if not runs:
+        return MISSING
+    return f"{collapsed}/{runs} runs: {reason}" if collapsed else "no"
+
+
+def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, metrics: Sequence[str],
+                  methods: Sequence[str], headers: dict | None = None, backbone: str | None = None) -> pd.DataFrame:
+    """One task's table over several metrics, as a paper prints it: one row per method; a ``collapsed`` column
+    (:func:`collapsed_cell`); per metric "ours", and "paper" | "Δ" beside it where the paper's table prints that
+    metric for the task. Each column has one precision (the metric's); collapsed runs get no Δ
+    (:func:`delta_cell`). When every cell holds one run, "ours" is the value and the notes say "n = 1, no
+    interval" once; otherwise ``mean ± std [95% Student-t CI] n=runs``.
+
+    ``attrs``: ``numbers`` (:func:`comparison_numbers` over every metric: the long-format data behind the cells),
+    ``notes``, and backbone / profile / the paper's backbone for the title, as :func:`comparison_table`.
+    """
+    headers = headers or {}
+    nums = pd.concat([comparison_numbers(frame, paper=paper, table=table, tasks=[task], methods=methods,
+                                         metric_for=lambda _t, m=m: m, backbone=backbone) for m in metrics],
+                     ignore_index=True)
+    printed = set(table_metrics(paper, table, task, backbone))
+    single = bool((nums["n"] <= 1).all())
+    body, index = [], []
+    for method in dict.fromkeys(nums["method_label"]):
+        m = nums[nums["method_label"] == method]
+        first = m.loc[m["runs"].idxmax()]
+        row = {"collapsed": collapsed_cell(int(first["runs"]), int(m["collapsed"].max()), first["collapsed_reason"])}
+        for r in m.itertuples():
+            d, name = decimals(r.metric), headers.get(r.metric, metric_name(r.metric))
+            row[f"{name} ours"] = (_fmt(r.mean, d) if single else
+                                   format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric))
+            if r.metric in printed:
+                row[f"{name} paper"] = _fmt(r.paper, d)
+                row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, r.collapsed)
+        index.append(method_name(method))
+        body.append(row)
+    out = pd.DataFrame(body, index=pd.Index(index, name="method"))
+    ctx = context(select(frame, task=task_key(task), method_label=[method_key(x) for x in methods]))
+    ours = ("ours: one run per cell (n = 1), so no interval" if single else f"ours: {INTERVAL_NOTE}")
+    notes = [f"{ours}; Δ = ours − paper, in the column's unit; – = no run or no paper cell. Paper and Δ columns "
+             "only for the metrics the paper's table prints."]
+    if (nums["collapsed"] > 0).any():
+        notes.append("collapsed: how many of a method's runs collapsed and how (constant predictions; generations "
+                     "all empty, or all the same text for different sources). Such cells get no Δ against the paper "
+                     f"(\"{COLLAPSED_DELTA}\"): their scores measure a failed run, not the method.")
+    out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"], "profile": ctx["profile"],
+                      "paper_backbone": table_backbone(paper, table, backbone), "notes": notes,
+                      "numbers": nums.assign(method=[method_name(x) for x in nums["method_label"]])})
     return out
 
 
@@ -175,24 +236,56 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(df: pd.DataFrame, path_stem: str | os.PathLike, title: str,
-                notes: Sequence[str] = ()) -> list[Path]:
+def merged_attrs(df) -> dict:
+    """The ``attrs`` of a display frame, or of {heading: frame} sections merged: every backbone and profile (for the
+    title), the paper's backbone, the notes once each (in order), the headline deltas and long-format numbers."""
+    if isinstance(df, pd.DataFrame):
+        return df.attrs
+    attrs = [f.attrs for f in df.values()]
+    out = dict(attrs[0]) if attrs else {}
+    for key in ("backbone", "profile"):
+        if any(key in a for a in attrs):
+            out[key] = " / ".join(dict.fromkeys(p for a in attrs if key in a for p in str(a[key]).split(" / ")))
+    if any("backbone_keys" in a for a in attrs):
+        out["backbone_keys"] = sorted({k for a in attrs for k in a.get("backbone_keys", [])})
+    out["notes"] = list(dict.fromkeys(n for a in attrs for n in a.get("notes", [])))
+    out["deltas"] = [d for a in attrs for d in a.get("deltas", [])]
+    numbers = [a["numbers"] for a in attrs if "numbers" in a]
+    if numbers:
+        out["numbers"] = pd.concat(numbers, ignore_index=True)
+    return out
+
+
+def write_table(df, path_stem: str | os.PathLike, title: str, notes: Sequence[str] = (), *,
+                csv: pd.DataFrame | None = None) -> list[Path]:
     """Write ``<stem>.md`` (title, table, notes) and ``<stem>.csv``, each atomically. Returns both paths.
 
+    ``df``: one display frame, or {heading: frame} for several tables under one title with one set of notes
+    (e.g. one table per dataset, see :func:`metrics_table`). The CSV holds ``csv`` when given (e.g. the numbers
+    in long format), else the displayed table (sections: stacked, with a ``table`` column).
     A frame from :func:`comparison_table` has its backbone and profile appended to ``title``, with the paper's
     backbone where it differs: "GLUE dev, MiniLM-L6 (paper: BERT-base), profile cpu".
     """
     stem = Path(path_stem)
-    a = df.attrs
+    a = merged_attrs(df)
     heading = title
     if "backbone" in a:
         heading = table_title(title, a["backbone"], a.get("profile", MISSING), a.get("paper_backbone"),
                               a.get("backbone_keys"))
-    all_notes = list(a.get("notes", [])) + list(notes)
-    md = f"# {heading}\n\n" + to_markdown(df)
+    all_notes = list(dict.fromkeys([*a.get("notes", []), *notes]))
+    if isinstance(df, pd.DataFrame):
+        md = f"# {heading}\n\n" + to_markdown(df)
+    else:
+        md = f"# {heading}\n\n" + "\n".join(f"## {h}\n\n" + to_markdown(f) for h, f in df.items())
     if all_notes:
         md += "\n" + "".join(f"- {n}\n" for n in all_notes)
-    flat = df.reset_index() if any(n is not None for n in df.index.names) else df
+
+    def flat(f: pd.DataFrame) -> pd.DataFrame:
+        return f.reset_index() if any(n is not None for n in f.index.names) else f
+
+    if csv is None:
+        csv = flat(df) if isinstance(df, pd.DataFrame) else \
+            pd.concat([flat(f).assign(table=h) for h, f in df.items()], ignore_index=True)
     buf = io.StringIO()
-    flat.to_csv(buf, index=False, na_rep=MISSING, lineterminator="\n")
+    csv.to_csv(buf, index=False, na_rep=MISSING, lineterminator="\n")
     return [write_text_atomic(stem.with_suffix(".md"), md), write_text_atomic(stem.with_suffix(".csv"), buf.getvalue())]

@@ -9,7 +9,6 @@ import pandas as pd
 from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order, metric_name, task_name
-from ..reporting.tables import MISSING, format_ours
 from .grids import build
 from .reports import Report, keys_in_order, start
 
@@ -50,41 +49,41 @@ def grid(profile: str, **params) -> list[RunSpec]:
 
 
 NLG_METRICS = ("bleu", "nist", "meteor", "rouge_l", "cider", "ter")
+#: the long-format CSV: one row per method x dataset x metric
+NUMBERS_CSV = ["method", "method_label", "task", "metric", "n", "mean", "std", "ci_lo", "ci_hi", "paper", "delta",
+               "runs", "collapsed", "collapsed_reason", "paper_row", "note"]
 #: WebNLG columns as LoRA's and AdaMix's tables print them: each metric on the seen (S), unseen (U), all (A) sources
 WEBNLG_METRICS = tuple(m + s for m in ("bleu", "meteor", "ter") for s in ("_seen", "_unseen", ""))
 
 
-def _nlg_header(task: str, metric: str) -> str:
-    if task == "webnlg" and metric in ("bleu", "meteor", "ter"):
-        return f"{task_name(task)} {metric_name(metric)} A"
-    return f"{task_name(task)} {metric_name(metric)}"
+#: WebNLG's all-categories columns print as "A" beside the seen (S) and unseen (U) ones
+WEBNLG_HEADERS = {m: f"{metric_name(m)} A" for m in ("bleu", "meteor", "ter")}
+
+
+def results_tables(frame: pd.DataFrame, tasks, methods) -> dict[str, pd.DataFrame]:
+    """{dataset: table}: one row per method; per metric ours, and paper | Δ where AdaMix's table prints it
+    (:func:`peftkit.reporting.metrics_table`; collapsed runs flagged, no Δ)."""
+    out = {}
+    for t in tasks:
+        metrics = [m for m in (WEBNLG_METRICS if t == "webnlg" else NLG_METRICS)
+                   if ((frame["task"] == t) & (frame["metric"] == m)).any()]
+        out[task_name(t)] = rep.metrics_table(frame, paper="adamix", table="nlg", task=t, metrics=metrics,
+                                              methods=methods, headers=WEBNLG_HEADERS if t == "webnlg" else None)
+    return out
 
 
 def report(results: list[dict], profile: str, reports_dir=None) -> Report:
-    """E2E, WebNLG (S / U / A) and DART beside AdaMix's GPT-2 medium tables, the nlg_bars figure and a few
-    generated samples; the notes say how each task was scored (result field ``scoring``)."""
+    """E2E, WebNLG (S / U / A) and DART beside AdaMix's GPT-2 medium tables (one table per dataset, one row per
+    method; the CSV holds the numbers in long format), the nlg_bars figure and a few generated samples; the notes
+    say how each task was scored (result field ``scoring``)."""
     r = start(NAME, profile, reports_dir, results, grid)
     frame = rep.runs_frame(results)
     tasks, methods = keys_in_order(frame["task"], ("e2e", "webnlg", "dart")), method_order(frame["method_label"])
-    cols = [(t, m) for t in tasks for m in (WEBNLG_METRICS if t == "webnlg" else NLG_METRICS)
-            if ((frame["task"] == t) & (frame["metric"] == m)).any()]
-    index, body = [], []
-    for label in methods:
-        ours, paper, delta = [], [], []
-        for t, m in cols:
-            n = rep.comparison_numbers(frame, paper="adamix", table="nlg", tasks=[t], methods=[label],
-                                       metric_for=lambda _t, m=m: m).iloc[0]
-            ours.append(format_ours(n["n"], n["mean"], n["std"], n["ci_lo"], n["ci_hi"], m))
-            paper.append(MISSING if pd.isna(n["paper"]) else f"{n['paper']:g}")
-            delta.append(MISSING if pd.isna(n["delta"]) else f"{n['delta']:+.3f}" if m in ("ter", "cider", "nist")
-                         else f"{n['delta']:+.2f}")
-        index += [(method_name(label), row) for row in ("ours", "paper", "Δ")]
-        body += [ours, paper, delta]
-    table = pd.DataFrame(body, index=pd.MultiIndex.from_tuples(index, names=["method", "row"]),
-                         columns=[_nlg_header(t, m) for t, m in cols])
+    tables = results_tables(frame, tasks, methods)
     budgets = {(x.get("data") or {}).get("eval", {}).get("rows") for x in results}
     backbones = sorted({rep.backbone_name(x.get("model")) for x in results})
-    r.notes = [f"{task_name(t)}: skipped, {why}." for t, why in NLG_NOT_RUN.items()]
+    r.notes = [*rep.merged_attrs(tables).get("notes", []),  # how to read the cells, which runs collapsed
+               *(f"{task_name(t)}: skipped, {why}." for t, why in NLG_NOT_RUN.items())]
     if any(b != "GPT-2 medium" for b in backbones):
         r.notes.append(f"Backbone: {', '.join(backbones)} stands in for the paper's GPT-2 medium (offline: MiniLM's "
                        "encoder is used as a causal decoder, its LM head transform newly initialised), so the "
@@ -99,14 +98,11 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     if "webnlg" in tasks:
         r.notes.append("WebNLG S / U / A: the sources of the 10 categories seen in training, the 5 unseen ones, all "
                        "(each scored on that part alone). AdaMix's table prints only A's BLEU and TER (and DART's "
-                       "BLEU and TER), so the other paper cells are empty.")
-    empty = sorted({f"{method_name(x['method_label'])} on {task_name(x['task'])}" for x in results
-                    if x.get("samples") and not any(str(s.get("prediction", "")).strip() for s in x["samples"])})
-    if empty:
-        r.notes.append("Empty generations (every stored sample is an empty string, so the scores are 0): "
-                       + "; ".join(empty) + ". The run collapsed to ending at once within this budget.")
-    r.table("results", table, "NLG test sets, ours vs AdaMix's tables", "E2E / WebNLG / DART results beside AdaMix's "
-            "GPT-2 medium tables", frame=frame, paper_backbone="gpt2-medium", notes=r.notes)
+                       "BLEU and TER), so only those have paper and Δ columns.")
+    numbers = rep.merged_attrs(tables).get("numbers")
+    r.table("results", tables, "NLG test sets, ours vs AdaMix's tables", "E2E / WebNLG / DART results beside AdaMix's "
+            "GPT-2 medium tables (one table per dataset; CSV: the numbers in long format)", frame=frame,
+            paper_backbone="gpt2-medium", notes=r.notes, csv=None if numbers is None else numbers[NUMBERS_CSV].round(4))
     samples = [{"task": task_name(x["task"]), "method": method_name(x["method_label"]), "seed": x["seeds"]["seed"],
                 **s} for x in results for s in (x.get("samples") or [])[:2]]
     if samples:

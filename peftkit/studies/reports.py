@@ -19,7 +19,7 @@ from .. import reporting as rep
 from ..reporting.frame import context
 from ..reporting.names import metric_name, task_name
 from ..reporting.stats import describe_values
-from ..reporting.tables import INTERVAL_NOTE, MISSING, format_ours
+from ..reporting.tables import INTERVAL_NOTE, MISSING, delta_cell, format_ours
 from .common import NOTEBOOKS, command, reports_path
 from .grids import variant_folder, variant_of, variant_text
 
@@ -63,7 +63,10 @@ class Report:
             display(Markdown("\n".join(f"- {n}" for n in self.variant_note() + list(self.notes))))
         for name, df in self.tables.items():
             display(Markdown(f"#### {self.titles[name]}"))
-            display(df)
+            for heading, part in ([(None, df)] if isinstance(df, pd.DataFrame) else df.items()):
+                if heading is not None:
+                    display(Markdown(f"##### {heading}"))
+                display(part)
         if self.claims:
             display(Markdown(rep.claims_markdown(self.claims)))
         for png in self.figures.values():
@@ -75,25 +78,33 @@ class Report:
         rep.register_artifact(self.reports_dir, path, description, command(self.profile, self.notebook))
         self.artifacts.append(path)
 
-    def table(self, name: str, df: pd.DataFrame, what: str, description: str, *, frame: pd.DataFrame | None = None,
-              paper_backbone: str | None = None, notes: Sequence[str] = ()) -> pd.DataFrame:
+    def table(self, name: str, df, what: str, description: str, *, frame: pd.DataFrame | None = None,
+              paper_backbone: str | None = None, notes: Sequence[str] = (), csv: pd.DataFrame | None = None):
         """Write ``df`` as tables/<notebook>_<name>.{md,csv}; its title names backbone, profile and the paper's
-        backbone where it differs (from ``df.attrs``, else from ``frame``, the runs it summarises)."""
-        if "backbone" not in df.attrs and frame is not None:
+        backbone where it differs (from ``df.attrs``, else from ``frame``, the runs it summarises). ``df`` may be
+        {heading: frame}, several tables under one title and one set of notes; ``csv``: what the CSV holds
+        instead of the displayed table(s) (see :func:`peftkit.reporting.write_table`)."""
+        frames = [df] if isinstance(df, pd.DataFrame) else list(df.values())
+        if frame is not None and frames and "backbone" not in frames[0].attrs:
             ctx = context(frame)
-            df.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"],
-                             "profile": ctx["profile"] if len(frame) else self.profile,
-                             "paper_backbone": paper_backbone})
-        a = df.attrs
-        if self.variant and "backbone" in a:
-            a["profile"] = f"{a['profile']} with non-default parameters"
-            notes = [*self.variant_note(), *notes]
+            for f in frames:
+                f.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"],
+                                "profile": ctx["profile"] if len(frame) else self.profile,
+                                "paper_backbone": paper_backbone})
+        if self.variant:
+            for f in frames:
+                if "backbone" in f.attrs:
+                    f.attrs["profile"] = f"{f.attrs['profile']} with non-default parameters"
+            if any("backbone" in f.attrs for f in frames):
+                notes = [*self.variant_note(), *notes]
+        a = rep.merged_attrs(df)
         title = rep.table_title(what, a["backbone"], a["profile"], a.get("paper_backbone"), a.get("backbone_keys")) \
             if "backbone" in a else f"{what}, profile {self.profile_label}"
         if frame is not None and "budget" in frame and frame["budget"].notna().any():
             notes = [*notes, "Training budget (from the result files): "
                      + "; ".join(sorted(set(frame["budget"].dropna()))) + "."]
-        paths = rep.write_table(df, self.reports_dir / "tables" / f"{self.notebook}_{name}", what, notes=notes)
+        paths = rep.write_table(df, self.reports_dir / "tables" / f"{self.notebook}_{name}", what, notes=notes,
+                                csv=csv)
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
         self.tables[name], self.titles[name] = df, title
@@ -209,8 +220,8 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
             if paper is not None:
                 v = paper(where, t)
                 row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:.{d}f}"
-                row[f"{task_name(t)} Δ"] = (MISSING if v is None or not s["n"] else "– (collapsed)" if collapsed
-                                            else f"{s['mean'] - v:+.{d}f}")
+                row[f"{task_name(t)} Δ"] = delta_cell(s["mean"] - v if v is not None and s["n"] else None, v, m,
+                                                      collapsed)
         body.append(row)
     return pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
 
