@@ -8,6 +8,14 @@ import torch
 from .features import generation_ids
 
 
+def cache_is_exact(model) -> bool:
+    """Whether generating with the KV cache computes what full forwards compute. Not for gated UniPELT: a gate
+    averages over the positions of its forward, which a cached step restricts to the new token
+    (docs/fidelity.md, L1); :func:`generate` turns the cache off for it."""
+    state = getattr(model, "_peftkit", None)
+    return not (state is not None and state.method == "unipelt" and getattr(state.config, "gates", False))
+
+
 @torch.no_grad()
 def generate(model, tokenizer, sources: list[str], max_length: int, settings: dict, batch_size: int = 8,
              progress: Optional[Callable[[int], None]] = None, nlg_format: str = "authors",
@@ -16,7 +24,7 @@ def generate(model, tokenizer, sources: list[str], max_length: int, settings: di
     decoder (BERT-style, no position ids from the mask) decodes one source at a time (beams still batched).
     ``extra_eos``: GPT-2 token ids that also end a beam (AdaMix's ``gpt2_beam.py``: 628, "\n\n"); ignored for
     other tokenizers, whose ids mean other things. ``show``: a progress bar (sources decoded, rate, time left) on
-    stderr."""
+    stderr. The KV cache is used unless it would change the result (:func:`cache_is_exact`)."""
     if show and progress is None:
         from tqdm.auto import tqdm
 
@@ -31,6 +39,8 @@ def generate(model, tokenizer, sources: list[str], max_length: int, settings: di
     gpt2 = model.config.model_type == "gpt2"
     stop = [eos] + [i for i in (extra_eos or []) if gpt2 and i != eos]
     step = batch_size if gpt2 else 1
+    if not cache_is_exact(model):
+        settings = {**settings, "use_cache": False}
     texts: list[str] = []
     for start in range(0, len(sources), step):
         rows = [generation_ids(tokenizer, s, None, max_length, nlg_format)["input_ids"]

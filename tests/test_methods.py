@@ -178,6 +178,30 @@ def test_gpt2_prefix_generation_with_cache_matches_without(method, opts):
     torch.testing.assert_close(torch.stack(cached.scores), torch.stack(uncached.scores), atol=1e-5, rtol=0)
 
 
+def test_gated_unipelt_generation_with_cache_is_a_documented_limitation():
+    """docs/fidelity.md, limitation L1: with gates, a cached generation step averages each gate over the positions
+    it is given (the new token), uncached generation over the whole sequence, so their scores differ. If this starts
+    failing, the gates have learnt to see the cached positions: update the limitation."""
+    model = peftkit.apply(tiny("gpt2"), "unipelt", seed=0, prefix_length=3, bottleneck=8, r=4)
+    perturb(model, scale=0.5)
+    model.eval()
+    x = batch("gpt2", b=2, t=5)
+    kw = dict(attention_mask=x["attention_mask"], max_new_tokens=4, do_sample=False, pad_token_id=0,
+              output_scores=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        cached = model.generate(x["input_ids"], use_cache=True, **kw)
+        uncached = model.generate(x["input_ids"], use_cache=False, **kw)
+    n = min(len(cached.scores), len(uncached.scores))
+    diff = (torch.stack(cached.scores[1:n]) - torch.stack(uncached.scores[1:n])).abs().max().item()
+    torch.testing.assert_close(cached.scores[0], uncached.scores[0], atol=1e-5, rtol=0)  # first step: no cache yet
+    assert diff > 1e-4
+    from peftkit.generate import cache_is_exact  # so peftkit's own decoding turns the cache off for it
+
+    assert not cache_is_exact(model)
+    assert cache_is_exact(peftkit.apply(tiny("gpt2"), "unipelt", gates=False, prefix_length=3, bottleneck=8, r=4))
+    assert cache_is_exact(peftkit.apply(tiny("gpt2"), "prefix", prefix_length=3)) and cache_is_exact(tiny("gpt2"))
+
+
 def test_gpt2_lora_touches_query_and_value_slices_only():
     model = peftkit.apply(tiny("gpt2"), "lora", r=4)
     perturb(model)
