@@ -7,6 +7,7 @@ none. Bad input fails in :func:`resolve`, before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import time
@@ -40,6 +41,7 @@ class RunSpec:
     data_seed: Optional[int] = None
     seed: int = 42
     epochs: Optional[float] = None
+    epoch_fraction: Optional[float] = None  # epochs = the protocol's x this, rounded up (a profile's length scaling)
     max_steps: Optional[int] = None
     lr: Optional[float] = None
     batch_size: Optional[int] = None
@@ -117,6 +119,14 @@ def resolve(spec: RunSpec) -> RunSpec:
         if getattr(filled, name) is None:
             value = base.get(name)
             setattr(filled, name, list(value) if isinstance(value, tuple) else value)
+    if spec.epoch_fraction is not None:
+        if spec.epochs is not None or spec.max_steps is not None:
+            raise ValueError("give one of epochs, max_steps, epoch_fraction")
+        full = protocols.settings(filled.protocol, filled.model, spec.task).get("epochs")
+        if not full:
+            raise ValueError(f"invalid epoch_fraction: protocol {filled.protocol} counts steps, not epochs")
+        # resolved to whole epochs, so that a run asked for by fraction and by epochs is the same run
+        filled.epochs, filled.epoch_fraction = float(math.ceil(full * spec.epoch_fraction - 1e-9)), None
     if filled.epochs is None and filled.max_steps is None:
         if base.get("max_steps"):
             filled.max_steps = base["max_steps"]
@@ -187,6 +197,8 @@ def _check_ranges(spec: RunSpec) -> None:
         check_number("lr", spec.lr, 0.0, 10.0, low_open=True)
     if spec.epochs is not None:
         check_number("epochs", spec.epochs, 0.01, 10000.0)
+    if spec.epoch_fraction is not None:
+        check_number("epoch_fraction", spec.epoch_fraction, 0.0, 1.0, low_open=True)
     if spec.label_smoothing is not None:
         check_number("label_smoothing", spec.label_smoothing, 0.0, 1.0, high_open=True)
     for name, high in (("weight_decay", 1.0), ("consistency", 1e6)):

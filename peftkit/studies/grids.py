@@ -153,9 +153,11 @@ def build(study: str, profile: str, table: Mapping[str, dict], allowed: Sequence
     budget = dict(d["budget"])
     if max_steps is not None:
         budget.pop("epochs", None)
+        budget.pop("epoch_fraction", None)
         budget["max_steps"] = int(max_steps)
     if epochs is not None:
         budget.pop("max_steps", None)
+        budget.pop("epoch_fraction", None)
         budget["epochs"] = float(epochs)
     if max_train is not None:
         budget["max_train"] = int(max_train)
