@@ -26,14 +26,14 @@ def _result(method: str, label: str, seed: int = 42, eps: float = 100.0, **kw) -
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A run store of three finished runs whose best/ holds a MiniLM classifier's method weights."""
+    """A run store of three finished runs whose best/ holds a MiniLM classifier's method weights, and one without."""
     import peftkit
     from peftkit import backbones
     from peftkit.results import load_results
 
     root = tmp_path_factory.mktemp("eff") / "runs"
     results = [_result(m, label) for m, label, _ in METHODS]
-    write_runs(root, results)
+    write_runs(root, results + [_result("pfeiffer", "pfeiffer")])  # a run whose best/ is gone
     for (method, label, options), r in zip(METHODS, results):
         model = backbones.load_model("minilm", "classifier", 2)
         peftkit.apply(model, method, seed=42, **options)
@@ -55,10 +55,13 @@ def test_timing_has_a_row_per_method_and_the_aa_control(store, tmp_path):
     assert hi - 1 == pytest.approx(max(abs(out["aa"]["q1"] - 1), abs(out["aa"]["q3"] - 1)))
     assert all(x["within_aa"] == (lo <= x["ratio"] <= hi) for x in rows[:-1]) and rows[0]["within_aa"]
     forms = {(c["method_label"], c["copy"]): c["form"] for c in out["contenders"]}
-    assert forms == {("full", 1): "as trained", ("full", 2): "as trained", ("lora", 1): "merged",
-                     ("unipelt-APL", 1): "as trained"}  # UniPELT's gated LoRA cannot merge
+    assert forms == {("full", 1): "unmerged", ("full", 2): "unmerged", ("lora", 1): "merge applied",
+                     ("unipelt-APL", 1): "unmerged"}  # UniPELT's gated LoRA cannot merge
     assert all(len(c["samples_s"]) == 3 and min(c["samples_s"]) > 0 for c in out["contenders"])
     assert out["batch"]["rows"] == 8 and out["batch"]["split"] == "dev" and out["precision"] == "fp32"
+    assert list(out["missing"]) == ["pfeiffer"] and "no trained parameters" in out["missing"]["pfeiffer"]
+    order = [(c["method_label"], c["copy"]) for c in out["contenders"]]  # the A/A copy half a rotation away
+    assert order[0] == ("full", 1) and order[len(order) // 2] == ("full", 2)
     path = reports / "tables" / "08_efficiency_inference_timing.json"
     assert json.loads(path.read_text()) == json.loads(json.dumps(out))
     assert "tables/08_efficiency_inference_timing.json" in (reports / "index.json").read_text()
@@ -78,6 +81,7 @@ def test_timing_has_a_row_per_method_and_the_aa_control(store, tmp_path):
     assert "Full FT, A/A control (a second copy)" in md and "1.00 (reference)" in md
     assert "3 timed rounds after 1 warm-up round(s)" in md and "one fixed batch of 8 rte dev examples" in md
     assert "A/A band" in md and "eval_examples_per_s" not in md
+    assert "Not timed (no trained parameters in the run store): Adapter (Pfeiffer)." in md
     lora = next(line for line in md.splitlines() if line.startswith("| LoRA"))
     assert "(IQR " in lora
     assert r.figures["bars"].is_file()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import platform
 import time
 from pathlib import Path
 
@@ -128,6 +129,8 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
     import torch
 
     from ..atomic import write_json
+    from ..consistency import find_peft_model
+    from ..core import state_of
     from ..runner import load_trained
     from ..timing import ratio, summary, time_group
     from ..trainer import inference_form
@@ -165,14 +168,17 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
                     missing[label] = str(e)
                     break
                 model.to(device)
-                stack.enter_context(inference_form(model))
-                form = "merged" if model._peftkit.merged else "as trained"
+                peft_model = find_peft_model(model)
+                stack.enter_context(inference_form(peft_model))
+                form = "merge applied" if state_of(peft_model).merged else "unmerged"
                 contenders.append({"method_label": label, "copy": copy, "run_id": result["run_id"], "form": form,
                                    "model": model})
         if "full" in missing or not contenders:
             why = f"full fine-tuning's trained model is missing: {missing.get('full')}"
             print(f"[efficiency] inference timing skipped: {why}", flush=True)
             return {"rows": [], "skipped": why}
+        # the A/A copy sits half a rotation from the reference, as far from it in time as a typical pair
+        contenders.insert(len(contenders) // 2, contenders.pop(1))
         batch, batch_info = _batch(runs["full"], tok, settings["batch_size"], device)
         print(f"[efficiency] timing {len(contenders)} models ({task}, seed {seed}) on a batch of "
               f"{batch_info['rows']} x {batch_info['width']} tokens: {settings['rounds']} rounds after "
@@ -195,14 +201,15 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
                 "q3": q["paired_q3"], "ratio_of_medians": q["ratio"], "cpu_ratio": q.get("cpu_ratio"),
                 "form": contenders[i]["form"]}
 
-    aa = row(1, "full", aa=True)
+    copy = next(i for i, c in enumerate(contenders) if c["copy"] == 2)
+    aa = row(copy, "full", aa=True)
     half = max(abs(aa["q1"] - 1.0), abs(aa["q3"] - 1.0))
-    rows = [row(0, "full")] + [row(i, c["method_label"]) for i, c in enumerate(contenders) if i > 1] + [aa]
+    rows = [row(0, "full")] + [row(i, c["method_label"]) for i, c in enumerate(contenders) if 0 < i != copy] + [aa]
     for x in rows:
         x["within_aa"] = bool(abs(x["ratio"] - 1.0) <= half) if not x["aa"] else None
     out = {"schema": TIMING_SCHEMA, "study": NAME, "profile": profile, "settings": settings,
            "batch": batch_info, "precision": "bf16 autocast" if bf16 else "fp32", "threads": torch.get_num_threads(),
-           "device_name": torch.cuda.get_device_name() if device.type == "cuda" else runs["full"].get("device"),
+           "device_name": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.machine()})",
            "rows": rows, "aa": {"ratio": aa["ratio"], "q1": aa["q1"], "q3": aa["q3"], "band": [1 - half, 1 + half]},
            "contenders": contenders, "missing": missing, "seconds": round(seconds, 2), "torch": torch.__version__,
            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -247,7 +254,10 @@ def _inference_note(t: dict) -> str:
     forms = {}
     for c in t["contenders"]:
         forms.setdefault(c["form"], []).append(method_name(c["method_label"]))
-    form_text = "; ".join(f"{f}: {', '.join(dict.fromkeys(names))}" for f, names in forms.items())
+    what = {"merge applied": "peftkit.merge applied (LoRA folded into W, AdaMix's modules averaged, the prefix MLP "
+            "dropped; nothing changes for BitFit and adapters)", "unmerged": "unmerged (full FT; a gated LoRA cannot "
+            "merge)"}
+    form_text = "; ".join(f"{what.get(f, f)}: {', '.join(dict.fromkeys(names))}" for f, names in forms.items())
     return (f"inference time × FT (ours): measured after training ({t['measured_at']}), not from the runs' "
             f"evaluations: each method's seed-{s['seed']} model loaded from the run store in its inference form "
             f"({form_text}), one eval forward (no_grad, {t['precision']}) per model and round on one fixed batch of "
@@ -257,7 +267,9 @@ def _inference_note(t: dict) -> str:
             f"quartiles (IQR). A/A control: full FT loaded twice and timed as two contenders, ratio "
             f"{aa['ratio']:.3f} (IQR {aa['q1']:.3f}–{aa['q3']:.3f}); a method whose ratio lies within the A/A band "
             f"{aa['band'][0]:.3f}–{aa['band'][1]:.3f} (1 ± the A/A quartile furthest from 1) is marked 'within A/A "
-            "band': not distinguishable from full FT by this measurement.")
+            "band': not distinguishable from full FT by this measurement."
+            + ("" if not t.get("missing") else " Not timed (no trained parameters in the run store): "
+               + ", ".join(method_name(m) for m in t["missing"]) + "."))
 
 
 def _train_cell(x: pd.Series) -> str:
