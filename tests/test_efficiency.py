@@ -132,3 +132,29 @@ def test_training_time_spread_flags_or_drops_the_column(tmp_path):
     md = (tmp_path / "r2" / "tables" / "08_efficiency_results.md").read_text()
     assert "training time × FT (ours)" not in md.splitlines()[2] and "training time × FT (paper)" in md
     assert "training time × FT (ours) is left out: for every method (1)" in md
+
+
+def test_table_marks_ratios_inside_the_aa_band(tmp_path):
+    results = [_result(m, m, seed=1) for m in ("full", "lora", "pfeiffer")]
+    write_runs(tmp_path / "runs", results)
+
+    def row(label, ratio, q1, q3, within, aa=False):
+        return {"method_label": label, "aa": aa, "ratio": ratio, "q1": q1, "q3": q3, "within_aa": within}
+    timing = {"schema": efficiency.TIMING_SCHEMA, "measured_at": "2026-01-01T00:00:00Z", "precision": "fp32",
+              "settings": {"task": "rte", "seed": 1, "rounds": 30, "warmup": 3, "batch_size": 32,
+                           "runs": {r["method_label"]: r["run_id"] for r in results}},
+              "batch": {"rows": 32, "split": "dev", "width": 128}, "threads": 2, "device_name": "cpu (x86_64)",
+              "contenders": [{"method_label": m, "form": "unmerged" if m == "full" else "merge applied"}
+                             for m in ("full", "lora", "full", "pfeiffer")],
+              "rows": [row("full", 1.0, 1.0, 1.0, True), row("lora", 1.01, 0.98, 1.04, True),
+                       row("pfeiffer", 1.12, 1.10, 1.15, False), row("full", 1.0, 0.97, 1.03, None, aa=True)],
+              "aa": {"ratio": 1.0, "q1": 0.97, "q3": 1.03, "band": [0.97, 1.03]}, "missing": {}}
+    assert efficiency.timing_matches(timing, results)
+    efficiency.report(results, "smoke", tmp_path / "r", timing=timing)
+    lines = (tmp_path / "r" / "tables" / "08_efficiency_results.md").read_text().splitlines()
+    line = {x.split("|")[1].strip(): x for x in lines if x.startswith("| ")}
+    assert "1.01 (IQR 0.98–1.04), within A/A band" in line["LoRA"]
+    assert "1.12 (IQR 1.10–1.15) |" in line["Adapter (Pfeiffer)"]
+    assert "1.00 (IQR 0.97–1.03)" in line["Full FT, A/A control (a second copy)"]
+    assert "30 timed rounds after 3 warm-up round(s)" in "\n".join(lines)
+    assert not efficiency.timing_matches({**timing, "settings": {**timing["settings"], "seed": 2}}, results)

@@ -241,7 +241,7 @@ def _timing_for(report: Report, results: list[dict], timing: dict | None) -> tup
             return None, (f"no inference timing for these runs ({path.name} is missing): run "
                           "studies.efficiency.time_inference(results, PROFILE, REPORTS_DIR) before the report, as "
                           "the notebook does")
-        timing = json.loads(path.read_text())
+        timing = {**json.loads(path.read_text()), "file": path.relative_to(report.reports_dir).as_posix()}
     if timing.get("skipped"):
         return None, f"inference timing skipped: {timing['skipped']}"
     if not timing_matches(timing, results):
@@ -267,7 +267,8 @@ def _inference_note(t: dict) -> str:
             f"quartiles (IQR). A/A control: full FT loaded twice and timed as two contenders, ratio "
             f"{aa['ratio']:.3f} (IQR {aa['q1']:.3f}–{aa['q3']:.3f}); a method whose ratio lies within the A/A band "
             f"{aa['band'][0]:.3f}–{aa['band'][1]:.3f} (1 ± the A/A quartile furthest from 1) is marked 'within A/A "
-            "band': not distinguishable from full FT by this measurement."
+            f"band': not distinguishable from full FT by this measurement. Every sample: "
+            f"{t.get('file', 'the timing JSON')}."
             + ("" if not t.get("missing") else " Not timed (no trained parameters in the run store): "
                + ", ".join(method_name(m) for m in t["missing"]) + "."))
 
@@ -289,7 +290,8 @@ def _inference_cell(x: pd.Series) -> str:
     if x.name == "full":
         return "1.00 (reference)"
     text = f"{v:.2f} (IQR {x['inference_time_vs_ft_lo']:.2f}–{x['inference_time_vs_ft_hi']:.2f})"
-    return text + (", within A/A band" if x.get("inference_within_aa") is True else "")
+    within = x.get("inference_within_aa")
+    return text + (", within A/A band" if not pd.isna(within) and bool(within) else "")
 
 
 def report(results: list[dict], profile: str, reports_dir=None, timing: dict | None = None) -> Report:
