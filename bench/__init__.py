@@ -8,6 +8,7 @@ and plain PyTorch, AdaMix's overhead over a single module, and inference latency
     python -m bench.report reports/benchmarks.json         # re-render the Markdown from the JSON alone
 
 Modules: :mod:`bench.backbones` (models, the fixed batch), :mod:`bench.contenders` (what is built and timed),
-:mod:`bench.measure` (interleaved timing, statistics, peak memory), :mod:`bench.suite` (groups, ratios, goals),
+:mod:`bench.measure` (peak memory; the interleaved timing and its statistics are
+:mod:`peftkit.timing`'s), :mod:`bench.suite` (groups, ratios, goals),
 :mod:`bench.report` (provenance, table, JSON, Markdown), :mod:`bench.profile`.
 """

@@ -1,9 +1,5 @@
-"""Timing (interleaved rounds), robust statistics and peak-memory accounting.
-
-Timing: after ``warmup`` untimed rounds, every round runs each contender of a group once, in an order that rotates
-from round to round (A,B,C / B,C,A / C,A,B ...), so slow drifts of the machine hit every contender alike. One
-sample is the wall time of one step (``time.perf_counter``; on CUDA bracketed by ``torch.cuda.synchronize``).
-The garbage collector is off inside a group and runs between rounds, outside the timed region.
+"""Peak-memory accounting; the interleaved timing and its statistics come from :mod:`peftkit.timing` (``time_group``,
+``summary``, ``ratio``: contenders timed in rotating order after warm-up, GC off; medians, quartiles, paired ratios).
 
 Peak memory: one extra, untimed step per contender, after its timed ones. Reported as
 ``peak = static + transient`` where
@@ -22,11 +18,13 @@ import contextlib
 import gc
 import os
 import sys
-import time
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
 import torch
+
+from peftkit.timing import ratio, summary, sync, time_group
+
+__all__ = ["MEMORY_METHOD", "peak_memory", "ratio", "summary", "time_group"]
 
 MEMORY_METHOD = (
     "peak = static + transient. static: distinct storages of parameters, buffers and AdamW state when the step "
@@ -37,62 +35,6 @@ MEMORY_METHOD = (
     "(profile_memory=True). Excludes allocator slack/fragmentation, Python objects and library scratch "
     "allocated outside PyTorch's allocator (e.g. oneDNN)."
 )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_group(steps: Sequence[Callable[[], None]], rounds: int, warmup: int, device: torch.device,
-               on_round: Callable[[int], None] | None = None) -> tuple[list[list[float]], list[list[float]]]:
-    """Interleaved, rotating rounds. Returns (wall, cpu): per contender, ``rounds`` step times in seconds, as wall
-    time and as this process's CPU time (``time.process_time``, all threads; less sensitive than wall time to other
-    processes on a shared CPU, meaningless for GPU work)."""
-    n = len(steps)
-    samples: list[list[float]] = [[] for _ in range(n)]
-    cpu: list[list[float]] = [[] for _ in range(n)]
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(warmup + rounds):
-            gc.collect()
-            for j in range(n):
-                i = (r + j) % n
-                _sync(device)
-                t0, c0 = time.perf_counter(), time.process_time()
-                steps[i]()
-                _sync(device)
-                dt, dc = time.perf_counter() - t0, time.process_time() - c0
-                if r >= warmup:
-                    samples[i].append(dt)
-                    cpu[i].append(dc)
-            if on_round is not None:
-                on_round(r)
-    finally:
-        if enabled:
-            gc.enable()
-    return samples, cpu
-
-
-def summary(samples: Sequence[float]) -> dict:
-    """median, quartiles (linear interpolation) and IQR of ``samples``."""
-    a = np.asarray(samples, dtype=float)
-    q1, med, q3 = (float(x) for x in np.percentile(a, [25, 50, 75]))
-    return {"median": med, "q1": q1, "q3": q3, "iqr": q3 - q1, "min": float(a.min()), "n": int(a.size)}
-
-
-def ratio(num: dict, den: dict) -> dict:
-    """Ratio of medians (wall time, and CPU time when given), plus median and IQR of the per-round (paired) wall
-    time ratios when both have samples."""
-    out = {"ratio": num["median"] / den["median"]}
-    if num.get("cpu_median") and den.get("cpu_median"):
-        out["cpu_ratio"] = num["cpu_median"] / den["cpu_median"]
-    a, b = num.get("samples"), den.get("samples")
-    if a and b and len(a) == len(b):
-        paired = summary([x / y for x, y in zip(a, b)])
-        out.update(paired_median=paired["median"], paired_q1=paired["q1"], paired_q3=paired["q3"])
-    return out
 
 
 @contextlib.contextmanager
@@ -130,11 +72,11 @@ def peak_memory(runner, device: torch.device) -> dict:
     gc.collect()
     static = runner.static_bytes()
     if device.type == "cuda":
-        _sync(device)
+        sync(device)
         start = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         runner.step()
-        _sync(device)
+        sync(device)
         transient = torch.cuda.max_memory_allocated(device) - start
     else:
         transient = _cpu_transient(runner.step)

@@ -1,6 +1,6 @@
 """What the bench measures: groups of contenders timed together, the ratios between them and the goals.
 
-A group's contenders are timed interleaved (see :mod:`bench.measure`); a ratio is always between two contenders
+A group's contenders are timed interleaved (see :mod:`peftkit.timing`); a ratio is always between two contenders
 of the same group, numerator first (peftkit, or the method under test) over denominator (the peer / baseline).
 Goals are reported as met or missed, never asserted.
 """

@@ -298,3 +298,41 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
             modes[mode] = evaluate()[0]
         set_inference(peft_model, "merged")
     return final, modes, gates, None, round(rate, 3)
+
+
+def run_dir(result: dict) -> Path:
+    """The directory of a finished run (its ``result.json`` and ``best/``), from a result dict."""
+    if result.get("path"):  # set by peftkit.results.load_results
+        return Path(result["path"]).parent
+    return Path(result["spec"]["out"])
+
+
+def load_trained(result: dict):
+    """A finished run's scored model, rebuilt from the run store: a fresh backbone with the run's head (the frozen
+    parts drawn with the run's seed, as in training) and ``<run>/best`` (what trained, plus the head) loaded into it
+    with :func:`peftkit.load`. Returns (model, tokenizer); the model is in eval mode and unmerged (see
+    :func:`peftkit.trainer.inference_form` for the form it was scored in)."""
+    from transformers import set_seed
+
+    from . import backbones
+    from .core import load
+
+    best = run_dir(result) / "best"
+    if not (best / "peftkit_config.json").is_file():
+        raise FileNotFoundError(f"{best}: no trained parameters (peftkit_config.json) for run {result.get('run_id')}")
+    name, head = result["task"], result.get("head") or "classifier"
+    tok = backbones.load_tokenizer(result["model"])
+    set_seed((result.get("seeds") or {}).get("seed", 42))
+    if head == "classifier":
+        from .data import glue_task
+
+        model = backbones.load_model(result["model"], "classifier", glue_task(name).num_labels)
+        load(model, best)
+    elif head == "prompt":
+        from . import features
+
+        mlm = load(backbones.load_model(result["model"], "mlm"), best)
+        model = features.PromptClassifier(mlm, features.label_word_ids(name, tok))
+    else:
+        model = load(backbones.load_model(result["model"], head), best)
+    return model.eval(), tok

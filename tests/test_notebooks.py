@@ -35,6 +35,8 @@ PAPER_TABLES = {"01_glue_main": ["vs_adamix", "vs_unipelt"], "02_low_resource": 
 FIGURES = {"04_nlg": ["bars"], "05_ablation_bottleneck": ["curve"], "06_ablation_adamix": ["modes"],
            "07_unipelt_gates": ["heatmap"], "08_efficiency": ["bars"]}
 CLAIMS = ("02_low_resource", "03_fewshot", "06_ablation_adamix")
+# Other files a notebook writes into REPORTS_DIR (and registers in its index).
+DATA_FILES = {"08_efficiency": ["tables/08_efficiency_inference_timing.json"]}
 
 
 def _code(name: str) -> list:
@@ -146,6 +148,8 @@ def test_notebook_runs_on_the_smoke_profile(name, smoke):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         assert pdf.read_bytes()[:4] == b"%PDF"
         assert f"figures/{name}_{fig}.png" in index and f"figures/{name}_{fig}.pdf" in index
+    for rel in DATA_FILES.get(name, ()):
+        assert json.loads((reports / rel).read_text()) and rel in index
     if name in CLAIMS:
         claims = (reports / f"claims/{name}.md").read_text()
         assert "Verdict:" in claims and f"claims/{name}.md" in index

@@ -570,15 +570,20 @@ def test_figures_say_what_they_plot(tmp_path, monkeypatch):
     seen = _captured(monkeypatch)
     runs = [make_result("mrpc", m, lab, seed=s, metrics={"f1": 0.8}, train_eps=eps * (1 + 0.05 * s * (lab == "lora")))
             for s in (1, 2, 3) for m, lab, eps in (("full", "full", 50.0), ("lora", "lora", 100.0))]
-    eff = rep.efficiency_rows(frame_of(tmp_path, runs))
+    timing = {"rows": [{"method_label": "lora", "aa": False, "ratio": 1.1, "q1": 1.05, "q3": 1.15, "within_aa": False},
+                       {"method_label": "full", "aa": True, "ratio": 1.01, "q1": 0.98, "q3": 1.03}]}
+    eff = rep.efficiency_rows(frame_of(tmp_path, runs), timing=timing)
     ours = eff[eff["source"] == "ours"].set_index("method_label")
     assert ours.loc["lora", "train_time_vs_ft_lo"] < ours.loc["lora", "train_time_vs_ft"] \
         < ours.loc["lora", "train_time_vs_ft_hi"]
+    assert (ours.loc["lora", "inference_time_vs_ft_lo"], ours.loc["lora", "inference_time_vs_ft_hi"]) == (1.05, 1.15)
     rep.efficiency_bars(eff, tmp_path / "eff", caption="MiniLM-L6, profile cpu; budget: 2 epochs")
     assert seen["caption"] == "MiniLM-L6, profile cpu; budget: 2 epochs"
     assert "inference" in seen["xlabels"][0] and "trainable" not in seen["xlabels"][0]  # what it plots
-    assert seen["log"][0] == "log" and seen["bars"] == 0  # points on the log axis, no bars anywhere
-    assert seen["errorbars"] >= 2  # the time ratios carry intervals
+    assert "range" in seen["xlabels"][1] and "IQR" in seen["xlabels"][2]  # what the error bars are
+    assert seen["log"] == ["linear"] * 3 and seen["bars"] > 0  # bars on linear axes
+    assert seen["errorbars"] >= 2  # the time ratios carry their spread (seeds' range, rounds' IQR)
+    assert "A/A band (full FT vs a copy): 1 ± 0.030" in seen["legend"]
     nlg = [make_result("e2e", "lora", kind="nlg", seed=1, metrics={"bleu": 0.6, "nist": 8.0})]
     rep.nlg_bars(frame_of(tmp_path / "nlg", nlg), tmp_path / "nlg", tasks=["e2e"])
     assert seen["legend"] and not any("95% CI" in t for t in seen["legend"])  # n = 1: no interval to name

@@ -209,43 +209,61 @@ def gate_heatmap_examples(frame: pd.DataFrame, out: str | os.PathLike, caption: 
 
 def efficiency_bars(rows: pd.DataFrame | Sequence[dict], out: str | os.PathLike, caption: str | None = None
                     ) -> list[Path]:
-    """Per method, ours beside the paper's: parameters of the inference form (% of the backbone; log axis, points
-    not bars), training and inference time relative to full FT (points with their 95% Student-t intervals over
-    the matched runs where ``*_lo`` / ``*_hi`` are given). ``rows``: method_label, source ("ours" | "paper"),
-    trainable_pct, train_time_vs_ft, inference_time_vs_ft (see
-    :func:`peftkit.reporting.efficiency.efficiency_rows`)."""
+    """Per method, ours beside the paper's, bars on linear axes: parameters the method adds to the inference form
+    (% of the backbone; full FT, the whole backbone, is written beside its row instead of drawn), training time
+    relative to full FT (ours: median over seeds, error bar the range) and inference time relative to full FT
+    (ours: median per-round ratio, error bar the IQR; the A/A band shaded when ``rows`` has the A/A row). ``rows``:
+    :func:`peftkit.reporting.efficiency.efficiency_rows` (method_label, source "ours" | "paper" | "aa", the
+    measures and their ``_lo`` / ``_hi``)."""
     df = pd.DataFrame(rows)
     _need(df, "efficiency bars")
+    aa = df[df["source"] == "aa"]
+    df = df[df["source"] != "aa"]
     order = method_order(df["method_label"])
     names = [method_name(m) for m in order]
-    panels = [("trainable_pct", "parameters at inference\n(% of backbone, log scale)"),
-              ("train_time_vs_ft", "training time per example\n(× full FT)"),
-              ("inference_time_vs_ft", "inference time per example\n(× full FT)")]
+    panels = [("trainable_pct", "parameters added at inference\n(% of backbone)"),
+              ("train_time_vs_ft", "training time per example (× full FT)\nours: median over seeds, bar: range"),
+              ("inference_time_vs_ft", "inference time per batch (× full FT)\nours: median over rounds, bar: IQR")]
     sources = [s for s in ("ours", "paper") if s in set(df["source"])]
-    markers = {"ours": "o", "paper": "s"}
+    height = 0.38
     with style():
-        fig, axes = grid(3, ncols=3, panel=(3.3, 0.9 + 0.42 * len(order)), sharey=True)
+        fig, axes = grid(3, ncols=3, panel=(3.6, max(2.6, 1.2 + 0.45 * len(order))), sharey=True)
         for ax, (col, label) in zip(axes, panels):
-            for i, src in enumerate(sources):
+            for src in sources:
                 sub = df[df["source"] == src].set_index("method_label").reindex(order)
-                ys = np.arange(len(order)) + (0.15 if src == "paper" else -0.15)
+                ys = np.arange(len(order)) + (height / 2 if src == "paper" else -height / 2)
                 xs = sub[col].astype(float).to_numpy()
+                if col == "trainable_pct":  # full FT is the whole backbone: written once, not drawn
+                    full = np.array([m == "full" for m in order])
+                    if src == sources[0] and full.any():
+                        ax.text(0, float(np.arange(len(order))[full][0]), " 100 (the whole backbone)", va="center",
+                                fontsize=9)
+                    xs = np.where(full, np.nan, xs)
                 err = None
-                if f"{col}_lo" in sub and sub[f"{col}_lo"].notna().any():
+                if src == "ours" and f"{col}_lo" in sub and sub[f"{col}_lo"].notna().any():
                     lo, hi = sub[f"{col}_lo"].astype(float).to_numpy(), sub[f"{col}_hi"].astype(float).to_numpy()
                     err = np.clip(np.nan_to_num(np.vstack([xs - lo, hi - xs])), 0.0, None)
-                ax.errorbar(xs, ys, xerr=err, fmt=markers[src], color=SOURCE_COLOURS[src], markersize=5,
-                            capsize=2, linewidth=0.8, label=src if src == "paper" else "ours (mean, 95% CI)",
-                            markerfacecolor="white" if src == "paper" else SOURCE_COLOURS[src])
-            if col == "trainable_pct":
-                ax.set_xscale("log")
-            else:
+                ax.barh(ys, np.nan_to_num(xs), height=height, color=SOURCE_COLOURS[src],
+                        hatch="//" if src == "paper" else None, edgecolor="white" if src == "paper" else None,
+                        linewidth=0.5, xerr=err, capsize=2, error_kw={"linewidth": 0.8},
+                        label=src)
+            if col != "trainable_pct":
                 ax.axvline(1.0, color="0.3", linestyle="--", linewidth=0.8)
+            if col == "inference_time_vs_ft" and len(aa):
+                a = aa.iloc[0]
+                half = max(abs(a["inference_time_vs_ft_lo"] - 1), abs(a["inference_time_vs_ft_hi"] - 1))
+                ax.axvspan(1 - half, 1 + half, color="0.6", alpha=0.3, linewidth=0, zorder=0,
+                           label=f"A/A band (full FT vs a copy): 1 ± {half:.3f}")
+            ax.set_xlim(left=0)
             ax.set_yticks(np.arange(len(order)), names)
             ax.set_xlabel(label)
         axes[0].invert_yaxis()  # shared: the first method on top in every panel
         axes[0].set_ylabel("method")
         handles, labels = axes[0].get_legend_handles_labels()
+        for h, lab in zip(*axes[2].get_legend_handles_labels()):  # + the A/A band, where drawn
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
         legend_below(fig, handles, labels)
         return finish(fig, out, caption)
 

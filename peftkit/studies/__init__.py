@@ -85,10 +85,11 @@ ablation_bottleneck_report = ablation_bottleneck.report
 ablation_adamix_report = ablation_adamix.report
 unipelt_gates_report = unipelt_gates.report
 efficiency_report = efficiency.report
+efficiency_timing = efficiency.time_inference  # 08: interleaved inference timing of the trained models
 
 __all__ = ["PROFILES", "NOTEBOOKS", "STUDIES", "DEFAULTS", "METHODS", "MODULES", "grid", "plan", "run_specs",
            "run_study", "GridError", "run_name", "runs_path", "reports_path", "variant", "project_root", "defaults",
            "command", "module", "Report", "report", "glue_main_report", "low_resource_report", "fewshot_report",
            "nlg_report", "ablation_bottleneck_report", "ablation_adamix_report", "unipelt_gates_report",
-           "efficiency_report", "glue_main", "low_resource", "fewshot", "nlg", "ablation_bottleneck",
-           "ablation_adamix", "unipelt_gates", "efficiency"]
+           "efficiency_report", "efficiency_timing", "glue_main", "low_resource", "fewshot", "nlg",
+           "ablation_bottleneck", "ablation_adamix", "unipelt_gates", "efficiency"]
