@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from peftkit.timing import ratio, summary, time_group
+
 from . import backbones as bbs
-from .measure import ratio, summary, time_group
 
 
 def main(argv: list[str] | None = None) -> int:
