@@ -544,6 +544,13 @@ def test_collapsed_runs_are_flagged_and_get_no_delta(tmp_path):
     assert rep.runs_frame([empty])["collapsed"].tolist() == ["empty generations"]
 
 
+def _tick_at(ax, x: float) -> str:
+    """The x tick label nearest to data coordinate ``x`` (the method a bar or a label belongs to)."""
+    ticks = list(ax.get_xticks())
+    i = min(range(len(ticks)), key=lambda j: abs(ticks[j] - x))
+    return ax.get_xticklabels()[i].get_text().replace("\n", " ")
+
+
 def _captured(monkeypatch):
     """Replace figures.finish: keep the figure's texts instead of writing files."""
     from matplotlib.container import ErrorbarContainer
@@ -560,7 +567,13 @@ def _captured(monkeypatch):
                     bars=sum(isinstance(p, Rectangle) for a in ax for p in a.patches),
                     errorbars=sum(isinstance(c, ErrorbarContainer) and c.has_xerr for a in ax for c in a.containers),
                     yerr=[c for a in ax for c in a.containers if isinstance(c, ErrorbarContainer)],
-                    log=[a.get_xscale() for a in ax])
+                    log=[a.get_xscale() for a in ax],
+                    # per panel: (text, the tick label under it) of every annotation, e.g. a collapsed run's
+                    marks=[[(t.get_text(), _tick_at(a, t.xy[0])) for t in a.texts] for a in ax],
+                    # per panel: the drawn bars' (tick label, face colour, hatch); NaN-height bars are not drawn
+                    patches=[[(_tick_at(a, p.get_x() + p.get_width() / 2), p.get_facecolor(), p.get_hatch())
+                              for p in a.patches if isinstance(p, Rectangle) and p.get_height() == p.get_height()]
+                             for a in ax])
         return []
     monkeypatch.setattr(figures, "finish", finish)
     return seen
@@ -697,3 +710,41 @@ def test_nlg_report_prints_webnlg_seen_unseen_all_and_dart_beside_the_paper(tmp_
     assert dart.loc["LoRA", "BLEU paper"] == "47.35"
     text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
     assert "WebNLG scoring: LoRA gpt2_decode.py --tokenize --lower --ref_num 6" in text and "DART scoring" in text
+
+
+def _nlg_run(label, method, seed=1, texts=("a", "b", "c")) -> dict:
+    r = make_result("e2e", method, label, kind="nlg", seed=seed,
+                    metrics={"bleu": 0.0, "nist": 0.0} if set(texts) <= {""} else {"bleu": 0.3, "nist": 3.0})
+    r["samples"] = [{"source": f"s{i}", "prediction": t, "reference": "r"} for i, t in enumerate(texts)]
+    return r
+
+
+def test_nlg_bars_mark_collapsed_runs_by_the_tables_rule(tmp_path, monkeypatch):
+    """A method whose generations collapsed gets a grey hatched bar labelled "collapsed" in every panel (no
+    unflagged zero beside the paper's bar), by the same rule that flags it in the table."""
+    from peftkit.reporting.figures import COLLAPSED_COLOUR
+
+    seen = _captured(monkeypatch)
+    runs = [_nlg_run("lora", "lora"), _nlg_run("adamix-lora", "adamix", texts=("", "")),
+            _nlg_run("pfeiffer", "pfeiffer", seed=1), _nlg_run("pfeiffer", "pfeiffer", seed=2, texts=("x",) * 3)]
+    frame = rep.runs_frame(runs)
+    rep.nlg_bars(frame, tmp_path / "nlg", tasks=["e2e"])
+    assert seen["marks"] == [[("collapsed 1/2", "Adapter (Pfeiffer)"), ("collapsed", "AdaMix (LoRA)")]] * 2
+    legend = "ours, collapsed (constant generations, empty generations): not comparable"
+    assert legend in seen["legend"]
+    for panel in seen["patches"]:  # the collapsed methods' bars: grey, cross-hatched; LoRA's: ours' colour
+        ours = {m: (face, hatch) for m, face, hatch in panel if hatch != "//"}  # "//": the paper's bars
+        grey = _rgba(COLLAPSED_COLOUR)
+        assert ours["AdaMix (LoRA)"] == (grey, "xx") and ours["Adapter (Pfeiffer)"] == (grey, "xx")
+        assert ours["LoRA"][0] != grey and not ours["LoRA"][1]
+    table = rep.metrics_table(frame, paper="adamix", table="nlg", task="e2e", metrics=["bleu"],
+                              methods=["lora", "pfeiffer", "adamix-lora"])
+    assert table["collapsed"].tolist() == ["no", "1/2 runs: constant generations", "1/1 runs: empty generations"]
+    rep.nlg_bars(rep.runs_frame(runs[:1]), tmp_path / "fine", tasks=["e2e"])
+    assert seen["marks"] == [[], []] and not any("collapsed" in t for t in seen["legend"])
+
+
+def _rgba(colour) -> tuple:
+    from matplotlib.colors import to_rgba
+
+    return to_rgba(colour)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from ..atomic import write_text as write_text_atomic
-from .frame import context, select
+from .frame import collapsed_runs, context, select
 from .names import backbone_key, backbone_name, decimals, method_key, method_name, metric_name, task_key, task_name
 from .paper import paper_cell, table_backbone, table_metrics
 from .stats import describe_values
@@ -62,17 +62,15 @@ def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Se
                     note = f"paper's cell is {metric_name(cell['metric'])}, ours {metric_name(metric)}: no Δ"
             stats = describe_values(ours.loc[ours["metric"] == metric, "value"].to_numpy(dtype=float))
             value = None if cell is None else float(cell["value"])
-            runs = ours.drop_duplicates("run_id") if "run_id" in ours else ours
-            collapsed = int(runs["collapsed"].notna().sum()) if "collapsed" in runs else 0
-            reasons = ", ".join(sorted(set(runs["collapsed"].dropna()))) if collapsed else ""
+            collapsed, runs, reasons = collapsed_runs(ours)
             if collapsed:
-                note = (note + "; " if note else "") + f"{collapsed} of {len(runs)} runs collapsed ({reasons}): no Δ"
+                note = (note + "; " if note else "") + f"{collapsed} of {runs} runs collapsed ({reasons}): no Δ"
             comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric and not collapsed
             rows.append({"method_label": method, "task": tk, "metric": metric, **stats, "paper": value,
                          "paper_metric": None if cell is None else cell["metric"],
                          "paper_row": None if cell is None else cell["row"],
-                         "delta": stats["mean"] - value if comparable else float("nan"), "runs": len(runs),
-                         "collapsed": collapsed, "collapsed_reason": reasons or None, "note": note})
+                         "delta": stats["mean"] - value if comparable else float("nan"), "runs": runs,
+                         "collapsed": collapsed, "collapsed_reason": reasons, "note": note})
     out = pd.DataFrame(rows, columns=NUMBER_COLUMNS)
     out["paper"] = out["paper"].astype(float)
     return out

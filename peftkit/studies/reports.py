@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .. import reporting as rep
-from ..reporting.frame import context
+from ..reporting.frame import collapsed_runs, context
 from ..reporting.names import metric_name, task_name
 from ..reporting.stats import describe_values
 from ..reporting.tables import INTERVAL_NOTE, MISSING, delta_cell, format_ours
@@ -214,7 +214,7 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
             m, d = metric_for(t), decimals(metric_for(t))
             sub = rep.select(frame, task=t, metric=m, **where)
             s = describe_values(sub["value"].to_numpy(dtype=float))
-            collapsed = int(sub.drop_duplicates("run_id")["collapsed"].notna().sum()) if len(sub) else 0
+            collapsed = collapsed_runs(sub)[0]
             name = task_name(t) + (" ours" if paper is not None else "")
             row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, collapsed)
             if paper is not None:
