@@ -618,9 +618,11 @@ def _grid_results(study: str, profile: str, **params) -> list[dict]:
     out = []
     for spec in studies.grid(study, profile, runs_dir="/nonexistent", **params):
         r = resolve(spec)
-        res = make_result(spec.task, spec.method, method_label(spec.method, spec.options), seed=spec.seed, k=spec.k,
+        kind, task = spec.task.split(":", 1) if ":" in spec.task else ("glue", spec.task)  # "fewshot:sst-2"
+        res = make_result(task, spec.method, method_label(spec.method, spec.options), seed=spec.seed, k=spec.k,
                           data_seed=r.data_seed, model=r.model, profile=profile, run_id=Path(spec.out).name,
-                          metrics={"accuracy": 0.7 + 0.001 * spec.seed})
+                          config=spec.options, kind=kind, metrics={"accuracy": 0.7 + 0.001 * spec.seed})
+        res["head"] = r.head
         res["training"].update({k: v for k, v in dataclasses.asdict(r).items() if k in res["training"]})
         out.append(res)
     return out
@@ -748,3 +750,26 @@ def _rgba(colour) -> tuple:
     from matplotlib.colors import to_rgba
 
     return to_rgba(colour)
+
+
+def test_single_run_tables_say_n_1_once_and_mixed_tables_per_cell(tmp_path):
+    """Every cell one run: the cells print the value alone and the notes say n = 1 once (the NLG table's code path,
+    reused by comparison_table and ours_table); mixed n: each cell keeps its n."""
+    from peftkit import studies
+
+    one = _grid_results("glue_main", "cpu", seeds=(42,))
+    r = studies.glue_main_report(one, "cpu", tmp_path / "one")
+    assert r.tables["vs_adamix"].loc["LoRA", "SST-2 ours"] == "74.20"
+    b = studies.ablation_bottleneck_report(_grid_results("ablation_bottleneck", "cpu", seeds=(42,)), "cpu",
+                                           tmp_path / "one")
+    assert b.tables["results"].loc["Adapter (Pfeiffer), b=48", "SST-2 ours"] == "74.20"
+    for stem in ("01_glue_main_vs_adamix", "01_glue_main_vs_unipelt", "05_ablation_bottleneck_results"):
+        text = (tmp_path / "one" / "tables" / f"{stem}.md").read_text()
+        assert "n=1" not in text and text.count("(n = 1), so no interval") == 1, stem
+        assert "Student-t" not in text, stem  # no interval is described where none is printed
+    more = [x for x in _grid_results("glue_main", "cpu") if x["method_label"] == "lora"]
+    r = studies.glue_main_report(one + [x for x in more if x["seeds"]["seed"] != 42], "cpu", tmp_path / "mixed")
+    t = r.tables["vs_adamix"]
+    assert t.loc["BitFit", "SST-2 ours"] == "74.20 (n=1, no CI)" and t.loc["LoRA", "SST-2 ours"].endswith("n=3")
+    text = (tmp_path / "mixed" / "tables" / "01_glue_main_vs_adamix.md").read_text()
+    assert "(n = 1), so no interval" not in text and "Student-t" in text
