@@ -773,3 +773,48 @@ def test_single_run_tables_say_n_1_once_and_mixed_tables_per_cell(tmp_path):
     assert t.loc["BitFit", "SST-2 ours"] == "74.20 (n=1, no CI)" and t.loc["LoRA", "SST-2 ours"].endswith("n=3")
     text = (tmp_path / "mixed" / "tables" / "01_glue_main_vs_adamix.md").read_text()
     assert "(n = 1), so no interval" not in text and "Student-t" in text
+
+
+def _ours_paper_delta(columns) -> list[str]:
+    """The column groups of a table: [ours, paper, Δ] per task, in that order, with nothing between them."""
+    out = []
+    for i, c in enumerate(columns):
+        if c.endswith("ours"):
+            stem = c[: -len("ours")]
+            out.append(" | ".join(columns[i:i + 3]) if columns[i + 1:i + 2] == [stem + "paper"] else c)
+    return out
+
+
+def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_path):
+    """01, 02, 03, 05 and 06: no "ours" / "paper" / "Δ" rows; one row per method (per K and task in the upper-bound
+    table, per inference mode / variant in 06) and, where the paper has numbers, ours | paper | Δ columns."""
+    from peftkit import studies
+
+    expected = {("glue_main", "vs_adamix"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("glue_main", "vs_unipelt"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("low_resource", "k100"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("low_resource", "upper_bound"): ["ours | paper | Δ"],
+                ("fewshot", "results"): [],  # no paper numbers transcribed: ours only
+                ("ablation_bottleneck", "results"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("ablation_adamix", "modes"): [],
+                ("ablation_adamix", "variants"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("ablation_adamix", "expert_init"): []}
+    for study in dict.fromkeys(s for s, _ in expected):
+        results = _grid_results(study, "cpu")
+        for x in results:
+            if x["method_label"] == "adamix-adapter":
+                x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
+        r = studies.report(study, results, "cpu", tmp_path / study)
+        for (s, name), groups in expected.items():
+            if s != study:
+                continue
+            t = r.tables[name]
+            rows = [i[-1] if isinstance(i, tuple) else i for i in t.index]
+            assert t.index.is_unique and len(t) > 1, (study, name)
+            assert not {"ours", "paper", "Δ"} & set(map(str, rows)) and "row" not in t.index.names, (study, name)
+            assert _ours_paper_delta(list(t.columns)) == groups, (study, name, list(t.columns))
+            if name == "upper_bound":
+                assert rows == ["Adapter (Pfeiffer)", "Prefix-tuning", "LoRA", "UniPELT (AP)", "UniPELT (APL)"]
+                assert list(t.columns) == ["ours", "paper", "Δ", "ours − best component", "paper − best component"]
+            if groups == []:
+                assert not any("paper" in c or "Δ" in c for c in t.columns), (study, name)
