@@ -544,6 +544,13 @@ def test_collapsed_runs_are_flagged_and_get_no_delta(tmp_path):
     assert rep.runs_frame([empty])["collapsed"].tolist() == ["empty generations"]
 
 
+def _tick_at(ax, x: float) -> str:
+    """The x tick label nearest to data coordinate ``x`` (the method a bar or a label belongs to)."""
+    ticks = list(ax.get_xticks())
+    i = min(range(len(ticks)), key=lambda j: abs(ticks[j] - x))
+    return ax.get_xticklabels()[i].get_text().replace("\n", " ")
+
+
 def _captured(monkeypatch):
     """Replace figures.finish: keep the figure's texts instead of writing files."""
     from matplotlib.container import ErrorbarContainer
@@ -560,7 +567,13 @@ def _captured(monkeypatch):
                     bars=sum(isinstance(p, Rectangle) for a in ax for p in a.patches),
                     errorbars=sum(isinstance(c, ErrorbarContainer) and c.has_xerr for a in ax for c in a.containers),
                     yerr=[c for a in ax for c in a.containers if isinstance(c, ErrorbarContainer)],
-                    log=[a.get_xscale() for a in ax])
+                    log=[a.get_xscale() for a in ax],
+                    # per panel: (text, the tick label under it) of every annotation, e.g. a collapsed run's
+                    marks=[[(t.get_text(), _tick_at(a, t.xy[0])) for t in a.texts] for a in ax],
+                    # per panel: the drawn bars' (tick label, face colour, hatch); NaN-height bars are not drawn
+                    patches=[[(_tick_at(a, p.get_x() + p.get_width() / 2), p.get_facecolor(), p.get_hatch())
+                              for p in a.patches if isinstance(p, Rectangle) and p.get_height() == p.get_height()]
+                             for a in ax])
         return []
     monkeypatch.setattr(figures, "finish", finish)
     return seen
@@ -610,9 +623,11 @@ def _grid_results(study: str, profile: str, **params) -> list[dict]:
     out = []
     for spec in studies.grid(study, profile, runs_dir="/nonexistent", **params):
         r = resolve(spec)
-        res = make_result(spec.task, spec.method, method_label(spec.method, spec.options), seed=spec.seed, k=spec.k,
+        kind, task = spec.task.split(":", 1) if ":" in spec.task else ("glue", spec.task)  # "fewshot:sst-2"
+        res = make_result(task, spec.method, method_label(spec.method, spec.options), seed=spec.seed, k=spec.k,
                           data_seed=r.data_seed, model=r.model, profile=profile, run_id=Path(spec.out).name,
-                          metrics={"accuracy": 0.7 + 0.001 * spec.seed})
+                          config=spec.options, kind=kind, metrics={"accuracy": 0.7 + 0.001 * spec.seed})
+        res["head"] = r.head
         res["training"].update({k: v for k, v in dataclasses.asdict(r).items() if k in res["training"]})
         out.append(res)
     return out
@@ -702,3 +717,109 @@ def test_nlg_report_prints_webnlg_seen_unseen_all_and_dart_beside_the_paper(tmp_
     assert dart.loc["LoRA", "BLEU paper"] == "47.35"
     text = (tmp_path / "tables" / "04_nlg_results.md").read_text()
     assert "WebNLG scoring: LoRA gpt2_decode.py --tokenize --lower --ref_num 6" in text and "DART scoring" in text
+
+
+def _nlg_run(label, method, seed=1, texts=("a", "b", "c")) -> dict:
+    r = make_result("e2e", method, label, kind="nlg", seed=seed,
+                    metrics={"bleu": 0.0, "nist": 0.0} if set(texts) <= {""} else {"bleu": 0.3, "nist": 3.0})
+    r["samples"] = [{"source": f"s{i}", "prediction": t, "reference": "r"} for i, t in enumerate(texts)]
+    return r
+
+
+def test_nlg_bars_mark_collapsed_runs_by_the_tables_rule(tmp_path, monkeypatch):
+    """A method whose generations collapsed gets a grey hatched bar labelled "collapsed" in every panel (no
+    unflagged zero beside the paper's bar), by the same rule that flags it in the table."""
+    from peftkit.reporting.figures import COLLAPSED_COLOUR
+
+    seen = _captured(monkeypatch)
+    runs = [_nlg_run("lora", "lora"), _nlg_run("adamix-lora", "adamix", texts=("", "")),
+            _nlg_run("pfeiffer", "pfeiffer", seed=1), _nlg_run("pfeiffer", "pfeiffer", seed=2, texts=("x",) * 3)]
+    frame = rep.runs_frame(runs)
+    rep.nlg_bars(frame, tmp_path / "nlg", tasks=["e2e"])
+    assert seen["marks"] == [[("collapsed 1/2", "Adapter (Pfeiffer)"), ("collapsed", "AdaMix (LoRA)")]] * 2
+    legend = "ours, collapsed (constant generations, empty generations): not comparable"
+    assert legend in seen["legend"]
+    for panel in seen["patches"]:  # the collapsed methods' bars: grey, cross-hatched; LoRA's: ours' colour
+        ours = {m: (face, hatch) for m, face, hatch in panel if hatch != "//"}  # "//": the paper's bars
+        grey = _rgba(COLLAPSED_COLOUR)
+        assert ours["AdaMix (LoRA)"] == (grey, "xx") and ours["Adapter (Pfeiffer)"] == (grey, "xx")
+        assert ours["LoRA"][0] != grey and not ours["LoRA"][1]
+    table = rep.metrics_table(frame, paper="adamix", table="nlg", task="e2e", metrics=["bleu"],
+                              methods=["lora", "pfeiffer", "adamix-lora"])
+    assert table["collapsed"].tolist() == ["no", "1/2 runs: constant generations", "1/1 runs: empty generations"]
+    rep.nlg_bars(rep.runs_frame(runs[:1]), tmp_path / "fine", tasks=["e2e"])
+    assert seen["marks"] == [[], []] and not any("collapsed" in t for t in seen["legend"])
+
+
+def _rgba(colour) -> tuple:
+    from matplotlib.colors import to_rgba
+
+    return to_rgba(colour)
+
+
+def test_single_run_tables_say_n_1_once_and_mixed_tables_per_cell(tmp_path):
+    """Every cell one run: the cells print the value alone and the notes say n = 1 once (the NLG table's code path,
+    reused by comparison_table and ours_table); mixed n: each cell keeps its n."""
+    from peftkit import studies
+
+    one = _grid_results("glue_main", "cpu", seeds=(42,))
+    r = studies.glue_main_report(one, "cpu", tmp_path / "one")
+    assert r.tables["vs_adamix"].loc["LoRA", "SST-2 ours"] == "74.20"
+    b = studies.ablation_bottleneck_report(_grid_results("ablation_bottleneck", "cpu", seeds=(42,)), "cpu",
+                                           tmp_path / "one")
+    assert b.tables["results"].loc["Adapter (Pfeiffer), b=48", "SST-2 ours"] == "74.20"
+    for stem in ("01_glue_main_vs_adamix", "01_glue_main_vs_unipelt", "05_ablation_bottleneck_results"):
+        text = (tmp_path / "one" / "tables" / f"{stem}.md").read_text()
+        assert "n=1" not in text and text.count("(n = 1), so no interval") == 1, stem
+        assert "Student-t" not in text, stem  # no interval is described where none is printed
+    more = [x for x in _grid_results("glue_main", "cpu") if x["method_label"] == "lora"]
+    r = studies.glue_main_report(one + [x for x in more if x["seeds"]["seed"] != 42], "cpu", tmp_path / "mixed")
+    t = r.tables["vs_adamix"]
+    assert t.loc["BitFit", "SST-2 ours"] == "74.20 (n=1, no CI)" and t.loc["LoRA", "SST-2 ours"].endswith("n=3")
+    text = (tmp_path / "mixed" / "tables" / "01_glue_main_vs_adamix.md").read_text()
+    assert "(n = 1), so no interval" not in text and "Student-t" in text
+
+
+def _ours_paper_delta(columns) -> list[str]:
+    """The column groups of a table: [ours, paper, Δ] per task, in that order, with nothing between them."""
+    out = []
+    for i, c in enumerate(columns):
+        if c.endswith("ours"):
+            stem = c[: -len("ours")]
+            out.append(" | ".join(columns[i:i + 3]) if columns[i + 1:i + 2] == [stem + "paper"] else c)
+    return out
+
+
+def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_path):
+    """01, 02, 03, 05 and 06: no "ours" / "paper" / "Δ" rows; one row per method (per K and task in the upper-bound
+    table, per inference mode / variant in 06) and, where the paper has numbers, ours | paper | Δ columns."""
+    from peftkit import studies
+
+    expected = {("glue_main", "vs_adamix"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("glue_main", "vs_unipelt"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("low_resource", "k100"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("low_resource", "upper_bound"): ["ours | paper | Δ"],
+                ("fewshot", "results"): [],  # no paper numbers transcribed: ours only
+                ("ablation_bottleneck", "results"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("ablation_adamix", "modes"): [],
+                ("ablation_adamix", "variants"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("ablation_adamix", "expert_init"): []}
+    for study in dict.fromkeys(s for s, _ in expected):
+        results = _grid_results(study, "cpu")
+        for x in results:
+            if x["method_label"] == "adamix-adapter":
+                x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
+        r = studies.report(study, results, "cpu", tmp_path / study)
+        for (s, name), groups in expected.items():
+            if s != study:
+                continue
+            t = r.tables[name]
+            rows = [i[-1] if isinstance(i, tuple) else i for i in t.index]
+            assert t.index.is_unique and len(t) > 1, (study, name)
+            assert not {"ours", "paper", "Δ"} & set(map(str, rows)) and "row" not in t.index.names, (study, name)
+            assert _ours_paper_delta(list(t.columns)) == groups, (study, name, list(t.columns))
+            if name == "upper_bound":
+                assert rows == ["Adapter (Pfeiffer)", "Prefix-tuning", "LoRA", "UniPELT (AP)", "UniPELT (APL)"]
+                assert list(t.columns) == ["ours", "paper", "Δ", "ours − best component", "paper − best component"]
+            if groups == []:
+                assert not any("paper" in c or "Δ" in c for c in t.columns), (study, name)

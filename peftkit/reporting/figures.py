@@ -12,13 +12,14 @@ import pandas as pd
 import seaborn as sns
 
 from ._plot import PALETTE, SOURCE_COLOURS, finish, grid, legend_below, method_colour, style, wrap
-from .frame import select
+from .frame import collapsed_runs, select
 from .names import (LOWER_IS_BETTER, metric_axis_label, metric_name, method_key, method_name, method_order,
                     task_key, task_name)
 from .paper import paper_value
 from .stats import summarise
 
 Metric = str | Callable[[str], str]
+COLLAPSED_COLOUR = "0.65"  # grey: a collapsed run's bar (nlg_bars)
 
 
 def _metric_for(metric: Metric) -> Callable[[str], str]:
@@ -273,7 +274,10 @@ def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str
              table: str = "nlg", caption: str | None = None) -> list[Path]:
     """NLG metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr; TER) ours (mean, with its 95% Student-t CI where n > 1)
     beside the paper's, one panel per task and metric, methods on the x axis. The legend names the interval only
-    when some bar has one (n = 1 everywhere: "ours (n = 1, no interval)")."""
+    when some bar has one (n = 1 everywhere: "ours (n = 1, no interval)"). A method whose runs collapsed on a task
+    (the tables' rule, :func:`peftkit.reporting.frame.collapsed_runs`) gets a grey cross-hatched bar labelled
+    "collapsed" (with k/n when only some of its runs did) and no interval: its score is not comparable with the
+    paper's."""
     df = _reported(frame)
     df = select(df, task=[task_key(t) for t in tasks])
     if methods is not None:
@@ -287,16 +291,31 @@ def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str
                     key=lambda p: ([task_key(t) for t in tasks].index(p[0]),
                                    order_m.index(p[1]) if p[1] in order_m else 99))
     labels = method_order(s["method_label"])
+    dead = {key: collapsed_runs(g) for key, g in df.groupby(["task", "method_label"])}
+    dead = {key: c for key, c in dead.items() if c[0]}
     n_max = int(s["n"].max())
     ours_label = ("ours (n = 1, no interval)" if n_max <= 1 else "ours (mean, 95% CI)" if (s["n"] > 1).all()
                   else "ours (mean; 95% CI where n > 1)")
+    reasons = sorted({r for _, _, why in dead.values() for r in why.split(", ")})
+    collapsed_label = f"ours, collapsed ({', '.join(reasons)}): not comparable"
     with style():
         fig, axes = grid(len(panels), ncols=min(4, len(panels)), panel=(1.0 + 0.75 * len(labels), 3.0))
         for ax, (task, metric) in zip(axes, panels):
             g = s[(s["task"] == task) & (s["metric"] == metric)].set_index("method_label").reindex(labels)
             xs = np.arange(len(labels))
-            ax.bar(xs - 0.2, g["mean"], width=0.4, color=SOURCE_COLOURS["ours"], label=ours_label,
-                   yerr=_yerr(g) if n_max > 1 else None, capsize=2, error_kw={"linewidth": 0.8})
+            flag = np.array([(task, m) in dead for m in labels])
+            mean = g["mean"].to_numpy(dtype=float)
+            ax.bar(xs - 0.2, np.where(flag, np.nan, mean), width=0.4, color=SOURCE_COLOURS["ours"], label=ours_label,
+                   yerr=np.where(flag, 0.0, _yerr(g)) if n_max > 1 else None, capsize=2, error_kw={"linewidth": 0.8})
+            if flag.any():
+                ax.bar(xs - 0.2, np.where(flag, mean, np.nan), width=0.4, color=COLLAPSED_COLOUR, hatch="xx",
+                       edgecolor="white", linewidth=0.5, label=collapsed_label)
+            for x, m, y in zip(xs, labels, mean):
+                if (task, m) in dead:
+                    c, n, _ = dead[(task, m)]
+                    ax.annotate("collapsed" if c == n else f"collapsed {c}/{n}", (x - 0.2, 0 if np.isnan(y) else y),
+                                xytext=(0, 3), textcoords="offset points", rotation=90, ha="center", va="bottom",
+                                fontsize=9, color="0.25")
             pv = [paper_value(paper, table, m, task, metric=metric) for m in labels]
             ax.bar(xs + 0.2, [np.nan if v is None else v for v in pv], width=0.4, color=SOURCE_COLOURS["paper"],
                    hatch="//", edgecolor="white", linewidth=0.5, label="paper")
@@ -304,8 +323,11 @@ def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str
             arrow = " ↓" if metric in LOWER_IS_BETTER else ""
             ax.set_ylabel(metric_axis_label(metric) + arrow)
             ax.set_title(f"{task_name(task)} {metric_name(metric)}")
-        handles, names = axes[0].get_legend_handles_labels()
-        legend_below(fig, handles, names)
+        handles = {}
+        for ax in axes:  # the collapsed entry may come from any panel
+            for h, n in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(n, h)
+        legend_below(fig, list(handles.values()), list(handles))
         return finish(fig, out, caption)
 
 

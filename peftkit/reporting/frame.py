@@ -66,6 +66,15 @@ def collapse_reason(r: dict) -> str | None:
     return None
 
 
+def collapsed_runs(rows: pd.DataFrame) -> tuple[int, int, str | None]:
+    """(collapsed, runs, reasons) of the runs behind ``rows`` of a runs frame (each run counted once, by
+    ``run_id``): how many collapsed (the ``collapsed`` column, :func:`collapse_reason`), out of how many runs, and
+    why ("constant predictions", ...; None when none did). Tables and figures flag a cell by this one rule."""
+    runs = rows.drop_duplicates("run_id") if "run_id" in rows else rows
+    reasons = runs["collapsed"].dropna() if "collapsed" in runs else pd.Series([], dtype=object)
+    return int(len(reasons)), int(len(runs)), ", ".join(sorted(set(reasons))) or None
+
+
 def _run_fields(r: dict) -> dict:
     cfg = r.get("method_config") or {}
     seeds = r.get("seeds") or {}

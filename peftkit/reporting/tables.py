@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from ..atomic import write_text as write_text_atomic
-from .frame import context, select
+from .frame import collapsed_runs, context, select
 from .names import backbone_key, backbone_name, decimals, method_key, method_name, metric_name, task_key, task_name
 from .paper import paper_cell, table_backbone, table_metrics
 from .stats import describe_values
@@ -62,17 +62,15 @@ def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Se
                     note = f"paper's cell is {metric_name(cell['metric'])}, ours {metric_name(metric)}: no Δ"
             stats = describe_values(ours.loc[ours["metric"] == metric, "value"].to_numpy(dtype=float))
             value = None if cell is None else float(cell["value"])
-            runs = ours.drop_duplicates("run_id") if "run_id" in ours else ours
-            collapsed = int(runs["collapsed"].notna().sum()) if "collapsed" in runs else 0
-            reasons = ", ".join(sorted(set(runs["collapsed"].dropna()))) if collapsed else ""
+            collapsed, runs, reasons = collapsed_runs(ours)
             if collapsed:
-                note = (note + "; " if note else "") + f"{collapsed} of {len(runs)} runs collapsed ({reasons}): no Δ"
+                note = (note + "; " if note else "") + f"{collapsed} of {runs} runs collapsed ({reasons}): no Δ"
             comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric and not collapsed
             rows.append({"method_label": method, "task": tk, "metric": metric, **stats, "paper": value,
                          "paper_metric": None if cell is None else cell["metric"],
                          "paper_row": None if cell is None else cell["row"],
-                         "delta": stats["mean"] - value if comparable else float("nan"), "runs": len(runs),
-                         "collapsed": collapsed, "collapsed_reason": reasons or None, "note": note})
+                         "delta": stats["mean"] - value if comparable else float("nan"), "runs": runs,
+                         "collapsed": collapsed, "collapsed_reason": reasons, "note": note})
     out = pd.DataFrame(rows, columns=NUMBER_COLUMNS)
     out["paper"] = out["paper"].astype(float)
     return out
@@ -82,14 +80,31 @@ def _missing(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
+SINGLE_NOTE = "ours: one run per cell (n = 1), so no interval"
+
+
+def single_runs(n: Sequence[int]) -> bool:
+    """True when every cell of a table holds at most one run (and some cell one): its "ours" cells then print the
+    value alone (``format_ours(..., single=True)``) and the table's notes say so once (:func:`ours_note`)."""
+    n = [int(x) for x in n]
+    return bool(n) and max(n) == 1
+
+
+def ours_note(single: bool) -> str:
+    """How to read a table's "ours" cells: n = 1 said once (``single``), else mean ± std [CI] over n runs."""
+    return SINGLE_NOTE if single else f"ours: {INTERVAL_NOTE}"
+
+
 def format_ours(n: int, mean: float, std: float, lo: float, hi: float, metric: str = "accuracy",
-                collapsed: int = 0) -> str:
-    """'81.20 ± 1.10 [78.47, 83.93] n=3' (Student-t CI); one run: '81.20 (n=1, no CI)'; no runs: '–'; with
-    collapsed runs: '50.00 (n=1, no CI) collapsed 1/1'. Every number in the metric's precision."""
+                collapsed: int = 0, *, single: bool = False) -> str:
+    """'81.20 ± 1.10 [78.47, 83.93] n=3' (Student-t CI); one run: '81.20 (n=1, no CI)', or '81.20' in a table of
+    single runs (``single``, see :func:`single_runs`: the notes say n = 1 once); no runs: '–'; with collapsed
+    runs: '50.00 (n=1, no CI) collapsed 1/1'. Every number in the metric's precision."""
     if not n:
         return MISSING
     d = decimals(metric)
-    text = f"{mean:.{d}f} (n=1, no CI)" if n == 1 else f"{mean:.{d}f} ± {std:.{d}f} [{lo:.{d}f}, {hi:.{d}f}] n={n}"
+    text = f"{mean:.{d}f}" if single and n == 1 else f"{mean:.{d}f} (n=1, no CI)" if n == 1 else \
+        f"{mean:.{d}f} ± {std:.{d}f} [{lo:.{d}f}, {hi:.{d}f}] n={n}"
     return text + (f" collapsed {collapsed}/{n}" if collapsed else "")
 
 
@@ -113,19 +128,22 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     """Display table as a paper prints it: one row per method; per task three columns, ours | paper | Δ, plus
     "Avg" columns where every task is present. Each column has one precision (the metric's).
 
-    "ours" reads ``mean ± std [95% Student-t CI] n=runs``; "Δ" = ours mean − paper (none where runs collapsed);
+    "ours" reads ``mean ± std [95% Student-t CI] n=runs`` (when every cell holds one run: the value, and the notes
+    say n = 1 once, :func:`single_runs`); "Δ" = ours mean − paper (none where runs collapsed);
     empty cells are "–". The frame's ``attrs`` carry what :func:`write_table` puts in the title (backbone,
     profile, the paper's backbone) and notes.
     """
     nums = comparison_numbers(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
                               k=k, backbone=backbone)
+    single = single_runs(nums["n"])
     index, body = [], []
     for method in dict.fromkeys(nums["method_label"]):
         m = nums[nums["method_label"] == method]
         row = {}
         for r in m.itertuples():
             d, name = decimals(r.metric), task_name(r.task)
-            row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, r.collapsed)
+            row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, r.collapsed,
+                                              single=single)
             row[f"{name} paper"] = _fmt(r.paper, d)
             row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, r.collapsed)
         if len(tasks) > 1:
@@ -142,7 +160,7 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     ctx = context(used)
     metrics = "; ".join(f"{task_name(t)} {metric_name(mt)}" for t, mt in
                         dict(zip(nums["task"], nums["metric"])).items())
-    notes = [f"ours: {INTERVAL_NOTE}; Δ = ours mean − paper; – = no run or no paper cell.",
+    notes = [f"{ours_note(single)}; Δ = ours mean − paper; – = no run or no paper cell.",
              f"Metrics: {metrics}. Paper: {paper} {table}" + (f", K = {k}" if k is not None else "") + "."]
     notes += [f"{method_name(r.method_label)}, {task_name(r.task)}: {r.note}." for r in nums.itertuples() if r.note]
     if len(tasks) > 1:
@@ -169,7 +187,8 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
     (:func:`collapsed_cell`); per metric "ours", and "paper" | "Δ" beside it where the paper's table prints that
     metric for the task. Each column has one precision (the metric's); collapsed runs get no Δ
     (:func:`delta_cell`). When every cell holds one run, "ours" is the value and the notes say "n = 1, no
-    interval" once; otherwise ``mean ± std [95% Student-t CI] n=runs``.
+    interval" once (:func:`single_runs`, as :func:`comparison_table`); otherwise ``mean ± std [95% Student-t CI]
+    n=runs``.
 
     ``attrs``: ``numbers`` (:func:`comparison_numbers` over every metric: the long-format data behind the cells),
     ``notes``, and backbone / profile / the paper's backbone for the title, as :func:`comparison_table`.
@@ -179,7 +198,7 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
                                          metric_for=lambda _t, m=m: m, backbone=backbone) for m in metrics],
                      ignore_index=True)
     printed = set(table_metrics(paper, table, task, backbone))
-    single = bool((nums["n"] <= 1).all())
+    single = single_runs(nums["n"])
     body, index = [], []
     for method in dict.fromkeys(nums["method_label"]):
         m = nums[nums["method_label"] == method]
@@ -187,8 +206,7 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
         row = {"collapsed": collapsed_cell(int(first["runs"]), int(m["collapsed"].max()), first["collapsed_reason"])}
         for r in m.itertuples():
             d, name = decimals(r.metric), headers.get(r.metric, metric_name(r.metric))
-            row[f"{name} ours"] = (_fmt(r.mean, d) if single else
-                                   format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric))
+            row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, single=single)
             if r.metric in printed:
                 row[f"{name} paper"] = _fmt(r.paper, d)
                 row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, r.collapsed)
@@ -196,9 +214,8 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
         body.append(row)
     out = pd.DataFrame(body, index=pd.Index(index, name="method"))
     ctx = context(select(frame, task=task_key(task), method_label=[method_key(x) for x in methods]))
-    ours = ("ours: one run per cell (n = 1), so no interval" if single else f"ours: {INTERVAL_NOTE}")
-    notes = [f"{ours}; Δ = ours − paper, in the column's unit; – = no run or no paper cell. Paper and Δ columns "
-             "only for the metrics the paper's table prints."]
+    notes = [f"{ours_note(single)}; Δ = ours − paper, in the column's unit; – = no run or no paper cell. Paper and "
+             "Δ columns only for the metrics the paper's table prints."]
     if (nums["collapsed"] > 0).any():
         notes.append("collapsed: how many of a method's runs collapsed and how (constant predictions; generations "
                      "all empty, or all the same text for different sources). Such cells get no Δ against the paper "

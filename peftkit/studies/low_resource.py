@@ -6,8 +6,8 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
-from ..reporting.names import method_name, method_order, task_key, task_name
-from ..reporting.tables import MISSING
+from ..reporting.names import decimals, method_name, method_order, task_name
+from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs
 from .common import CPU_EPOCH_FRACTION, GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grids import build, k_points
 from .reports import Report, keys_in_order, metric_note, start, unipelt_metric
@@ -36,32 +36,45 @@ def grid(profile: str, **params) -> list[RunSpec]:
 COMPONENTS = ("pfeiffer", "prefix", "lora")
 
 
-def _upper_bound(frame: pd.DataFrame, tasks, ks) -> pd.DataFrame:
-    """Per task and K: the best single component (adapter, prefix, LoRA) beside UniPELT, ours and the paper's."""
-    rows = []
-    for k in ks:
-        nums = rep.comparison_numbers(frame, paper="unipelt", table="low-resource", tasks=tasks, k=k,
-                                      methods=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"],
-                                      metric_for=unipelt_metric)
-        for t in tasks:
-            n = nums[nums["task"] == task_key(t)].set_index("method_label")
-            comp = n.loc[list(COMPONENTS)]
-            ours = comp[comp["n"] > 0]["mean"]
-            papers = comp["paper"].dropna()
-            best, pbest = (ours.idxmax() if len(ours) else None), (papers.idxmax() if len(papers) else None)
-            row = {"K": k, "task": task_name(t),
-                   "best component (ours)": f"{method_name(best)} {ours[best]:.2f}" if best else MISSING,
-                   "best component (paper)": f"{method_name(pbest)} {papers[pbest]:.2f}" if pbest else MISSING}
-            for u in ("unipelt-AP", "unipelt-APL"):
-                x = n.loc[u]
-                row[f"{method_name(u)} (ours)"] = f"{x['mean']:.2f}" if x["n"] else MISSING
-                row[f"{method_name(u)} − best (ours)"] = (f"{x['mean'] - ours[best]:+.2f}" if x["n"] and best
-                                                          else MISSING)
-                row[f"{method_name(u)} (paper)"] = MISSING if pd.isna(x["paper"]) else f"{x['paper']:.2f}"
-                row[f"{method_name(u)} − best (paper)"] = (f"{x['paper'] - papers[pbest]:+.2f}"
-                                                           if pbest and not pd.isna(x["paper"]) else MISSING)
-            rows.append(row)
-    return pd.DataFrame(rows).set_index(["K", "task"]) if rows else pd.DataFrame()
+def _upper_bound(frame: pd.DataFrame, tasks, ks) -> tuple[pd.DataFrame, list[str]]:
+    """Per K and task one row per method (Adapter, Prefix-tuning, LoRA, UniPELT (AP), UniPELT (APL)): ours | paper |
+    Δ as in the K tables, then each against the best single component: ours − best (ours), paper − best (paper), so
+    the best component's own row reads +0.00. Collapsed runs are neither the best nor compared (their cells say
+    "collapsed"). Returns the table and notes naming the best components."""
+    labels = list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"]
+    if not ks:
+        return pd.DataFrame(), []
+    nums = pd.concat([rep.comparison_numbers(frame, paper="unipelt", table="low-resource", tasks=tasks, k=k,
+                                             methods=labels, metric_for=unipelt_metric).assign(K=k) for k in ks],
+                     ignore_index=True)
+    single = single_runs(nums["n"])
+    body, index, best_notes = [], [], []
+    for (k, task), n in nums.groupby(["K", "task"], sort=False):
+        n = n.set_index("method_label")
+        comp = n.loc[list(COMPONENTS)]
+        ours = comp[(comp["n"] > 0) & (comp["collapsed"] == 0)]["mean"]
+        papers = comp["paper"].dropna()
+        best, pbest = (ours.idxmax() if len(ours) else None), (papers.idxmax() if len(papers) else None)
+        best_notes.append(f"K = {k}, {task_name(task)}: ours {method_name(best) if best else MISSING}, paper "
+                          f"{method_name(pbest) if pbest else MISSING}")
+        for m in labels:
+            x = n.loc[m]
+            d = decimals(x["metric"])
+            index.append((k, task_name(task), method_name(m)))
+            body.append({
+                "ours": format_ours(x["n"], x["mean"], x["std"], x["ci_lo"], x["ci_hi"], x["metric"], x["collapsed"],
+                                    single=single),
+                "paper": MISSING if pd.isna(x["paper"]) else f"{x['paper']:.{d}f}",
+                "Δ": delta_cell(x["delta"], x["paper"], x["metric"], x["collapsed"]),
+                "ours − best component": (delta_cell(x["mean"] - ours[best], ours[best], x["metric"], x["collapsed"])
+                                          if x["n"] and best else MISSING),
+                "paper − best component": (delta_cell(x["paper"] - papers[pbest], papers[pbest], x["metric"])
+                                           if pbest else MISSING)})
+    out = pd.DataFrame(body, index=pd.MultiIndex.from_tuples(index, names=["K", "task", "method"]))
+    notes = [f"{ours_note(single)}; Δ = ours mean − paper; – = no run or no paper cell.",
+             "Best component: the highest mean of " + ", ".join(method_name(c) for c in COMPONENTS)
+             + " (runs that collapsed excluded): " + "; ".join(best_notes) + "."]
+    return out, notes
 
 
 def report(results: list[dict], profile: str, reports_dir=None) -> Report:
@@ -75,12 +88,11 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
                                  metric_for=unipelt_metric)
         r.table(f"k{k}", t, f"UniPELT Table 1, K = {k}, GLUE dev", f"Low-resource results at K={k} beside UniPELT "
                 f"Table 1", frame=frame[frame["k"].eq(k).fillna(False)])
-    ub = _upper_bound(frame, tasks, ks)
+    ub, ub_notes = _upper_bound(frame, tasks, ks)
     ub_frame = rep.select(frame, method_label=list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"])
-    r.table("upper_bound", ub, "UniPELT vs the best single component per task", "UniPELT against the best of "
-            "adapter, prefix-tuning and LoRA per task and K, ours and the paper's", frame=ub_frame,
-            paper_backbone="bert-base", notes=[metric_note(tasks, unipelt_metric),
-                                               "Best component: the highest mean of Adapter, Prefix-tuning, LoRA."])
+    r.table("upper_bound", ub, "UniPELT vs the best single component per task", "UniPELT and its components beside "
+            "the best of adapter, prefix-tuning and LoRA per task and K, ours and the paper's", frame=ub_frame,
+            paper_backbone="bert-base", notes=[*ub_notes, metric_note(tasks, unipelt_metric)])
     present = [c for c in COMPONENTS if c in methods]
     checks = []
     if 100 in ks and "unipelt-APL" in methods and present:
