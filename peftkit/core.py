@@ -96,7 +96,6 @@ def _before_forward(model, args, kwargs, *, state: PeftState):
     call = bind_call(type(model).forward, (model, *args), kwargs)
     mask = call.get("attention_mask")
     state.mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
-    state.prefix_mask = None  # a recomputation under gradient checkpointing may have left one after the last forward
     for fn in state.before_forward:
         fn(state)
     return None
@@ -105,7 +104,6 @@ def _before_forward(model, args, kwargs, *, state: PeftState):
 def _after_forward(model, args, output, *, state: PeftState):
     state.mask = None
     state.prefix_kv = None  # do not keep the graph alive between forwards
-    state.prefix_mask = None
     return None
 
 

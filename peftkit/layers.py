@@ -43,7 +43,6 @@ class PeftState:
     merged: bool = False
     mask: Optional[torch.Tensor] = None  # [B, S] attention mask of the current forward (masked gate average)
     prefix_kv: Optional[torch.Tensor] = None  # [layers, 2, L, h] for the current forward
-    prefix_mask: Optional[tuple] = None  # (key, SDPA mask with the prefix columns) built once per forward
     before_forward: list = field(default_factory=list)  # callbacks(state) run by the model pre-hook
 
     def draw(self, n: int, groups: int = 1) -> list[int]:

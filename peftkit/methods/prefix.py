@@ -95,17 +95,6 @@ def _pad_prefix(mask, length: int):
     return torch.cat([pad, mask], dim=-1)
 
 
-def prefix_mask(state: PeftState, mask, b: int, t: int, s: int, length: int, causal: bool, device, dtype):
-    """The SDPA mask over [prefix; keys], built by the first layer of a forward and reused by the others (every
-    layer of a forward gets the same mask tensor and shapes; ``state.prefix_mask`` is cleared after the forward)."""
-    key = (None if mask is None else (mask.data_ptr(), tuple(mask.shape), mask.dtype), t, s, length, causal, dtype)
-    if state.prefix_mask is not None and state.prefix_mask[0] == key:
-        return state.prefix_mask[1]
-    out = _pad_prefix(_mask_for(mask, b, t, s, causal, device, dtype), length)
-    state.prefix_mask = (key, out)
-    return out
-
-
 def prefix_attention(m: nn.Module, hidden_states: torch.Tensor, *args, layer: int, family: str, **kwargs):
     """Self-attention with prefixes, for BERT-like and GPT-2 attention modules; returns (output, None)."""
     state: PeftState = m._pk_state
@@ -134,7 +123,8 @@ def prefix_attention(m: nn.Module, hidden_states: torch.Tensor, *args, layer: in
     if getattr(m, "pk_prefix_gate", None) is not None:
         g = m.pk_prefix_gate(hidden_states).to(k.dtype).view(b, 1, 1, 1)
         pk, pv = pk * g, pv * g
-    attn_mask = prefix_mask(state, mask, b, t, k.shape[2], pk.shape[2], family == "gpt2", q.device, q.dtype)
+    attn_mask = _mask_for(mask, b, t, k.shape[2], family == "gpt2", q.device, q.dtype)
+    attn_mask = _pad_prefix(attn_mask, pk.shape[2])
     out = F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2), attn_mask=attn_mask,
                                          dropout_p=p_drop if m.training else 0.0, scale=scale)
     out = out.transpose(1, 2).reshape(b, t, heads * d)
