@@ -249,6 +249,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def description(result: dict) -> str:
+    """What a benchmarks file holds, for the reports index: its peers, precision and library versions."""
+    meta = result.get("meta", {})
+    settings, versions = meta.get("settings", {}), meta.get("versions", {})
+    impls = {m["impl"] for m in result.get("measurements", [])} - {"peftkit"}
+    peers = " and ".join({"peft": "peft", "adapters": "AdapterHub adapters", "torch": "plain PyTorch"}[i]
+                         for i in sorted(impls)) or "its own baselines"
+    return (f"Speed and memory of peftkit against {peers}, {meta.get('precision', 'fp32')}, transformers "
+            f"{versions.get('transformers', '?')}" + (f" (the {settings['peer']} groups)" if settings.get("peer") else ""))
+
+
 def write(result: dict, out: Path) -> tuple[Path, Path]:
     """JSON and Markdown, each written atomically, and both registered in the index beside them (reports/README.md)."""
     from peftkit.atomic import write_text
@@ -259,7 +270,7 @@ def write(result: dict, out: Path) -> tuple[Path, Path]:
     md = out.with_suffix(".md")
     write_text(md, markdown(result))
     command = result.get("meta", {}).get("command", "make bench")
-    write_index(out.parent, [(path, f"Speed and memory against peft and AdapterHub ({what})", command)
+    write_index(out.parent, [(path, f"{description(result)} ({what})", command)
                              for path, what in ((md, "Markdown"), (out, "JSON"))])
     return out, md
 
