@@ -256,8 +256,9 @@ def description(result: dict) -> str:
     impls = {m["impl"] for m in result.get("measurements", [])} - {"peftkit"}
     peers = " and ".join({"peft": "peft", "adapters": "AdapterHub adapters", "torch": "plain PyTorch"}[i]
                          for i in sorted(impls)) or "its own baselines"
+    which = f" (the {settings['peer']} groups)" if settings.get("peer") else ""
     return (f"Speed and memory of peftkit against {peers}, {meta.get('precision', 'fp32')}, transformers "
-            f"{versions.get('transformers', '?')}" + (f" (the {settings['peer']} groups)" if settings.get("peer") else ""))
+            f"{versions.get('transformers', '?')}{which}")
 
 
 def write(result: dict, out: Path) -> tuple[Path, Path]:
