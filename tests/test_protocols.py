@@ -1,18 +1,12 @@
-"""The cpu profile scales each protocol's length by one fraction (docs/protocols.md): the grids of notebooks 01, 02,
-05 and 06 train for ceil(protocol epochs x CPU_EPOCH_FRACTION) epochs, whatever protocol a row trains under."""
+"""``RunSpec.epoch_fraction``: a run's length as a fraction of its protocol's epochs (docs/protocols.md), resolved to
+whole epochs, so that rows of one table trained under different protocols keep the papers' relative lengths."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import pytest
 
 from peftkit import protocols
 from peftkit.experiment import RunSpec, resolve
-from peftkit.studies import ablation_adamix, ablation_bottleneck, glue_main, low_resource
-from peftkit.studies.common import CPU_EPOCH_FRACTION
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # The protocols' own lengths on a BERT-size backbone, from the authors' scripts (docs/protocols.md), written out
 # here rather than read from peftkit.protocols, so that a change there has to change this too.
@@ -45,17 +39,3 @@ def test_epoch_fraction_excludes_other_lengths_and_step_protocols(tmp_path):
         resolve(RunSpec(task="sst2", method="lora", out=str(tmp_path / "r"), epoch_fraction=0.5, epochs=2))
     with pytest.raises(ValueError, match="epoch_fraction"):  # LM-BFF counts steps
         resolve(RunSpec(task="fewshot:sst-2", method="lora", out=str(tmp_path / "r"), epoch_fraction=0.5))
-
-
-@pytest.mark.parametrize("study", [glue_main, ablation_bottleneck, ablation_adamix, low_resource])
-def test_cpu_grids_train_a_fraction_of_each_protocol(study, tmp_path):
-    specs = study.grid("cpu", runs_dir=str(tmp_path))
-    assert specs
-    for spec in specs:
-        r = resolve(spec)
-        assert r.epochs == math.ceil(AUTHORS_EPOCHS[r.protocol] * CPU_EPOCH_FRACTION), (spec.method, r.protocol)
-
-
-def test_protocols_doc_states_the_fraction():
-    text = (ROOT / "docs" / "protocols.md").read_text()
-    assert f"{CPU_EPOCH_FRACTION:g} of the protocol's epochs" in text

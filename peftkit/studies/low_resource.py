@@ -8,7 +8,7 @@ from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import decimals, method_name, method_order, task_name
 from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs
-from .common import CPU_EPOCH_FRACTION, GLUE_TASKS, LOWRES_SEEDS, SMOKE
+from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grids import build, k_points
 from .reports import Report, keys_in_order, metric_note, start, unipelt_metric
 
@@ -22,7 +22,7 @@ DEFAULTS = {
     "smoke": dict(tasks=("rte",), methods=("lora", "unipelt-APL"), k=(100,), data_seeds=(111,), seeds=(42,),
                   budget=SMOKE),
     "cpu": dict(tasks=("sst2",), methods=LABELS, k=(100,), data_seeds=LOWRES_SEEDS, seeds=(42,),
-                budget=dict(epoch_fraction=CPU_EPOCH_FRACTION)),
+                budget=dict(epochs=10)),
     "paper": dict(tasks=GLUE_TASKS, methods=LABELS, k=(100, 500, 1000), data_seeds=LOWRES_SEEDS, seeds=(42,)),
 }
 points = k_points
