@@ -184,19 +184,19 @@ def train_claimed(spec, force: bool = False, verbose: bool = False) -> dict:
     ``seconds``, ``result`` (trained/skipped), ``error`` and ``log`` (failed), ``holder`` (busy). Never raises for
     a failing run."""
     from .experiment import run
-    from .results import has_result, result_path
+    from .results import has_result, read_result
 
     out = Path(spec.out)
     base = {"out": str(out), "log": str(out / LOG_FILE)}
     if has_result(out) and not force:
-        return {**base, "status": "skipped", "seconds": 0.0, "result": json.loads(result_path(out).read_text())}
+        return {**base, "status": "skipped", "seconds": 0.0, "result": read_result(out)}
     c = claim(out)
     if c is None:
         return {**base, "status": "busy", "seconds": 0.0, "holder": claim_holder(out)}
     t0 = time.time()
     try:
         if has_result(out) and not force:  # finished by another driver between the check and the claim
-            return {**base, "status": "skipped", "seconds": 0.0, "result": json.loads(result_path(out).read_text())}
+            return {**base, "status": "skipped", "seconds": 0.0, "result": read_result(out)}
         if verbose:
             result = run(spec, force=force, progress=True)
         else:
@@ -236,7 +236,7 @@ Report = Callable[[dict, int, int], None]
 def _wait_for_busy(specs, outcomes: dict, record, submit: Callable[[list], list], poll_s: float) -> None:
     """Runs claimed by another driver: wait until each has a result (read it) or its claim turns stale (train it
     here)."""
-    from .results import has_result, result_path
+    from .results import has_result, read_result
 
     pending = [s for s in specs if outcomes[s.out]["status"] == "busy"]
     while pending:
@@ -245,7 +245,7 @@ def _wait_for_busy(specs, outcomes: dict, record, submit: Callable[[list], list]
         for s in pending:
             if has_result(s.out):
                 record(s, {"out": s.out, "status": "skipped", "seconds": 0.0, "log": str(Path(s.out) / LOG_FILE),
-                           "result": json.loads(result_path(s.out).read_text()), "elsewhere": True})
+                           "result": read_result(s.out), "elsewhere": True})
             elif not (Path(s.out) / CLAIM_FILE).exists() or is_stale(s.out):
                 retry.append(s)
             else:

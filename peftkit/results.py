@@ -59,6 +59,13 @@ def has_result(out_dir: str | os.PathLike) -> bool:
     return result_path(out_dir).is_file()
 
 
+def read_result(out_dir: str | os.PathLike) -> dict:
+    """One run's result, with its ``path`` (the file it was read from): a run store that was moved or copied
+    still finds its runs' files (``spec.out`` inside keeps the directory the run trained in)."""
+    p = result_path(out_dir)
+    return {**json.loads(p.read_text()), "path": str(p)}
+
+
 def load_results(roots: Iterable[str | os.PathLike] | str | os.PathLike) -> list[dict]:
     """Every finished run's result under ``roots`` (searched recursively), each with its ``path``."""
     if isinstance(roots, (str, os.PathLike)):

@@ -202,3 +202,20 @@ def test_torchrun_records_world_size_and_effective_batch_and_decodes_on_rank_0_o
     assert len(printed) == 2 and sorted(len(m) for m in printed)[0] == 0 and "bleu" in max(printed, key=len)
     training = json.loads((out / "result.json").read_text())["training"]
     assert training["world_size"] == 2 and training["effective_batch_size"] == 2 * training["batch_size"]
+
+
+@needs_data
+def test_a_moved_run_store_still_finds_its_trained_models(tmp_path):
+    """Results read back from the store carry the file they came from, so the trained model is found where the
+    store is now, not where the run trained (``spec.out`` inside the result keeps the old directory)."""
+    from peftkit.runner import load_trained, run_dir
+
+    specs = _grid(tmp_path / "first", seeds=(42,), methods=("lora",))
+    studies.run_specs(specs, executor="local")
+    (tmp_path / "first").rename(tmp_path / "moved")
+    moved = _grid(tmp_path / "moved", seeds=(42,), methods=("lora",))
+    (result,) = studies.run_specs(moved, executor="local")
+    assert result["spec"]["out"].startswith(str(tmp_path / "first"))  # where it trained
+    assert run_dir(result) == Path(moved[0].out)
+    model, _ = load_trained(result)
+    assert not model.training
