@@ -121,10 +121,12 @@ def resolve(spec: RunSpec) -> RunSpec:
             setattr(filled, name, list(value) if isinstance(value, tuple) else value)
     if spec.epoch_fraction is not None:
         if spec.epochs is not None or spec.max_steps is not None:
-            raise ValueError("give one of epochs, max_steps, epoch_fraction")
+            raise ValueError(f"invalid epoch_fraction={spec.epoch_fraction!r} with epochs or max_steps set: "
+                             "give one of epochs, max_steps, epoch_fraction")
         full = protocols.settings(filled.protocol, filled.model, spec.task).get("epochs")
         if not full:
-            raise ValueError(f"invalid epoch_fraction: protocol {filled.protocol} counts steps, not epochs")
+            raise ValueError(f"invalid epoch_fraction={spec.epoch_fraction!r}: protocol {filled.protocol} counts "
+                             "steps, not epochs (give max_steps)")
         # resolved to whole epochs, so that a run asked for by fraction and by epochs is the same run
         filled.epochs, filled.epoch_fraction = float(math.ceil(full * spec.epoch_fraction - 1e-9)), None
     if filled.epochs is None and filled.max_steps is None:
