@@ -302,7 +302,7 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
 
 def run_dir(result: dict) -> Path:
     """The directory of a finished run (its ``result.json`` and ``best/``), from a result dict."""
-    if result.get("path"):  # set by peftkit.results.load_results
+    if result.get("path"):  # set by peftkit.results.load_results and read_result
         return Path(result["path"]).parent
     return Path(result["spec"]["out"])
 
