@@ -371,6 +371,28 @@ def test_claim_needs_five_pairs_even_when_every_pair_agrees(tmp_path):
     assert five["verdict"] == "held"
 
 
+def test_claim_on_collapsed_runs_reads_collapsed_not_held(tmp_path):
+    """Runs stuck at the majority class are equal to each other: a "≥" claim between them must not read "held"."""
+    stuck = {"merged": {"accuracy": 0.5092}, "random": {"accuracy": 0.5092}}
+    runs = [make_result("sst2", m, lab, seed=s, metrics={"accuracy": 0.5092, "predicted_classes": 1},
+                        modes=stuck if m == "adamix" else None)
+            for s in (1, 2, 3, 4, 5) for m, lab in (("adamix", "adamix-adapter"), ("pfeiffer", None))]
+    frame = frame_of(tmp_path, runs, include_modes=True)
+    modes = rep.claim_check(frame, {"method_label": "adamix-adapter", "mode": "merged"},
+                            {"method_label": "adamix-adapter", "mode": "random"}, "accuracy", ["sst2"], at_least=True)
+    assert modes["tasks"][0]["verdict"] == "collapsed (5 of 5 runs: constant predictions)"
+    assert modes["verdict"] == "collapsed" and "collapsed on 1" in modes["summary"]
+    vs = rep.claim_check(frame, "adamix-adapter", "pfeiffer", "accuracy", ["sst2"])
+    assert vs["tasks"][0]["verdict"] == "collapsed (10 of 10 runs: constant predictions)"
+    md = rep.claims_markdown([modes, vs])
+    assert "Verdict: **collapsed**" in md and "– (not comparable)" in md and "+0.00 [" not in md
+    # one collapsed run among trained ones is enough to withhold the verdict
+    runs[0]["best_metrics"] = {"accuracy": 0.80, "predicted_classes": 2}
+    runs[1]["best_metrics"] = {"accuracy": 0.78, "predicted_classes": 2}
+    mixed = rep.claim_check(frame_of(tmp_path / "m", runs), "adamix-adapter", "pfeiffer", "accuracy", ["sst2"])
+    assert mixed["tasks"][0]["verdict"] == "collapsed (8 of 10 runs: constant predictions)"
+
+
 def test_claim_on_lower_is_better_metric(tmp_path):
     runs = [make_result("webnlg", m, lab, kind="nlg", seed=s, metrics={"bleu": 0.5, "ter": t + 0.001 * s})
             for s in (1, 2, 3, 4, 5) for m, lab, t in (("adamix", "adamix-lora", 0.38), ("lora", "lora", 0.40))]

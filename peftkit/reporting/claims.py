@@ -3,7 +3,9 @@
 A verdict needs at least :data:`MIN_PAIRS` paired runs per task. Below that a claim is reported as "too few
 runs", never "held": with four pairs or fewer even differences that all favour the claim are not significant at
 5% by a one-sided sign test (1/16 at n = 4), and a t interval over 2-3 pairs rests on a spread estimated from
-almost nothing.
+almost nothing. A task where any run on either side collapsed (:func:`peftkit.reporting.frame.collapse_reason`:
+one predicted label for every example, empty or constant generations) reads "collapsed": two models stuck at the
+majority class are equal, which says nothing about the methods.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from .frame import select
+from .frame import collapsed_runs, select
 from .names import LOWER_IS_BETTER, method_name, metric_name, task_key, task_name
 from .stats import paired_differences, t_interval
 from .tables import to_markdown
@@ -22,6 +24,7 @@ PAIR_KEYS = ("task", "k", "data_seed", "seed", "model", "profile")
 HELD, NOT_HELD, SPANS = "held", "not held", "inconclusive (CI spans 0)"
 MIN_PAIRS = 5  # paired runs per task a verdict needs (see the module docstring)
 TOO_FEW = "too few runs"
+COLLAPSED = "collapsed"
 
 
 def _where(selector: Selector, frame: pd.DataFrame) -> dict:
@@ -61,12 +64,16 @@ def _check_task(frame, task, metric, better, worses, pair_on, at_least) -> dict:
     pairs = paired_differences(b, w, [c for c in pair_on if c in frame.columns])
     diffs = sign * pairs["diff"].to_numpy(dtype=float)
     lo, hi = t_interval(diffs)
+    verdict = _verdict(diffs, lo, hi, at_least)
+    n_collapsed, n_runs, why = collapsed_runs(pd.concat([b, w]))
+    if n_collapsed:
+        verdict = f"{COLLAPSED} ({n_collapsed} of {n_runs} runs: {why})"
     return {"task": task, "metric": metric, "better": selector_name(better), "worse": selector_name(worse),
             "better_mean": float(b["value"].mean()) if len(b) else float("nan"),
             "worse_mean": float(w["value"].mean()) if len(w) else float("nan"),
             "n_better": int(len(b)), "n_worse": int(len(w)), "n_pairs": int(diffs.size),
             "diff_mean": float(diffs.mean()) if diffs.size else float("nan"), "ci_lo": lo, "ci_hi": hi,
-            "verdict": _verdict(diffs, lo, hi, at_least)}
+            "verdict": verdict}
 
 
 def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequence[Selector],
@@ -94,8 +101,11 @@ def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequenc
     verdicts = [r["verdict"] for r in rows]
     counts = {v: sum(x == v for x in verdicts) for v in (HELD, NOT_HELD)}
     too_few = sum(x.startswith(TOO_FEW) for x in verdicts)
-    other = len(verdicts) - counts[HELD] - counts[NOT_HELD] - too_few
-    if verdicts and counts[HELD] == len(verdicts):
+    collapsed = sum(x.startswith(COLLAPSED) for x in verdicts)
+    other = len(verdicts) - counts[HELD] - counts[NOT_HELD] - too_few - collapsed
+    if verdicts and collapsed == len(verdicts):
+        overall = COLLAPSED
+    elif verdicts and counts[HELD] == len(verdicts):
         overall = HELD
     elif verdicts and counts[NOT_HELD] == len(verdicts):
         overall = NOT_HELD
@@ -109,7 +119,7 @@ def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequenc
     return {"claim": claim or f"{selector_name(better)} {relation} {worse_name}", "better": selector_name(better),
             "worse": worse_name, "relation": relation, "tasks": rows, "verdict": overall,
             "summary": f"held on {counts[HELD]}/{len(rows)} tasks, not held on {counts[NOT_HELD]}, "
-                       f"inconclusive on {other}, too few runs on {too_few}"}
+                       f"inconclusive on {other}, too few runs on {too_few}, collapsed on {collapsed}"}
 
 
 def _num(x: float, d: int = 2, sign: bool = False) -> str:
@@ -128,8 +138,8 @@ def claims_markdown(checks: Sequence[dict]) -> str:
             rows.append({"task": task_name(r["task"]), "metric": metric_name(r["metric"]),
                          "better": f"{r['better']}: {_num(r['better_mean'], d)} (n={r['n_better']})",
                          "worse": f"{r['worse']}: {_num(r['worse_mean'], d)} (n={r['n_worse']})",
-                         "paired Δ [95% CI]": f"{_num(r['diff_mean'], d, True)} "
-                                              f"[{_num(r['ci_lo'], d, True)}, {_num(r['ci_hi'], d, True)}]",
+                         "paired Δ [95% CI]": "– (not comparable)" if r["verdict"].startswith(COLLAPSED) else
+                         f"{_num(r['diff_mean'], d, True)} [{_num(r['ci_lo'], d, True)}, {_num(r['ci_hi'], d, True)}]",
                          "pairs": r["n_pairs"], "verdict": r["verdict"]})
         table = to_markdown(pd.DataFrame(rows, columns=["task", "metric", "better", "worse", "paired Δ [95% CI]",
                                                         "pairs", "verdict"]))
@@ -138,5 +148,6 @@ def claims_markdown(checks: Sequence[dict]) -> str:
             "flipped for TER, so Δ > 0 favours the claim); 95% Student-t CI of the mean difference over the n "
             f"pairs. A verdict needs at least {MIN_PAIRS} pairs per task; below that it reads \"{TOO_FEW}\" (with "
             "4 pairs or fewer, even differences that all favour the claim are not significant at 5% by a sign "
-            "test).\n")
+            f"test). \"{COLLAPSED}\": a run on either side predicts one label for every example (or generates empty "
+            "or constant text), so the comparison says nothing about the methods and gets no Δ.\n")
     return "\n".join(out) + ("\n" + note if out else "")
