@@ -591,7 +591,8 @@ def _captured(monkeypatch):
                     yerr=[c for a in ax for c in a.containers if isinstance(c, ErrorbarContainer)],
                     log=[a.get_xscale() for a in ax],
                     # per panel: (text, the tick label under it) of every annotation, e.g. a collapsed run's
-                    marks=[[(t.get_text(), _tick_at(a, t.xy[0])) for t in a.texts] for a in ax],
+                    marks=[[(t.get_text(), _tick_at(a, getattr(t, "xy", t.get_position())[0])) for t in a.texts]
+                           for a in ax],
                     # per panel: the drawn bars' (tick label, face colour, hatch); NaN-height bars are not drawn
                     patches=[[(_tick_at(a, p.get_x() + p.get_width() / 2), p.get_facecolor(), p.get_hatch())
                               for p in a.patches if isinstance(p, Rectangle) and p.get_height() == p.get_height()]
