@@ -5,8 +5,6 @@ from typing import Callable, Optional
 
 import torch
 
-from .features import generation_ids
-
 
 def cache_is_exact(model) -> bool:
     """Whether generating with the KV cache computes what full forwards compute. Not for gated UniPELT: a gate
@@ -31,6 +29,8 @@ def generate(model, tokenizer, sources: list[str], max_length: int, settings: di
         with tqdm(total=len(sources), desc="decoding", unit="source") as bar:
             return generate(model, tokenizer, sources, max_length, settings, batch_size, progress=bar.update,
                             nlg_format=nlg_format, extra_eos=extra_eos)
+    from .features import generation_ids  # datasets-free import of this module (cache_is_exact)
+
     model.eval()
     device = next(model.parameters()).device
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
