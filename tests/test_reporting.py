@@ -846,3 +846,22 @@ def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_p
                 assert list(t.columns) == ["ours", "paper", "Δ", "ours − best component", "paper − best component"]
             if groups == []:
                 assert not any("paper" in c or "Δ" in c for c in t.columns), (study, name)
+
+
+def test_every_claim_of_the_cpu_grids_is_checked(tmp_path):
+    """Each study checks every claim its cpu grid has the runs for (a claim whose method labels no longer match the
+    grid's is silently dropped otherwise: 03's AdaMix-adapter claim was, once AdaMix's base became the authors')."""
+    from peftkit import studies
+
+    expected = {"fewshot": ["AdaMix (adapter) > Adapter (Pfeiffer)", "AdaMix (LoRA) > LoRA",
+                            "LoRA with the prompt (MLM) head > LoRA with a classification head"],
+                "ablation_adamix": ["merging ≥ random routing (AdaMix adapter)",
+                                    "AdaMix-adapter > a single adapter of the same inference size (M=1)",
+                                    "sharing the up-projection > no sharing", "consistency regularisation > none"]}
+    for study, claims in expected.items():
+        results = _grid_results(study, "cpu")
+        for x in results:
+            if x["method_label"] == "adamix-adapter":
+                x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
+        r = studies.report(study, results, "cpu", tmp_path / study)
+        assert [c["claim"] for c in r.claims] == claims, study

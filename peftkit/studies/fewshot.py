@@ -15,6 +15,8 @@ NAME = "fewshot"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
 PARAMETERS = ("tasks", "methods", "classifier_head")
 LABELS = ("full", "pfeiffer", "lora", "adamix-adapter", "adamix-lora")
+#: the claims checked (prompt head): each AdaMix against the single module of its kind that the grid trains
+FEWSHOT_CLAIMS = (("adamix-adapter", "pfeiffer"), ("adamix-lora", "lora"))
 LM_BFF_TASKS = ("sst-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec", "cola", "mrpc", "qnli", "rte")
 SEEDS = (13, 21, 42, 87, 100)
 # smoke: its 32 examples, 64 tokens (room for the prompt), 2 steps, one evaluation on 16
@@ -74,8 +76,8 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
             "and head", frame=frame, notes=[metric_note(tasks, kit_metric)] + r.notes)
     prompt = rep.select(frame, head="prompt")
     labels = set(prompt["method_label"])
-    checks = [rep.claim_check(prompt, f"adamix-{b}", b, kit_metric, tasks, pair_on=("task", "seed", "data_seed"))
-              for b in ("pfeiffer", "lora") if {b, f"adamix-{b}"} <= labels]
+    checks = [rep.claim_check(prompt, mix, single, kit_metric, tasks, pair_on=("task", "seed", "data_seed"))
+              for mix, single in FEWSHOT_CLAIMS if {mix, single} <= labels]
     if {"prompt", "classifier"} <= set(rep.select(frame, method_label="lora")["head"]):
         checks.append(rep.claim_check(frame, {"method_label": "lora", "head": "prompt"},
                                       {"method_label": "lora", "head": "classifier"}, kit_metric, tasks,
