@@ -24,12 +24,9 @@ def _runs(frame: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(_key=keys.where(keys.notna(), "<none>").astype(str).agg("|".join, axis=1))
 
 
-def train_ratios(frame: pd.DataFrame, label: str, reference: str = "full") -> np.ndarray:
-    """Per matched run (same task, K, seeds, backbone, profile): ``reference``'s training throughput over
-    ``label``'s, i.e. training time per example relative to the reference."""
-    runs = _runs(frame)
-    ref = runs[runs["method_label"] == reference].groupby("_key")["train_examples_per_s"].mean()
-    mine = runs[runs["method_label"] == method_key(label)]
+def _train_ratios(mine: pd.DataFrame, ref: pd.Series) -> np.ndarray:
+    """Per matched run (same task, K, seeds, backbone, profile; ``_key``): the reference's training throughput
+    (``ref``, by ``_key``) over the run's, i.e. training time per example relative to the reference."""
     matched = mine.merge(ref.rename("_ref"), left_on="_key", right_index=True, how="inner")
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (matched["_ref"] / matched["train_examples_per_s"]).replace(np.inf, np.nan)
@@ -49,13 +46,14 @@ def efficiency_rows(frame: pd.DataFrame, *, methods: Sequence[str] | None = None
     ``paper``, the rows of UniPELT Table 4 for the same methods (``source`` "paper")."""
     runs = _runs(frame)
     labels = method_order(runs["method_label"]) if methods is None else [method_key(m) for m in methods]
+    ref = runs[runs["method_label"] == reference].groupby("_key")["train_examples_per_s"].mean()
     timed = {x["method_label"]: x for x in (timing or {}).get("rows", []) if not x.get("aa")}
     rows = []
     for label in labels:
         mine = runs[runs["method_label"] == label]
         if mine.empty:
             continue
-        train = train_ratios(frame, label, reference)
+        train = _train_ratios(mine, ref)
         t = timed.get(label)
         flag = bool(len(train) >= 2 and label != reference
                     and train.max() - train.min() >= abs(float(np.median(train)) - 1.0))

@@ -190,9 +190,9 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
     stats = []
     for c, w, p in zip(contenders, wall, cpu):
         del c["model"]
-        s = summary(w)
-        stats.append({**s, "samples": w, "cpu_median": summary(p)["median"]})
-        c.update(median_s=s["median"], q1_s=s["q1"], q3_s=s["q3"], samples_s=w, cpu_median_s=summary(p)["median"])
+        s, cpu_median = summary(w), summary(p)["median"]
+        stats.append({**s, "samples": w, "cpu_median": cpu_median})
+        c.update(median_s=s["median"], q1_s=s["q1"], q3_s=s["q3"], samples_s=w, cpu_median_s=cpu_median)
     ref = stats[0]
 
     def row(i: int, label: str, aa: bool = False) -> dict:

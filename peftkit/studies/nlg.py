@@ -80,9 +80,10 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     frame = rep.runs_frame(results)
     tasks, methods = keys_in_order(frame["task"], ("e2e", "webnlg", "dart")), method_order(frame["method_label"])
     tables = results_tables(frame, tasks, methods)
+    merged = rep.merged_attrs(tables)  # the tables' notes (how to read the cells, which runs collapsed), numbers
     budgets = {(x.get("data") or {}).get("eval", {}).get("rows") for x in results}
     backbones = sorted({rep.backbone_name(x.get("model")) for x in results})
-    r.notes = [*rep.merged_attrs(tables).get("notes", []),  # how to read the cells, which runs collapsed
+    r.notes = [*merged.get("notes", []),
                *(f"{task_name(t)}: skipped, {why}." for t, why in NLG_NOT_RUN.items())]
     if any(b != "GPT-2 medium" for b in backbones):
         r.notes.append(f"Backbone: {', '.join(backbones)} stands in for the paper's GPT-2 medium (offline: MiniLM's "
@@ -99,7 +100,7 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
         r.notes.append("WebNLG S / U / A: the sources of the 10 categories seen in training, the 5 unseen ones, all "
                        "(each scored on that part alone). AdaMix's table prints only A's BLEU and TER (and DART's "
                        "BLEU and TER), so only those have paper and Δ columns.")
-    numbers = rep.merged_attrs(tables).get("numbers")
+    numbers = merged.get("numbers")
     r.table("results", tables, "NLG test sets, ours vs AdaMix's tables", "E2E / WebNLG / DART results beside AdaMix's "
             "GPT-2 medium tables (one table per dataset; CSV: the numbers in long format)", frame=frame,
             paper_backbone="gpt2-medium", notes=r.notes, csv=None if numbers is None else numbers[NUMBERS_CSV].round(4))
