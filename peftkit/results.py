@@ -27,6 +27,8 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``gates``: UniPELT only, {"layer": [..], "adapter": [..], "prefix": [..], "lora_query": [..], "lora_value": [..]}
   mean gate value per layer over the reported set, else null
 - ``samples``: NLG only, a few generated texts beside their references, else null
+- ``generations``: NLG only, {"sources", "distinct_sources", "empty", "distinct_nonempty"} counted over every
+  generation on the reported set (the reports' collapse rule reads it), else null; absent in runs written before it
 - ``scoring``: NLG only, how ``best_metrics`` were scored (``peftkit.generate.scoring_label``), else null;
   WebNLG adds ``<metric>_seen`` / ``<metric>_unseen`` to ``best_metrics`` (plain keys: all)
 - ``parameters``: {"trainable", "inference", "head", "total"}

@@ -220,7 +220,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         shutil.rmtree(best_dir, ignore_errors=True)
         save(peft_model, best_dir)
     say("final evaluation")
-    final, modes, gates, samples, eval_rate = _final(spec, kind, trainer, model, peft_model, tok, data, raw, name)
+    final, modes, gates, decoded, eval_rate = _final(spec, kind, trainer, model, peft_model, tok, data, raw, name)
+    decoded = decoded or {}
     evaluations = [{k[5:] if k.startswith("eval_") else k: v for k, v in log.items()}
                    for log in trainer.state.log_history if any(k.startswith("eval_") for k in log)]
     result = {
@@ -242,7 +243,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         "seeds": {"seed": spec.seed, "data_seed": spec.data_seed, "routing_seed": peft_model._peftkit.seed},
         "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
         "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,
-        "inference_modes": modes, "gates": gates, "samples": samples,
+        "inference_modes": modes, "gates": gates, "samples": decoded.get("samples"),
+        "generations": decoded.get("generations"),
         "scoring": scoring_label(name) if kind == "nlg" else None,
         "parameters": count_parameters(peft_model), "wall_time_s": round(time.time() - started, 2),
         "train_time_s": round(train_time, 2),
@@ -258,6 +260,15 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the best trained parameters stay in best/
         say(f"done: {final} -> {out / 'result.json'}")
     return result
+
+
+def generation_stats(sources: list, predictions: list) -> dict:
+    """How varied a generator's outputs on the reported set are (``result["generations"]``, read by the reports'
+    collapse rule, :func:`peftkit.reporting.frame.collapse_reason`): the number of sources, of distinct sources, of
+    empty generations and of distinct non-empty ones."""
+    texts = [str(p).strip() for p in predictions]
+    return {"sources": len(texts), "distinct_sources": len(set(map(str, sources))),
+            "empty": sum(not t for t in texts), "distinct_nonempty": len({t for t in texts if t})}
 
 
 def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
@@ -276,10 +287,11 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
                              extra_eos=spec.extra_eos, show=not trainer.args.disable_tqdm)
         rate = round(len(preds) / max(time.time() - t0, 1e-9), 3)
         refs = list(raw["eval"]["references"])
-        samples = [{"source": s, "prediction": p, "reference": r[0]}
-                   for s, p, r in list(zip(raw["eval"]["source"], preds, refs))[:5]]
+        sources = list(raw["eval"]["source"])
+        samples = [{"source": s, "prediction": p, "reference": r[0]} for s, p, r in list(zip(sources, preds, refs))[:5]]
         seen = list(raw["eval"]["seen"]) if "seen" in raw["eval"].column_names else None
-        return score(name, preds, refs, seen=seen), None, None, samples, rate
+        return score(name, preds, refs, seen=seen), None, None, {"samples": samples,
+                                                                 "generations": generation_stats(sources, preds)}, rate
 
     def evaluate() -> tuple[dict, float]:
         m = trainer.evaluate(data["eval"], metric_key_prefix="test")

@@ -50,6 +50,7 @@ def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None
         "best_metrics": {**metrics, "epoch": 3.0}, "selection_metric": next(iter(metrics)), "best_step": 10,
         "inference_modes": modes, "gates": gates, "samples": [{"source": "s", "prediction": "p", "reference": "r"}]
         if kind == "nlg" else None,
+        "generations": None,
         "scoring": "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py" if kind == "nlg" else None,
         "parameters": {"trainable": trainable, "inference": inference, "head": head, "total": total},
         "wall_time_s": 60.0, "train_time_s": 50.0, "train_examples_per_s": train_eps,
@@ -541,6 +542,31 @@ def test_constant_generations_collapse_a_run_one_repeated_source_does_not():
     one_source["samples"] = [{"source": "s", "prediction": "the eagle", "reference": "r"}] * 2
     collapsed = rep.runs_frame([same, one_source])["collapsed"]
     assert collapsed.iloc[0] == "constant generations" and pd.isna(collapsed.iloc[1])
+
+
+def test_one_text_or_nothing_whatever_the_source_is_collapsed_judged_on_every_generation():
+    """A generator that prints "the city centre." or nothing for every source (04's E2E runs at the cpu budget) has
+    collapsed as surely as one that always prints the same text; with ``generations`` (counted over every decoded
+    source) the rule reads those counts, not the five stored samples."""
+    from peftkit.reporting.frame import collapse_reason
+    from peftkit.runner import generation_stats
+
+    def run(texts, generations=None):
+        r = make_result("e2e", "lora", kind="nlg", metrics={"bleu": 0.01})
+        r["samples"] = [{"source": f"s{i}", "prediction": t, "reference": "r"} for i, t in enumerate(texts)]
+        r["generations"] = generations
+        return r
+
+    assert collapse_reason(run(["", "the city centre.", ""])) == "constant generations"
+    assert collapse_reason(run(["", " ", ""])) == "empty generations"
+    assert collapse_reason(run([".", "the city.", "."])) is None
+    stats = generation_stats([f"s{i}" for i in range(20)], ["the city centre."] * 3 + [""] * 17)
+    assert stats == {"sources": 20, "distinct_sources": 20, "empty": 17, "distinct_nonempty": 1}
+    varied = [f"text {i}" for i in range(5)]
+    assert collapse_reason(run(varied, stats)) == "constant generations"  # the counts, not the samples, decide
+    fine = generation_stats([f"s{i}" for i in range(20)], [""] * 5 + [f"text {i % 4}" for i in range(15)])
+    assert collapse_reason(run(["x"] * 5, fine)) is None
+    assert collapse_reason(run(varied, generation_stats(["a", "b"], ["", ""]))) == "empty generations"
 
 
 # ---------------------------------------------------------------------------------------------- honesty

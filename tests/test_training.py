@@ -120,6 +120,8 @@ def test_nlg_smoke_generates_text_and_all_five_metrics(tmp_path):
                       max_train=32, max_eval=3), progress=False)
     assert set(res["best_metrics"]) >= {"bleu", "nist", "meteor", "rouge_l", "cider"}
     assert len(res["samples"]) == 3 and all(isinstance(s["prediction"], str) for s in res["samples"])
+    g = res["generations"]  # counted over every decoded source (the reports' collapse rule reads it)
+    assert (g["sources"], g["distinct_sources"]) == (3, 3) and g["empty"] + g["distinct_nonempty"] >= 1
     assert res["training"]["consistency"] == 0.0 and res["head"] == "causal"
     # adamix-nlg: the final weights are scored (and kept in best/, without a dev-selection record)
     assert [e["step"] for e in res["evaluations"]] == [2, 4] and res["training"]["evaluate_model"] == "final"

@@ -52,16 +52,24 @@ def budget_text(r: dict) -> str | None:
 
 def collapse_reason(r: dict) -> str | None:
     """Why a run's scores are not comparable to a trained model's, or None: a classifier that predicts one label
-    for every example (``best_metrics["predicted_classes"] == 1``), or a generator whose stored samples are all
-    empty strings ("empty generations") or, for two or more different sources, all the same text ("constant
-    generations")."""
+    for every example (``best_metrics["predicted_classes"] == 1``), or a generator that ignores its input: every
+    generation empty ("empty generations"), or, for two or more different sources, every non-empty generation the
+    same text ("constant generations", e.g. "the city centre." or nothing, whatever the source). Generators are
+    judged on all their generations (``result["generations"]``, :func:`peftkit.runner.generation_stats`), runs
+    written before that field on their stored samples."""
     if (r.get("best_metrics") or {}).get("predicted_classes") == 1:
         return "constant predictions"
-    samples = r.get("samples") or []
-    texts = {str(s.get("prediction", "")).strip() for s in samples}
-    if samples and texts == {""}:
+    g = r.get("generations")
+    if g:
+        empty, distinct, sources = g["empty"] == g["sources"] > 0, g["distinct_nonempty"], g["distinct_sources"]
+    else:
+        samples = r.get("samples") or []
+        texts = {str(s.get("prediction", "")).strip() for s in samples}
+        empty, distinct = bool(samples) and texts == {""}, len(texts - {""})
+        sources = len({str(s.get("source", "")) for s in samples})
+    if empty:
         return "empty generations"
-    if len(texts) == 1 and len({str(s.get("source", "")) for s in samples}) > 1:
+    if distinct == 1 and sources > 1:
         return "constant generations"
     return None
 

@@ -218,8 +218,8 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
              "Δ columns only for the metrics the paper's table prints."]
     if (nums["collapsed"] > 0).any():
         notes.append("collapsed: how many of a method's runs collapsed and how (constant predictions; generations "
-                     "all empty, or all the same text for different sources). Such cells get no Δ against the paper "
-                     f"(\"{COLLAPSED_DELTA}\"): their scores measure a failed run, not the method.")
+                     "all empty, or every non-empty one the same text whatever the source). Such cells get no Δ "
+                     f"against the paper (\"{COLLAPSED_DELTA}\"): their scores measure a failed run, not the method.")
     out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"], "profile": ctx["profile"],
                       "paper_backbone": table_backbone(paper, table, backbone), "notes": notes,
                       "numbers": nums.assign(method=[method_name(x) for x in nums["method_label"]])})
