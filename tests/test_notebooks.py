@@ -85,6 +85,24 @@ def test_smoke_grids_are_tiny():
     assert all(spec.profile == "smoke" for s in DEFAULTS for spec in studies.grid(s, "smoke", runs_dir="/r"))
 
 
+@needs_data
+@pytest.mark.parametrize("name", STUDY_NAMES)
+def test_the_budget_prose_matches_the_cpu_grid(name):
+    """The introduction's "**cpu budget.**" paragraph states the grid's run count ("= N runs") and the run store;
+    both drift when a default changes (06 said "3 seeds = 24 runs" of a 40-run grid, every notebook named a per-study
+    run store after the store became one per profile)."""
+    import re
+
+    from peftkit import studies
+
+    intro = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells[0].source
+    budget = intro.split("**cpu budget.**", 1)[1].split("\n\n", 1)[0]
+    stated = [int(n) for n in re.findall(r"= (\d+) runs", budget)]
+    assert stated == [len(studies.grid(NOTEBOOKS[name], "cpu", runs_dir="/r"))], (name, stated)
+    assert "default `runs/<PROFILE>`," in intro and not re.search(r"runs/<PROFILE>/\w", intro), name
+    assert "final weights" not in budget, f"{name}: the protocols select the best epoch"
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """One RUNS_DIR for every notebook (runs that two notebooks share train once) and one REPORTS_DIR."""
