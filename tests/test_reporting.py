@@ -449,6 +449,25 @@ def test_figures_write_png_and_pdf(tmp_path):
     assert not list(out.glob(".*"))  # no temporary files left
 
 
+def test_a_figure_redrawn_from_the_same_data_is_the_same_pdf(tmp_path):
+    """No creation date in the PDF: re-executing a notebook over unchanged runs leaves its figures unchanged."""
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from peftkit.reporting import _plot
+
+    def draw(stem):
+        with _plot.style():
+            fig, ax = plt.subplots()
+            ax.plot([1, 2, 3], [3, 1, 2])
+            return _plot.finish(fig, tmp_path / stem)[1].read_bytes()
+
+    first = draw("a")
+    time.sleep(1.1)  # a creation date would now differ by a second
+    assert draw("b") == first
+
+
 def test_figure_tidy_enforces_fonts_and_untangles_labels(tmp_path):
     import matplotlib.pyplot as plt
 

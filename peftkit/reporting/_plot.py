@@ -115,7 +115,9 @@ def finish(fig, path_stem: str | os.PathLike, caption: str | None = None) -> lis
             fig.suptitle(textwrap.fill(caption, width=width), fontsize=MIN_FONT)
         tidy(fig)
         png = write_bytes_via(stem.with_suffix(".png"), lambda p: fig.savefig(p, dpi=DPI, format="png"))
-        pdf = write_bytes_via(stem.with_suffix(".pdf"), lambda p: fig.savefig(p, format="pdf"))
+        # no creation date: a figure redrawn from the same runs is the same file (no diff in the committed reports)
+        pdf = write_bytes_via(stem.with_suffix(".pdf"),
+                              lambda p: fig.savefig(p, format="pdf", metadata={"CreationDate": None}))
     finally:
         plt.close(fig)
     return [png, pdf]
