@@ -910,3 +910,18 @@ def test_every_claim_of_the_cpu_grids_is_checked(tmp_path):
                 x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
         r = studies.report(study, results, "cpu", tmp_path / study)
         assert [c["claim"] for c in r.claims] == claims, study
+
+
+def test_gate_table_says_each_cells_score_and_which_runs_collapsed(tmp_path):
+    """Notebook 07's gate means beside the runs' score and collapse flag (its CoLA runs all predict one label at the
+    cpu budget: their gates are real but say nothing about which component helps), gates at one precision."""
+    from peftkit.studies import unipelt_gates
+
+    gates = {"layer": [0, 1], "adapter": [0.5, 0.54], "prefix": [0.52, 0.52], "lora_query": [0.6, 0.7],
+             "lora_value": [0.4, 0.5]}
+    runs = [make_result("sst2", "unipelt", "unipelt-APL", seed=42, k=100, data_seed=d, gates=gates,
+                        metrics={"accuracy": a, "predicted_classes": c}) for d, a, c in ((111, 0.5, 1), (222, 0.7, 2))]
+    t = unipelt_gates.report(runs, "smoke", tmp_path).tables["means"]
+    row = t.iloc[0]
+    assert row["score"] == "accuracy 60.00" and row["collapsed"] == "1/2 runs: constant predictions"
+    assert row["prefix"] == "0.520" and row["adapter"] == "0.520"

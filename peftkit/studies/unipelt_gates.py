@@ -5,7 +5,8 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
-from ..reporting.names import method_name, task_name
+from ..reporting.frame import collapsed_runs
+from ..reporting.names import method_name, metric_name, task_name
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grids import build, k_points
 from .reports import Report, keys_in_order, start
@@ -41,7 +42,15 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     t = g.pivot_table(index=["task", "K", "method"], columns="component", values="gate", aggfunc="mean")
     t = t[[c for c in GATE_COMPONENTS if c in t.columns]].round(3)
     t.columns = [GATE_COMPONENTS[c].replace("\n", " ") for c in t.columns]
+    t = t.apply(lambda col: col.map("{:.3f}".format))  # one precision per column (0.520, not 0.52)
     t["runs"] = g.groupby(["task", "K", "method"])[["seed", "data_seed"]].apply(lambda d: len(d.drop_duplicates()))
+    scores = rep.runs_frame([x for x in results if x.get("gates")])
+    scores = scores[scores["metric"] != "predicted_classes"].assign(
+        K=lambda d: d["k"].map(lambda k: "full" if k is None or pd.isna(k) else str(int(k))),
+        method=lambda d: d["method_label"].map(method_name))
+    by = scores.groupby(["task", "K", "method"])
+    t["score"] = by.apply(lambda d: f"{metric_name(d['metric'].iloc[0])} {d['value'].mean():.2f}")  # scaled already
+    t["collapsed"] = by.apply(lambda d: "{}/{} runs: {}".format(*collapsed_runs(d)) if collapsed_runs(d)[0] else "no")
     t.index = t.index.set_levels([task_name(x) for x in t.index.levels[0]], level=0)
     order = {"full": 10**9}  # K in numeric order (100, 500, 1000, full), not as strings
     t = t.sort_index(level="K", key=lambda ks: ks.map(lambda k: order.get(k) or int(k))).sort_index(
@@ -50,7 +59,9 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
             "per task, K and component", frame=rep.runs_frame(results), paper_backbone="bert-base",
             notes=["Gate values in (0, 1), averaged over the reported set, then layers; within an example over the "
                    "positions the run's `gate_average` names (all: every position, padding included, as the "
-                   "authors' code; masked: the non-padding ones)."])
+                   "authors' code; masked: the non-padding ones).",
+                   "score: the runs' mean on the reported set; collapsed: runs that predict one label for every "
+                   "example. Their gates are what those runs learned, but say nothing about which component helps."])
     r.figure("heatmap", rep.gate_heatmap, "UniPELT gate values per layer and component, per task and K", results,
              tasks=tasks)
     return r
