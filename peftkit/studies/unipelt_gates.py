@@ -7,6 +7,7 @@ from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.frame import collapsed_runs
 from ..reporting.names import method_name, metric_name, task_name
+from ..reporting.tables import collapsed_cell
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grids import build, k_points
 from .reports import Report, keys_in_order, start
@@ -31,32 +32,41 @@ def grid(profile: str, **params) -> list[RunSpec]:
     return build(NAME, profile, DEFAULTS, PARAMETERS, points, **params)
 
 
+def _k_label(k) -> str:
+    return "full" if k is None or pd.isna(k) else str(int(k))
+
+
+def _collapsed(rows: pd.DataFrame) -> str:
+    collapsed, runs, why = collapsed_runs(rows)
+    return collapsed_cell(runs, collapsed, why)
+
+
 def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     """UniPELT's mean gate values per layer, task and K (heatmap), and their averages over layers (table)."""
     from ..reporting.figures import GATE_COMPONENTS, gate_matrix
     r = start(NAME, profile, reports_dir, results, grid)
     g = gate_matrix(results)
     tasks = keys_in_order(g["task"], GLUE_TASKS)
-    g["K"] = g["k"].map(lambda k: "full" if k is None or pd.isna(k) else str(int(k)))
+    g["K"] = g["k"].map(_k_label)
     g["method"] = g["method_label"].map(method_name)
     t = g.pivot_table(index=["task", "K", "method"], columns="component", values="gate", aggfunc="mean")
     t = t[[c for c in GATE_COMPONENTS if c in t.columns]].round(3)
     t.columns = [GATE_COMPONENTS[c].replace("\n", " ") for c in t.columns]
     t = t.apply(lambda col: col.map("{:.3f}".format))  # one precision per column (0.520, not 0.52)
     t["runs"] = g.groupby(["task", "K", "method"])[["seed", "data_seed"]].apply(lambda d: len(d.drop_duplicates()))
-    scores = rep.runs_frame([x for x in results if x.get("gates")])
-    scores = scores[scores["metric"] != "predicted_classes"].assign(
-        K=lambda d: d["k"].map(lambda k: "full" if k is None or pd.isna(k) else str(int(k))),
-        method=lambda d: d["method_label"].map(method_name))
+    frame = rep.runs_frame(results)
+    gated = {x["run_id"] for x in results if x.get("gates")}
+    scores = frame[frame["run_id"].isin(gated) & (frame["metric"] != "predicted_classes")].assign(
+        K=lambda d: d["k"].map(_k_label), method=lambda d: d["method_label"].map(method_name))
     by = scores.groupby(["task", "K", "method"])
     t["score"] = by.apply(lambda d: f"{metric_name(d['metric'].iloc[0])} {d['value'].mean():.2f}")  # scaled already
-    t["collapsed"] = by.apply(lambda d: "{}/{} runs: {}".format(*collapsed_runs(d)) if collapsed_runs(d)[0] else "no")
+    t["collapsed"] = by.apply(_collapsed)
     t.index = t.index.set_levels([task_name(x) for x in t.index.levels[0]], level=0)
     order = {"full": 10**9}  # K in numeric order (100, 500, 1000, full), not as strings
     t = t.sort_index(level="K", key=lambda ks: ks.map(lambda k: order.get(k) or int(k))).sort_index(
         level="task", sort_remaining=False)
     r.table("means", t, "UniPELT mean gate values (over layers, the GLUE dev set and runs)", "UniPELT gate means "
-            "per task, K and component", frame=rep.runs_frame(results), paper_backbone="bert-base",
+            "per task, K and component", frame=frame, paper_backbone="bert-base",
             notes=["Gate values in (0, 1), averaged over the reported set, then layers; within an example over the "
                    "positions the run's `gate_average` names (all: every position, padding included, as the "
                    "authors' code; masked: the non-padding ones).",
