@@ -272,7 +272,7 @@ def generation_stats(sources: list, predictions: list) -> dict:
 
 
 def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
-    """Metrics on the reported set (+ AdaMix inference modes, UniPELT gates, NLG samples)."""
+    """Metrics on the reported set (+ AdaMix inference modes, UniPELT gates, NLG samples and generation counts)."""
     if kind == "nlg":
         from .generate import generate, score
         from .trainer import inference_form
