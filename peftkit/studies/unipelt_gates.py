@@ -50,9 +50,8 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     g["K"] = g["k"].map(_k_label)
     g["method"] = g["method_label"].map(method_name)
     t = g.pivot_table(index=["task", "K", "method"], columns="component", values="gate", aggfunc="mean")
-    t = t[[c for c in GATE_COMPONENTS if c in t.columns]].round(3)
+    t = t[[c for c in GATE_COMPONENTS if c in t.columns]].apply(lambda col: col.map("{:.3f}".format))  # 0.520
     t.columns = [GATE_COMPONENTS[c].replace("\n", " ") for c in t.columns]
-    t = t.apply(lambda col: col.map("{:.3f}".format))  # one precision per column (0.520, not 0.52)
     t["runs"] = g.groupby(["task", "K", "method"])[["seed", "data_seed"]].apply(lambda d: len(d.drop_duplicates()))
     frame = rep.runs_frame(results)
     gated = {x["run_id"] for x in results if x.get("gates")}
