@@ -183,7 +183,14 @@ def _train_parser(sub) -> None:
     t.add_argument("--nlg-format", help="authors (context eos ' 'completion eos) | plain (no space)")
     t.add_argument("--extra-eos", type=_ids, help="comma-separated GPT-2 token ids that also end a beam ('' for none)")
     t.add_argument("--evaluate-model", help="best (dev-selected weights) | final (the last weights)")
-    t.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 autocast where native)")
+    t.add_argument("--precision", help="auto | bf16 | fp32 (auto: bf16 autocast where native; default: the "
+                   "profile's: fp32 as the authors trained, bf16 autocast in the scaled profiles where native)")
+    t.add_argument("--optimizer", help="hf-adamw (transformers 4.x AdamW, the authors') | torch-adamw")
+    t.add_argument("--grad-reset", help="zero (torch < 2, the authors': experts drawn once keep stepping) | none")
+    t.add_argument("--weight-decay-scope", help="hf (no decay on biases / LayerNorm) | all (AdaMix's NLG code)")
+    t.add_argument("--sampler", help="random (the authors') | group_by_length (batches of similar length)")
+    t.add_argument("--max-grad-norm", type=float, help="gradient clipping norm; 0 = no clipping")
+    t.add_argument("--drop-last", type=_bool, help="true | false: drop the last incomplete training batch")
     t.add_argument("--inference-modes", action="store_true", help="AdaMix: also evaluate random/fixed/ensemble")
     t.add_argument("--data-dir", help="directory with glue/, fewshot/, nlg/ (default $PEFTKIT_DATA_DIR)")
     t.add_argument("--force", action="store_true", help="rerun even if OUT/result.json exists")
@@ -192,6 +199,12 @@ def _train_parser(sub) -> None:
 
 def _dropout(text: str):
     return text if text == "checkpoint" else float(text)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: allowed true, false")
+    return text.lower() == "true"
 
 
 def _ids(text: str) -> list:

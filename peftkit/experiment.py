@@ -21,6 +21,7 @@ from .consistency import CE_MODES
 from .validate import MIN_MAX_LENGTH, check_number, check_out_dir, check_sizes, check_trains_something
 
 PROTOCOL_DEFAULTS = {"glue": "classifier", "fewshot": "prompt", "nlg": "causal"}
+SAMPLERS = ("random", "group_by_length")
 
 
 @dataclass
@@ -65,7 +66,15 @@ class RunSpec:
     data_dir: Optional[str] = None
     train_head: Optional[bool] = None  # None: the protocol's (frozen for UniPELT's LoRA / prefix / BitFit runs)
     pad_to_max_length: Optional[bool] = None  # pad every batch to max_length (None: the protocol's)
-    precision: str = "auto"  # auto (bf16 autocast where the hardware has native bf16) | bf16 | fp32
+    # None: the protocol's (fp32, as the authors trained), scaled by the profile (see peftkit.protocols.SCALING)
+    precision: Optional[str] = None  # auto (bf16 autocast where the hardware has native bf16) | bf16 | fp32
+    # The optimiser step and sampler (peftkit.optim; None: the protocol's, i.e. the authors'):
+    optimizer: Optional[str] = None  # hf-adamw (transformers 4.x AdamW, the authors') | torch-adamw
+    grad_reset: Optional[str] = None  # zero (torch < 2: drawn-once experts keep stepping) | none (torch >= 2)
+    weight_decay_scope: Optional[str] = None  # hf (no decay for biases / LayerNorm) | all (AdaMix's NLG code)
+    sampler: Optional[str] = None  # random (both authors' codes) | group_by_length (faster, not the authors')
+    max_grad_norm: Optional[float] = None  # gradient clipping; 0 = none (AdaMix's NLG scripts, --clip 0.0)
+    drop_last: Optional[bool] = None  # drop the last incomplete training batch (AdaMix's NLG loader)
 
 
 def _positive(name: str, value, kind=int, allow_none=True, zero=False) -> None:
@@ -103,7 +112,7 @@ def resolve(spec: RunSpec) -> RunSpec:
     _check_protocol_fields(spec)
     _check_ranges(spec)  # lr, epochs, warmup_ratio, weight_decay, consistency, label_smoothing
     _positive("seed", spec.seed, zero=True, allow_none=False)
-    if spec.precision not in ("auto", "bf16", "fp32"):
+    if spec.precision not in (None, "auto", "bf16", "fp32"):
         raise ValueError(f"invalid precision={spec.precision!r}: allowed auto, bf16, fp32")
     _positive("data_seed", spec.data_seed, zero=True)
     if kind == "nlg" and spec.k is not None:
@@ -112,7 +121,7 @@ def resolve(spec: RunSpec) -> RunSpec:
         resolve_data_dir(spec.data_dir)  # a missing directory fails here
     check_out_dir(spec.out)
     base = presets.profile_settings(spec.profile, kind, spec.task, spec.protocol, spec.method, spec.model)
-    options = protocols.method_options(base["protocol"], spec.method, base["model"], spec.options)
+    options = protocols.method_options(base["protocol"], spec.method, base["model"], spec.options, spec.task)
     cfg = make_config(spec.method, **options)
     filled = dataclasses.replace(spec, head=head, model=base["model"], protocol=base["protocol"], options=options)
     for name in _FILLED:
@@ -157,7 +166,8 @@ def resolve(spec: RunSpec) -> RunSpec:
 # RunSpec fields that take the protocol's (scaled) value when left at None
 _FILLED = ("batch_size", "max_length", "eval_steps", "patience", "warmup_ratio", "warmup_steps", "weight_decay",
            "max_train", "max_eval", "label_smoothing", "adam_epsilon", "backbone_dropout", "nlg_format", "extra_eos",
-           "evaluate_model", "pad_to_max_length")
+           "evaluate_model", "pad_to_max_length", "precision", "optimizer", "grad_reset", "weight_decay_scope",
+           "sampler", "max_grad_norm", "drop_last")
 
 
 def _check_protocol_fields(spec: RunSpec) -> None:
@@ -171,6 +181,15 @@ def _check_protocol_fields(spec: RunSpec) -> None:
     if d is not None and d != "checkpoint" and not (isinstance(d, (int, float)) and not isinstance(d, bool)
                                                       and 0 <= d < 1):
         raise ValueError(f"invalid backbone_dropout={d!r}: allowed 'checkpoint' or a probability in [0, 1)")
+    from .optim import DECAY_SCOPES, GRAD_RESETS, OPTIMIZERS
+
+    for name, allowed in (("optimizer", OPTIMIZERS), ("grad_reset", GRAD_RESETS),
+                          ("weight_decay_scope", DECAY_SCOPES), ("sampler", SAMPLERS)):
+        value = getattr(spec, name)
+        if value is not None and value not in allowed:
+            raise ValueError(f"invalid {name}={value!r}: allowed one of {', '.join(allowed)}")
+    if spec.max_grad_norm is not None:
+        check_number("max_grad_norm", spec.max_grad_norm, 0.0, 1e6)
     e = spec.extra_eos
     if e is not None and (isinstance(e, (str, bytes)) or not all(isinstance(i, int) and i >= 0 for i in e)):
         raise ValueError(f"invalid extra_eos={e!r}: allowed a list of token ids, e.g. [628]")
@@ -179,7 +198,7 @@ def _check_protocol_fields(spec: RunSpec) -> None:
 _TYPES = {"task": str, "method": str, "out": (str, os.PathLike), "options": dict, "profile": str,
           "model": (str, type(None)), "head": (str, type(None)), "data_dir": (str, os.PathLike, type(None)),
           "inference_modes": bool, "train_head": (bool, type(None)), "pad_to_max_length": (bool, type(None)),
-          "protocol": (str, type(None)), "precision": str}
+          "protocol": (str, type(None)), "precision": (str, type(None)), "drop_last": (bool, type(None))}
 
 
 def _check_types(spec: RunSpec) -> None:

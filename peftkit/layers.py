@@ -155,12 +155,14 @@ def routed(state: PeftState, n_first: int, n_second: int, training: bool):
 
 
 def mix(state: PeftState, module: nn.Module, x: torch.Tensor, first: int, second: int, one: Callable,
-        merged: Callable) -> torch.Tensor:
+        merged: Callable, choice=None) -> torch.Tensor:
     """Output of a two-sided mixture (adapter down/up, LoRA A/B) for one forward: the single module, the merged
-    (weight-averaged) module, the ensemble mean, or ``one(chunk, i, j)`` with routed indices per batch chunk."""
+    (weight-averaged) module, the ensemble mean, or ``one(chunk, i, j)`` with routed indices per batch chunk.
+    ``choice``: a routing decision already drawn (:func:`routed`) for mixtures that share one draw."""
     if first == 1 and second == 1:
         return one(x, 0, 0)
-    choice = routed(state, first, second, module.training)
+    if choice is None:
+        choice = routed(state, first, second, module.training)
     module.last_route = choice  # what this forward used (peftkit.routing reads it)
     if choice == "merged":
         return merged(x)
@@ -193,3 +195,23 @@ def bind_call(fn: Callable, args: tuple, kwargs: dict) -> dict:
     if isinstance(extra, dict):
         out.update(extra)
     return out
+
+
+def expert_spread(model: nn.Module) -> Optional[dict]:
+    """How far apart an AdaMix model's M modules are: over every mixture with several down-projections (LoRA: A
+    matrices), the mean pairwise Frobenius distance between them and their mean norm, averaged over mixtures
+    (``result["expert_spread"]``); None when the model has no such mixture. Weight averaging merges them, so the
+    spread says how much the merge averages away."""
+    distances, norms = [], []
+    for m in model.modules():
+        experts = getattr(m, "down", None) if isinstance(getattr(m, "down", None), nn.ModuleList) else \
+            getattr(m, "A", None) if isinstance(getattr(m, "A", None), nn.ModuleList) else None
+        if experts is None or len(experts) < 2:
+            continue
+        w = torch.stack([e.weight.detach().float().flatten() for e in experts])
+        distances.append(float(torch.pdist(w).mean()))
+        norms.append(float(w.norm(dim=1).mean()))
+    if not distances:
+        return None
+    return {"mixtures": len(distances), "mean_pairwise_distance": sum(distances) / len(distances),
+            "mean_norm": sum(norms) / len(norms)}

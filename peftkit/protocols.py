@@ -62,14 +62,19 @@ class Protocol:
     by_task: dict = field(default_factory=dict)
     method_options: dict = field(default_factory=dict)
     method_options_by_arch: dict = field(default_factory=dict)
+    method_options_by_task: dict = field(default_factory=dict)  # task -> {method key: options}
     consistency_by_family: dict = field(default_factory=dict)  # classification: family -> w (default 1)
     frozen_head: tuple = ()  # methods whose task head stays frozen under this protocol (RunSpec.train_head=None)
 
 
-# Fields every protocol states (RunSpec names). evaluate_model: best (dev-selected) | final.
+# Fields every protocol states (RunSpec names). evaluate_model: best (dev-selected) | final. The optimiser step,
+# sampler and precision are the authors' (docs/fidelity.md T1-T5): transformers 4.x AdamW with PyTorch 1.x's
+# zero-filled gradients (peftkit.optim), the transformers Trainer's weight-decay groups, uniform random batches
+# (RandomSampler), gradient clipping at 1.0 (the Trainer's default), fp32 (no fp16 / amp flag in any script).
 _HF = dict(warmup_ratio=0.0, warmup_steps=None, weight_decay=0.0, adam_epsilon=1e-8, label_smoothing=0.0,
            backbone_dropout="checkpoint", nlg_format="plain", extra_eos=(), evaluate_model="best", eval_steps=None,
-           pad_to_max_length=False)
+           pad_to_max_length=False, optimizer="hf-adamw", grad_reset="zero", weight_decay_scope="hf",
+           sampler="random", max_grad_norm=1.0, drop_last=False, precision="fp32")
 
 PROTOCOLS = {
     "adamix-glue": Protocol(
@@ -98,15 +103,22 @@ PROTOCOLS = {
         "adamix-nlg", "adamix",
         training={**_HF, "batch_size": 8, "max_length": 512, "epochs": 20, "patience": None, "weight_decay": 0.01,
                   "label_smoothing": 0.1, "adam_epsilon": 1e-6, "backbone_dropout": 0.0, "nlg_format": "authors",
-                  "extra_eos": (GPT2_DOUBLE_NEWLINE,), "evaluate_model": "final", "selection": "loss"},
+                  "extra_eos": (GPT2_DOUBLE_NEWLINE,), "evaluate_model": "final", "selection": "loss",
+                  # gpt2_ft.py: --clip 0.0 (no clipping), DataLoader(drop_last=True), one weight-decay group
+                  "max_grad_norm": 0.0, "drop_last": True, "weight_decay_scope": "all"},
         lr={m: 2e-4 for m in _UNIPELT_LR} | {"full": 2e-5, "prompt": 3e-1},
         by_task={"e2e": {"epochs": 20, "warmup_steps": 2000}, "webnlg": {"epochs": 25, "warmup_steps": 2500},
-                 "dart": {"epochs": 20, "label_smoothing": 0.0, "weight_decay": 0.0}},
+                 "dart": {"epochs": 20, "warmup_steps": 2000, "label_smoothing": 0.0, "weight_decay": 0.0}},
         # AdaMix's NLG code is AdaMix over LoRA (base=lora, the adamix-lora label); its LoRA settings apply to the
         # LoRA runs only (keys: method, or adamix-<base>). The method's default base stays AdaMix's adapter, since
         # study grids drop options equal to the method's defaults from a run's spelling.
+        # The adapter variant (model.py, adamix_only): ExpertSoup with a hard-coded bottleneck of 8, n_experts 8,
+        # share_B 1 (one up-projection), GELU, after the MLP's c_proj.
         method_options={"lora": {"r": 4, "alpha": 32.0, "dropout": 0.1},
-                        "adamix-lora": {"r": 4, "alpha": 32.0, "dropout": 0.1, "num_modules": 8, "share": "up"}},
+                        "adamix-lora": {"r": 4, "alpha": 32.0, "dropout": 0.1, "num_modules": 8, "share": "up"},
+                        "adamix-adapter": {"bottleneck": 8, "num_modules": 8, "share": "up"}},
+        # run_train_dart.sh: --lora_dropout 0.0
+        method_options_by_task={"dart": {"lora": {"dropout": 0.0}, "adamix-lora": {"dropout": 0.0}}},
     ),
     "lmbff-fewshot": Protocol(
         "lmbff-fewshot", "lmbff",
@@ -120,15 +132,16 @@ PROTOCOLS = {
 SCALING = {
     "paper": {"glue": {"model": "bert-base-uncased"}, "fewshot": {"model": "roberta-large"},
               "nlg": {"model": "gpt2-medium"}},
-    "cpu": {"glue": {"model": "minilm", "epochs": 3},
-            "fewshot": {"model": "minilm", "max_steps": 300, "eval_steps": 50},
+    "cpu": {"glue": {"model": "minilm", "epochs": 3, "precision": "auto"},
+            "fewshot": {"model": "minilm", "max_steps": 300, "eval_steps": 50, "precision": "auto"},
             "nlg": {"model": "minilm", "max_train": 3000, "max_eval": 60, "epochs": 2, "max_length": 96,
-                    "warmup_steps": None}},
+                    "warmup_steps": None, "precision": "auto"}},
     "smoke": {"glue": {"model": "minilm", "max_steps": 8, "eval_steps": 4, "max_train": 64, "max_eval": 64,
-                       "max_length": 64},
-              "fewshot": {"model": "minilm", "max_steps": 8, "eval_steps": 4, "max_eval": 64, "max_length": 64},
+                       "max_length": 64, "precision": "auto"},
+              "fewshot": {"model": "minilm", "max_steps": 8, "eval_steps": 4, "max_eval": 64, "max_length": 64,
+                          "precision": "auto"},
               "nlg": {"model": "minilm", "max_steps": 8, "eval_steps": 4, "max_train": 32, "max_eval": 3,
-                      "max_length": 64, "warmup_steps": None}},
+                      "max_length": 64, "warmup_steps": None, "precision": "auto"}},
 }
 
 
@@ -208,17 +221,21 @@ def learning_rate(name: str, method: str, model: str) -> float:
     return rate if rate is not None else p.lr[method]
 
 
-def method_options(name: str, method: str, model: str, given: dict | None = None) -> dict:
+def method_options(name: str, method: str, model: str, given: dict | None = None, task: str | None = None) -> dict:
     """The options of a run: what the protocol sets for ``method`` on ``model`` (keys ``method`` and, for AdaMix,
-    ``adamix-<base>``), overridden by the run's own ``given`` options."""
+    ``adamix-<base>``) and for ``task``, overridden by the run's own ``given`` options."""
     p, given = get(name), dict(given or {})
     per_arch = _first(p.method_options_by_arch, _keys(model), {})
-    out = {**p.method_options.get(method, {}), **per_arch.get(method, {})}
+    per_task = p.method_options_by_task.get((task or "").split(":", 1)[-1].lower(), {})
+    keys = [method]
     if method == "adamix":
         from .config import make_config
 
-        base = given.get("base", out.get("base", make_config("adamix").base))
-        out.update(p.method_options.get(f"adamix-{base}", {}), **per_arch.get(f"adamix-{base}", {}))
+        keys.append(f"adamix-{given.get('base', make_config('adamix').base)}")
+    out = {}
+    for table in (p.method_options, per_arch, per_task):
+        for key in keys:
+            out.update(table.get(key, {}))
     return {**out, **given}
 
 

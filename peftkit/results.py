@@ -13,7 +13,9 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
   patience, eval_steps, label_smoothing, max_train, max_eval, bf16, pad_to_max_length (every batch padded to
   max_length), train_head, train_pooler (BERT's pooler trained; only when the checkpoint has no pooler weights),
   world_size (processes under torchrun, else 1),
-  effective_batch_size (batch_size x world_size x accumulation)
+  effective_batch_size (batch_size x world_size x accumulation), precision (the run's setting: fp32 | bf16 |
+  auto; ``bf16`` says what ran), optimizer, grad_reset, weight_decay_scope, sampler, max_grad_norm, drop_last
+  (the optimiser step and sampler, :mod:`peftkit.optim`; absent in runs written before them)
 - ``seeds``: {"seed": int, "data_seed": int or null, "routing_seed": int}
 - ``data``: {"train": split identity, "dev": ..., "eval": ...} (task, split, k, data_seed, rows, ids_sha256,
   content_sha256: the rows' values, different for different data seeds and splits)
@@ -24,6 +26,9 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``selection_metric`` (str), ``best_step`` (int)
 - ``inference_modes``: AdaMix only, {"merged": {...}, "random": {...}, "fixed-0": {...}, "ensemble": {...}}
   metrics of the same trained model under each inference mode, else null
+- ``expert_spread``: AdaMix only, {"mixtures", "mean_pairwise_distance", "mean_norm"} of the scored weights'
+  down-projections (LoRA: A matrices) before merging (:func:`peftkit.layers.expert_spread`), else null; absent in
+  runs written before it
 - ``gates``: UniPELT only, {"layer": [..], "adapter": [..], "prefix": [..], "lora_query": [..], "lora_value": [..]}
   mean gate value per layer over the reported set, else null
 - ``samples``: NLG only, a few generated texts beside their references, else null

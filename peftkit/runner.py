@@ -14,6 +14,7 @@ import torch
 from . import __version__, presets
 from .core import apply, count_parameters, load_weights, save, set_inference
 from .generate import scoring_label
+from .layers import expert_spread
 from .results import SCHEMA, write_json_atomic
 
 
@@ -153,10 +154,41 @@ def _selection(kind: str, task: str, regression: bool, protocol: str | None = No
     return (selection_metric(protocol, task) if protocol else None) or primary_metric(task), True
 
 
+def training_args(spec, ckpt_dir: Path, train_rows: int, progress: bool = False):
+    """The ``TrainingArguments`` of a resolved run: the protocol's optimiser settings, schedule, sampler (uniformly
+    random unless ``sampler="group_by_length"``), clipping (``max_grad_norm``; 0 = none), ``drop_last`` and
+    precision, and the evaluation / checkpoint cadence."""
+    from .compat import training_arguments
+
+    per_epoch = train_rows // spec.batch_size if spec.drop_last else -(-train_rows // spec.batch_size)
+    steps_per_epoch = max(1, per_epoch)
+    # eval_steps: None = evaluate (and checkpoint) every epoch; N = every N steps; 0 = no evaluation during
+    # training (the final weights are scored), with a checkpoint every epoch so a killed run still resumes.
+    strategy = "steps" if spec.eval_steps else "epoch"
+    args = training_arguments(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=64,
+        learning_rate=spec.lr, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
+        eval_strategy="no" if spec.eval_steps == 0 else strategy, save_strategy=strategy,
+        eval_steps=spec.eval_steps or None, save_steps=spec.eval_steps or None,
+        save_total_limit=1, logging_steps=max(1, min(50, steps_per_epoch)), seed=spec.seed, data_seed=spec.seed,
+        warmup_ratio=spec.warmup_ratio, warmup_steps=spec.warmup_steps or 0, weight_decay=spec.weight_decay,
+        adam_epsilon=spec.adam_epsilon,
+        lr_scheduler_type="linear",
+        label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
+        remove_unused_columns=False, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        bf16=use_bf16(spec.precision), group_by_length=spec.sampler == "group_by_length",
+        max_grad_norm=spec.max_grad_norm, dataloader_drop_last=bool(spec.drop_last),
+        ddp_find_unused_parameters=spec.method in ("adamix",),
+        ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
+    )
+    if args.n_gpu > 1 and not _distributed():  # several visible GPUs, no torchrun: one device, never nn.DataParallel
+        args._n_gpu = 1  # (peftkit's routing state, gates and prefix encoder are per model, not per replica)
+    return args
+
+
 def execute(spec, out: Path, *, progress: bool, started: float, label: str, world_rank: int) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .compat import training_arguments
     from .data import task_kind
     from .features import PadCollator
     from .trainer import BestAndPatience, PeftTrainer, RoutingState
@@ -173,27 +205,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     name = spec.task.split(":", 1)[-1]
     sel, greater = _selection(kind, name, info["regression"], spec.protocol)
     ckpt_dir, best_dir = out / "checkpoints", out / "best"
-    steps_per_epoch = max(1, -(-len(data["train"]) // spec.batch_size))
-    # eval_steps: None = evaluate (and checkpoint) every epoch; N = every N steps; 0 = no evaluation during
-    # training (the final weights are scored), with a checkpoint every epoch so a killed run still resumes.
-    strategy = "steps" if spec.eval_steps else "epoch"
-    args = training_arguments(
-        output_dir=str(ckpt_dir), per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=64,
-        learning_rate=spec.lr, num_train_epochs=spec.epochs or 1, max_steps=spec.max_steps or -1,
-        eval_strategy="no" if spec.eval_steps == 0 else strategy, save_strategy=strategy,
-        eval_steps=spec.eval_steps or None, save_steps=spec.eval_steps or None,
-        save_total_limit=1, logging_steps=max(1, min(50, steps_per_epoch)), seed=spec.seed, data_seed=spec.seed,
-        warmup_ratio=spec.warmup_ratio, warmup_steps=spec.warmup_steps or 0, weight_decay=spec.weight_decay,
-        adam_epsilon=spec.adam_epsilon,
-        lr_scheduler_type="linear",
-        label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
-        remove_unused_columns=False, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        bf16=use_bf16(spec.precision), group_by_length=kind != "fewshot",
-        ddp_find_unused_parameters=spec.method in ("adamix",),
-        ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
-    )
-    if args.n_gpu > 1 and not _distributed():  # several visible GPUs, no torchrun: one device, never nn.DataParallel
-        args._n_gpu = 1  # (peftkit's routing state, gates and prefix encoder are per model, not per replica)
+    args = training_args(spec, ckpt_dir, len(data["train"]), progress)
     best = BestAndPatience(sel, greater, best_dir, spec.patience)
     # pad_to_max_length: every batch padded to max_length (UniPELT's run_glue.py default, which its gates average
     # over); otherwise to the longest row of the batch
@@ -201,6 +213,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     trainer = PeftTrainer(model=model, args=args, train_dataset=data["train"], eval_dataset=data["dev"],
                           data_collator=PadCollator(tok.pad_token_id, pad_to), consistency=spec.consistency,
                           consistency_ce=spec.consistency_ce,
+                          optim={"optimizer": spec.optimizer, "grad_reset": spec.grad_reset,
+                                 "weight_decay_scope": spec.weight_decay_scope},
                           causal=info["causal"], callbacks=[best, RoutingState()],
                           compute_metrics=None if kind == "nlg" else _compute_metrics(name, info["regression"]))
     if not progress:  # quiet: no per-log dict printing (the trainer adds a printer when tqdm is off)
@@ -219,6 +233,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     elif world_rank == 0:  # the final weights are scored (nothing was evaluated, or the protocol scores the last)
         shutil.rmtree(best_dir, ignore_errors=True)
         save(peft_model, best_dir)
+    spread = expert_spread(peft_model)  # the scored weights' modules before any merge (AdaMix)
     say("final evaluation")
     final, modes, gates, decoded, eval_rate = _final(spec, kind, trainer, model, peft_model, tok, data, raw, name)
     decoded = decoded or {}
@@ -235,7 +250,9 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
                                                       "warmup_ratio", "warmup_steps", "weight_decay", "consistency",
                                                       "patience", "eval_steps", "label_smoothing", "max_train",
                                                       "max_eval", "protocol", "adam_epsilon", "backbone_dropout",
-                                                      "nlg_format", "extra_eos", "evaluate_model", "consistency_ce")},
+                                                      "nlg_format", "extra_eos", "evaluate_model", "consistency_ce",
+                                                      "precision", "optimizer", "grad_reset", "weight_decay_scope",
+                                                      "sampler", "max_grad_norm", "drop_last")},
                      "bf16": use_bf16(spec.precision), "pad_to_max_length": pad_to is not None,
                      "train_head": spec.train_head, "train_pooler": info["train_pooler"],
                      "world_size": args.world_size,
@@ -243,7 +260,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         "seeds": {"seed": spec.seed, "data_seed": spec.data_seed, "routing_seed": peft_model._peftkit.seed},
         "data": {r: raw[r + "_id"] for r in ("train", "dev", "eval")},
         "evaluations": evaluations, "best_metrics": final, "selection_metric": sel, "best_step": best.best_step,
-        "inference_modes": modes, "gates": gates, "samples": decoded.get("samples"),
+        "inference_modes": modes, "gates": gates, "expert_spread": spread, "samples": decoded.get("samples"),
         "generations": decoded.get("generations"),
         "scoring": scoring_label(name) if kind == "nlg" else None,
         "parameters": count_parameters(peft_model), "wall_time_s": round(time.time() - started, 2),

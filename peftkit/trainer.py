@@ -8,6 +8,9 @@
 - ``BestAndPatience``: keeps the best dev evaluation's trained parameters (``peftkit.save``, small) and stops
   after ``patience`` evaluations without improvement. It rebuilds its state from the log history on resume.
 - ``RoutingState``: saves the AdaMix routing generator with every checkpoint, so a resumed run draws on.
+- The optimiser is the authors' (:mod:`peftkit.optim`: transformers 4.x AdamW arithmetic, and PyTorch 1.x's
+  zero-filled gradients, so AdaMix experts that were drawn once keep moving when not drawn), unless ``optim`` says
+  otherwise.
 - Checkpoints hold only what trains (``peftkit.save``: method parameters and head) plus the optimizer, scheduler
   and RNG state, not the frozen backbone; a NaN or infinite loss stops the run (:class:`TrainingDiverged`) before
   anything non-finite is written, so the last checkpoint on disk is the last good one.
@@ -36,13 +39,26 @@ class TrainingDiverged(RuntimeError):
 
 class PeftTrainer(Trainer):
     def __init__(self, *args, consistency: float = 0.0, causal: bool = False, consistency_ce: str = "first",
-                 **kwargs):
+                 optim: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.optim = dict(optim or {})  # peftkit.optim.build's settings; {} = the authors' defaults
         self.consistency = consistency
         self.consistency_ce = consistency_ce
         self.causal = causal
         self.model_accepts_loss_kwargs = False  # standard averaging over accumulation steps
         self._gates: dict = defaultdict(lambda: [0.0, 0])
+
+    def create_optimizer(self, model=None):
+        """The authors' AdamW (:func:`peftkit.optim.build`) over the trainable parameters, with the run's lr,
+        weight decay, betas and epsilon."""
+        if self.optimizer is None:
+            from .optim import build
+
+            a = self.args
+            self.optimizer = build(self.model if model is None else model, lr=a.learning_rate,
+                                   weight_decay=a.weight_decay, eps=a.adam_epsilon, betas=(a.adam_beta1, a.adam_beta2),
+                                   **self.optim)
+        return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.consistency > 0 and model.training:

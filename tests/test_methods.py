@@ -223,11 +223,13 @@ def test_describe_lists_touched_modules():
 def _out_of_place_host(m, x, *args, **kwargs):
     """Reference for the in-place LoRA host forward: base output, each delta added out of place, slices re-joined."""
     from peftkit.layers import class_forward
+    from peftkit.methods.lora import slice_inputs
 
     out = class_forward(m, x, *args, **kwargs)
     pieces, at = [], 0
+    shared = slice_inputs(m, x)
     for attr, (start, stop) in m._pk_slices.items():
-        pieces += [out[..., at:start], out[..., start:stop] + getattr(m, attr)(x)]
+        pieces += [out[..., at:start], out[..., start:stop] + getattr(m, attr)(x, **shared)]
         at = stop
     return torch.cat(pieces + [out[..., at:]], dim=-1)
 

@@ -48,7 +48,8 @@ def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None
         "data": {"train": {**split, "split": "train"}, "dev": split, "eval": split},
         "evaluations": [{"step": 10, "epoch": 1.0, **metrics, "loss": 0.6}],
         "best_metrics": {**metrics, "epoch": 3.0}, "selection_metric": next(iter(metrics)), "best_step": 10,
-        "inference_modes": modes, "gates": gates, "samples": [{"source": "s", "prediction": "p", "reference": "r"}]
+        "inference_modes": modes, "gates": gates, "expert_spread": None,
+        "samples": [{"source": "s", "prediction": "p", "reference": "r"}]
         if kind == "nlg" else None,
         "generations": None,
         "scoring": "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py" if kind == "nlg" else None,

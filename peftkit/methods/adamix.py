@@ -18,6 +18,9 @@
 - ``expert_init``: ``independent`` (each module its own draw) or ``identical`` (every module a copy of the
   first, as the NLG code's deep-copied LoRA A's). Default: the authors' per base -- independent for adapter
   bases (GLUE code), identical for ``lora`` (NLG ``AdamixMergedLinear``). Weight averaging depends on it.
+- ``fused_qv`` (``base="lora"`` on GPT-2's fused ``c_attn``): ``shared`` (default) draws one A (and B) module and
+  one dropout mask for the query and value slices, as ``AdamixMergedLinear`` does (one A of 2r rows, one expert
+  index per forward); ``independent`` draws per slice.
 - Consistency regularisation needs two independently routed passes: ``peftkit.route_groups(model, 2)`` routes
   the two halves of a doubled batch independently inside one forward (see the trainer).
 """
@@ -30,7 +33,7 @@ from ..config import ACTIVATIONS, BASES, SHARE, MethodConfig, check_choice, chec
 from ..config import fail, register
 from ..layers import EXPERT_INITS, PeftState, parse_inference
 from .adapter import INITS, HoulsbyConfig, PfeifferConfig, attach_bottleneck
-from .lora import attach_lora
+from .lora import FUSED_QV, attach_lora
 
 
 @dataclass
@@ -50,6 +53,7 @@ class AdaMixConfig(MethodConfig):
     targets: Optional[list] = field(default=None)
     init: str = "bert"
     expert_init: Optional[str] = None  # None: independent for adapter bases, identical for lora (the authors')
+    fused_qv: str = "shared"  # base=lora on GPT-2's c_attn: one A/B draw and one dropout mask for q and v
 
     def validate(self) -> None:
         check_choice("base", self.base, BASES)
@@ -65,12 +69,15 @@ class AdaMixConfig(MethodConfig):
             check_int("r", self.r, 1)
             check_float("alpha", self.alpha, 0.0, low_open=True)
             check_targets(self.targets)
+            check_choice("fused_qv", self.fused_qv, FUSED_QV)
         else:
             check_int("bottleneck", self.bottleneck, 1)
             if self.activation is not None:
                 check_choice("activation", self.activation, ACTIVATIONS)
             if self.targets is not None:
                 fail("targets", self.targets, "only with base=lora (adapters go at fixed sites)")
+            if self.fused_qv != "shared":
+                fail("fused_qv", self.fused_qv, "only with base=lora (it is about LoRA on GPT-2's fused c_attn)")
         check_float("dropout", self.dropout, 0.0, 1.0)
 
     def experts_start(self) -> str:
@@ -88,7 +95,7 @@ def attach(model, cfg: AdaMixConfig, arch, state: PeftState) -> None:
     state.inference = cfg.inference
     if cfg.base == "lora":
         attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets, n_first, n_second,
-                    expert_init=cfg.experts_start())
+                    expert_init=cfg.experts_start(), fused_qv=cfg.fused_qv)
         return
     if cfg.base == "adapter":
         placement, act, ln_before = "adamix", cfg.activation or "gelu", False

@@ -4,6 +4,11 @@ A is random and B zero at init, so the model starts as the base model; ``r = 0``
 weight is computed once (:meth:`LoRAPart.delta_weight`) and both merge and unmerge use it. GPT-2's fused
 ``c_attn`` (a Conv1D producing query, key and value) gets LoRA on the query and value slices only, as in the
 LoRA authors' GPT-2 code. The part holds lists of A and B so that AdaMix can mix M copies of either.
+
+``fused_qv`` (GPT-2's ``c_attn``): ``shared`` (default) drops the input out once for the query and value slices and,
+for AdaMix, draws one A (and one B) module for both -- the authors' ``MergedLinear`` / ``AdamixMergedLinear`` hold
+one A of 2r rows behind one dropout and one expert index; ``independent`` gives each slice its own dropout mask and
+its own draw (peftkit's former behaviour).
 """
 from __future__ import annotations
 
@@ -16,8 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..arch import DEFAULT_TARGETS
-from ..config import MethodConfig, check_float, check_int, check_targets, register
-from ..layers import Gate, PeftState, class_forward, copy_first, mix, patch_forward
+from ..config import MethodConfig, check_choice, check_float, check_int, check_targets, register
+from ..layers import Gate, PeftState, class_forward, copy_first, mix, patch_forward, routed
+
+FUSED_QV = ("shared", "independent")
 
 
 class LoRAPart(nn.Module):
@@ -54,15 +61,23 @@ class LoRAPart(nn.Module):
         a, b = self.averaged()
         return self.scaling * (b @ a)
 
-    def _one(self, x, i: int, j: int):
-        return self.B[j](self.A[i](self.dropout(x)))
+    def _one(self, x, i: int, j: int):  # x: after the dropout
+        return self.B[j](self.A[i](x))
 
     def _merged(self, x):
         a, b = self.averaged()
-        return F.linear(F.linear(self.dropout(x), a), b)
+        return F.linear(F.linear(x, a), b)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # the host's forward checks for a stale merge
-        out = mix(self._state, self, x, len(self.A), len(self.B), self._one, self._merged)
+    def route(self):
+        """One routing decision for this part's mixture (shared by the slices of a fused projection)."""
+        return routed(self._state, len(self.A), len(self.B), self.training)
+
+    def forward(self, x: torch.Tensor, dropped: Optional[torch.Tensor] = None, choice=None) -> torch.Tensor:
+        """The delta for input ``x`` (the host's forward checks for a stale merge). ``dropped``: ``x`` after a
+        dropout mask already drawn, ``choice``: a routing decision already drawn (both: a fused projection's
+        slices sharing them)."""
+        xd = self.dropout(x) if dropped is None else dropped
+        out = mix(self._state, self, xd, len(self.A), len(self.B), self._one, self._merged, choice)
         if self.gate is not None:
             return out * self.gate(x).view(-1, *([1] * (out.dim() - 1)))
         return out.mul_(self.scaling)  # a fresh product that nothing saved for backward
@@ -83,11 +98,21 @@ def _host_forward(m: nn.Module, x: torch.Tensor, *args, **kwargs):
     m._pk_state.check_trainable_forward(m)
     if m._pk_state.merged and not m._pk_gated:
         return out  # the delta is already in the weight
+    shared = slice_inputs(m, x)
     for attr, (start, stop) in m._pk_slices.items():
-        delta = getattr(m, attr)(x)
+        delta = getattr(m, attr)(x, **shared)
         target = out if start == 0 and stop == out.shape[-1] else out[..., start:stop]
         target.add_(delta)
     return out
+
+
+def slice_inputs(m: nn.Module, x: torch.Tensor) -> dict:
+    """What the LoRA slices of host ``m`` share in one forward: for a fused projection (``fused_qv="shared"``) the
+    input after one dropout mask and one routing draw (keyword arguments of :meth:`LoRAPart.forward`), else {}."""
+    if not (m._pk_fused and len(m._pk_slices) > 1):
+        return {}
+    first = getattr(m, next(iter(m._pk_slices)))
+    return {"dropped": first.dropout(x), "choice": first.route() if len(first.A) * len(first.B) > 1 else None}
 
 
 def is_conv1d(m: nn.Module) -> bool:
@@ -126,8 +151,10 @@ def linear_names(model: nn.Module) -> list[str]:
 
 
 def attach_lora(model, arch, state: PeftState, r: int, alpha: float, dropout: float, targets: Optional[list],
-                num_a: int = 1, num_b: int = 1, gated: bool = False, expert_init: str = "identical") -> None:
-    """Attach LoRA parts to every target projection. Shared by lora, AdaMix-LoRA and UniPELT."""
+                num_a: int = 1, num_b: int = 1, gated: bool = False, expert_init: str = "identical",
+                fused_qv: str = "shared") -> None:
+    """Attach LoRA parts to every target projection. Shared by lora, AdaMix-LoRA and UniPELT. ``fused_qv``: see
+    the module docstring."""
     hosts = find_targets(model, arch, targets)
     if r == 0:
         return  # a disabled LoRA: exactly the base model
@@ -141,6 +168,7 @@ def attach_lora(model, arch, state: PeftState, r: int, alpha: float, dropout: fl
         for attr, (start, stop) in slices.items():
             setattr(m, attr, LoRAPart(fin, stop - start, r, alpha, dropout, state, num_a, num_b, gated, expert_init))
         m._pk_slices, m._pk_state, m._pk_gated = slices, state, gated
+        m._pk_fused = fused_qv == "shared"
         patch_forward(m, _host_forward)
 
 
@@ -168,16 +196,18 @@ class LoRAConfig(MethodConfig):
     alpha: float = 16.0
     dropout: float = 0.0
     targets: Optional[list] = field(default=None)
+    fused_qv: str = "shared"  # GPT-2 c_attn: one dropout mask for the q and v slices (the LoRA authors')
 
     def validate(self) -> None:
         check_int("r", self.r, 0)
         check_float("alpha", self.alpha, 0.0, low_open=True)
         check_float("dropout", self.dropout, 0.0, 1.0)
         check_targets(self.targets)
+        check_choice("fused_qv", self.fused_qv, FUSED_QV)
 
 
 def attach(model, cfg: LoRAConfig, arch, state: PeftState) -> None:
-    attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets)
+    attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets, fused_qv=cfg.fused_qv)
 
 
 register(LoRAConfig, attach)

@@ -17,11 +17,12 @@ NAME = "nlg"
 PARAMETERS = ("tasks", "methods")
 NLG_NOT_RUN = {"dart": "the data directory has DART's dev and test sets but no train file, and an "
                        "evaluation-only run would score an untrained model"}
-#: AdaMix's NLG settings (GPT-2 medium): LoRA r=4, alpha=32, dropout 0.1 on q,v; M=8 LoRA-A with a shared B (the
-#: adamix-nlg protocol's method defaults, peftkit.protocols, spelled out so run names show them).
+#: AdaMix's NLG settings (GPT-2 medium): LoRA r=4, alpha=32, dropout 0.1 on q,v; M=8 LoRA-A with a shared B; the
+#: AdaMix adapter with bottleneck 8, M=8, a shared up-projection (the adamix-nlg protocol's method defaults,
+#: peftkit.protocols, spelled out so run names show them; DART's LoRA dropout 0 is the protocol's per-task option).
 NLG_OPTIONS = {"lora": {"r": 4, "alpha": 32, "dropout": 0.1},
-               "adamix-lora": {"r": 4, "alpha": 32, "dropout": 0.1, "num_modules": 8, "share": "up"}}
-#: DART is trained without LoRA dropout (the other DART differences are the adamix-nlg protocol's, protocols.PROTOCOLS).
+               "adamix-lora": {"r": 4, "alpha": 32, "dropout": 0.1, "num_modules": 8, "share": "up"},
+               "adamix-adapter": {"bottleneck": 8, "num_modules": 8, "share": "up"}}
 NLG_OPTIONS_BY_TASK = {"dart": {"lora": {"dropout": 0.0}, "adamix-lora": {"dropout": 0.0}}}
 LABELS = ("lora", "pfeiffer", "adamix-lora", "adamix-adapter")
 # smoke: decoding 2 test sources
