@@ -234,7 +234,7 @@ def test_resolve_fills_paper_presets():
     assert resolve(RunSpec("e2e", "adamix", "x", {"base": "lora"})).consistency == 100.0
     assert resolve(RunSpec("rte", "lora", "x", k=100)).data_seed == 111
     nlg = {t: resolve(RunSpec(t, "lora", "x", profile="paper")) for t in ("e2e", "webnlg", "dart")}
-    assert [(s.epochs, s.warmup_steps) for s in nlg.values()] == [(20, 2000), (25, 2500), (20, 2000)]  # DART: run_train_dart.sh
+    assert [(s.epochs, s.warmup_steps) for s in nlg.values()] == [(20, 2000), (25, 2500), (20, 2000)]
     assert [(s.label_smoothing, s.weight_decay) for s in nlg.values()] == [(0.1, 0.01), (0.1, 0.01), (0.0, 0.0)]
     assert resolve(RunSpec("e2e", "lora", "x")).warmup_steps is None  # cpu: the ratio
 
