@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,9 @@ PARAMS = {"full": (22_700_000, 22_700_000), "bitfit": (30_000, 30_000), "pfeiffe
 
 def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None, *, k=None, data_seed=None,
                 kind="glue", model="minilm", profile="cpu", config=None, modes=None, gates=None,
-                train_eps=100.0, eval_eps=400.0, run_id=None) -> dict:
-    """A finished run's result dict with every key of schema 1 (null where it does not apply)."""
+                train_eps=100.0, eval_eps=400.0, run_id=None, eval_rows=None) -> dict:
+    """A finished run's result dict with every key of schema 1 (null where it does not apply); ``eval_rows``: the
+    size of the reported set (default 277, RTE's dev set), e.g. 872 for SST-2's dev set."""
     trainable, inference = PARAMS.get(method, (1000, 1000))
     base, head = 22_700_000, 1_538
     total = base + head + (0 if method in ("full", "bitfit") else trainable)
@@ -45,7 +47,8 @@ def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None
                      "warmup_ratio": 0.06, "weight_decay": 0.1, "consistency": None, "patience": None,
                      "eval_steps": None, "label_smoothing": 0.0, "max_train": None, "max_eval": None},
         "seeds": {"seed": seed, "data_seed": data_seed, "routing_seed": seed},
-        "data": {"train": {**split, "split": "train"}, "dev": split, "eval": split},
+        "data": {"train": {**split, "split": "train"}, "dev": split,
+                 "eval": {**split, "rows": eval_rows or split["rows"]}},
         "evaluations": [{"step": 10, "epoch": 1.0, **metrics, "loss": 0.6}],
         "best_metrics": {**metrics, "epoch": 3.0}, "selection_metric": next(iter(metrics)), "best_step": 10,
         "inference_modes": modes, "gates": gates, "samples": [{"source": "s", "prediction": "p", "reference": "r"}]
@@ -250,7 +253,7 @@ def test_every_reference_cell_is_transcribed():
 # ---------------------------------------------------------------------------------------------- tables
 def _k100_runs():
     runs = []
-    for s, (sst, rte) in zip((1, 2, 3), ((0.80, 0.55), (0.82, 0.57), (0.81, 0.60))):
+    for s, (sst, rte) in zip((1, 2, 3), ((0.80, 0.65), (0.82, 0.67), (0.81, 0.70))):
         runs.append(make_result("sst2", "pfeiffer", seed=s, k=100, data_seed=111, metrics={"accuracy": sst}))
         runs.append(make_result("rte", "pfeiffer", seed=s, k=100, data_seed=111, metrics={"accuracy": rte}))
         runs.append(make_result("stsb", "unipelt", "unipelt-APL", seed=s, k=100, data_seed=111,
@@ -291,7 +294,7 @@ def test_comparison_table_and_markdown(tmp_path):
     text = md.read_text()
     assert text.splitlines()[0] == "# UniPELT Table 1 (K=100), GLUE dev, MiniLM-L6 (paper: BERT-base), profile cpu"
     ci = f"[{81 - half:.2f}, {81 + half:.2f}]"
-    assert f"| Adapter (Pfeiffer) | 81.00 ± 1.00 {ci} n=3 | 80.48 | +0.52 | 57.33 ± 2.52" in text
+    assert f"| Adapter (Pfeiffer) | 81.00 ± 1.00 {ci} n=3 | 80.48 | +0.52 | 67.33 ± 2.52" in text
     assert "nan" not in text.lower() and "None" not in text
     assert "STS-B: ours in the paper's metric (Spearman)" in text
     assert "95% Student-t CI" in text and "bootstrap" not in text
@@ -603,12 +606,72 @@ def test_collapsed_runs_are_flagged_and_get_no_delta(tmp_path):
     assert np.isnan(nums.loc["pfeiffer", "delta"]) and nums.loc["pfeiffer", "collapsed"] == 1
     assert not np.isnan(nums.loc["lora", "delta"])
     table = rep.comparison_table(frame, **kw)
-    assert table.loc["Adapter (Pfeiffer)", "SST-2 ours"] == "50.90 (n=1, no CI) collapsed 1/1"
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 ours"] == "50.90 (n=1, no CI)"  # the number alone in its cell
     assert table.loc["Adapter (Pfeiffer)", "SST-2 Δ"] == "– (collapsed)"
-    assert any("1 of 1 runs collapsed (constant predictions): no Δ" in n for n in table.attrs["notes"])
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 status"] == "collapsed 1/1 (constant predictions)"
+    assert list(table.columns[:4]) == ["SST-2 ours", "SST-2 paper", "SST-2 Δ", "SST-2 status"]
+    assert any(n.startswith("status: how many of a cell's runs collapsed") for n in table.attrs["notes"])
     empty = make_result("e2e", "lora", kind="nlg", metrics={"bleu": 0.0})
     empty["samples"] = [{"source": "s", "prediction": " ", "reference": "r"}]
     assert rep.runs_frame([empty])["collapsed"].tolist() == ["empty generations"]
+
+
+def test_chance_rules_hand_checked():
+    """The at-chance rule per metric (peftkit.reporting.chance), at the thresholds worked out by hand."""
+    from peftkit.reporting import chance
+
+    sst = chance.eval_set("sst2", "dev", 872)
+    assert sst["majority"] == pytest.approx(444 / 872) and chance.chance_score("accuracy", sst) == pytest.approx(
+        100 * 444 / 872)
+    # exact binomial, one-sided at 5%: 469 of 872 correct is the first count above the majority class's 444
+    assert chance.at_chance("accuracy", {"accuracy": 468 / 872}, 872, sst) is True
+    assert chance.at_chance("accuracy", {"accuracy": 469 / 872}, 872, sst) is False
+    assert chance.at_chance("accuracy", {"accuracy": 0.5107}, 872, sst)  # 01's BitFit: two classes, still chance
+    cola = chance.eval_set("cola", "dev", 1043)  # MCC: at chance below 1.645 / sqrt(1043) = 0.0509
+    assert chance.at_chance("matthews_correlation", {"matthews_correlation": 0.050}, 1043, cola) is True
+    assert chance.at_chance("matthews_correlation", {"matthews_correlation": 0.052}, 1043, cola) is False
+    assert chance.chance_score("matthews_correlation", cola) == 0.0
+    mrpc = chance.eval_set("mrpc", "dev", 408)  # F1: judged by the same evaluation's accuracy
+    assert chance.chance_score("f1", mrpc) == pytest.approx(100 * 2 * 279 / (408 + 279))  # predict all positive
+    assert chance.at_chance("f1", {"f1": 0.812, "accuracy": 0.684}, 408, mrpc) is True
+    assert chance.at_chance("f1", {"f1": 0.85, "accuracy": 0.78}, 408, mrpc) is False
+    assert chance.at_chance("pearson", {"pearson": 0.04}, 1500, None) is True  # Fisher z: r below 0.0425 at n=1500
+    assert chance.at_chance("pearson", {"pearson": 0.05}, 1500, None) is False
+    # a set the file does not hold (a max_eval subset, other content): accuracy is not judged, never guessed
+    assert chance.eval_set("sst2", "dev", 16) is None and chance.eval_set("sst2", "dev", 872, "0" * 64) is None
+    assert chance.at_chance("accuracy", {"accuracy": 0.5}, 16, None) is None
+    assert chance.at_chance("bleu", {"bleu": 0.0}, 20, None) is None
+
+
+@pytest.mark.skipif(not os.environ.get("PEFTKIT_DATA_DIR"), reason="needs the shared data (PEFTKIT_DATA_DIR)")
+def test_the_shipped_label_counts_are_the_datas():
+    from peftkit.reporting import chance
+
+    shipped = chance.eval_sets()
+    measured = chance.measure_eval_sets()
+    assert len(measured) >= 10
+    pd.testing.assert_frame_equal(shipped.reset_index(drop=True), measured.astype(shipped.dtypes.to_dict()))
+
+
+def test_runs_at_chance_get_no_delta_and_a_status_of_their_own(tmp_path):
+    """01 at the old cpu budget: BitFit at 51.07 and prefix-tuning at 50.15 predict two classes (the collapse rule
+    misses them) but are not significantly above SST-2's majority class (50.92 on 872 sentences): no Δ against the
+    paper, the status column says so, and the table's headline deltas leave them out."""
+    runs = [make_result("sst2", m, seed=42, eval_rows=872, metrics={"accuracy": a, "predicted_classes": 2})
+            for m, a in (("bitfit", 0.5107), ("prefix", 0.5015), ("lora", 0.80))]
+    frame = frame_of(tmp_path, runs)
+    assert frame.set_index("method")["at_chance"].to_dict() == {"bitfit": True, "prefix": True, "lora": False}
+    assert frame["chance"].tolist() == pytest.approx([100 * 444 / 872] * 3)
+    t = rep.comparison_table(frame, paper="adamix", table="glue", tasks=["sst2"], methods=["bitfit", "prefix", "lora"],
+                             metric_for=lambda t: "accuracy", backbone="bert-base")
+    assert t.loc["BitFit", "SST-2 ours"] == "51.07" and t.loc["BitFit", "SST-2 Δ"] == "– (at chance)"
+    assert t.loc["BitFit", "SST-2 status"] == "at chance 1/1" and t.loc["LoRA", "SST-2 status"] == "above chance 1/1"
+    assert t.loc["LoRA", "SST-2 Δ"].startswith("-") and [d[0] for d in t.attrs["deltas"]] == ["LoRA"]
+    assert any("exact binomial test against the majority-class rate" in n for n in t.attrs["notes"])
+    fine = rep.comparison_table(rep.select(frame, method="lora"), paper="adamix", table="glue", tasks=["sst2"],
+                                methods=["lora"], metric_for=lambda t: "accuracy", backbone="bert-base")
+    assert "SST-2 status" not in fine.columns and any(n.startswith("Every run whose chance level is known")
+                                                      for n in fine.attrs["notes"])
 
 
 def _tick_at(ax, x: float) -> str:

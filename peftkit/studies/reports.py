@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .. import reporting as rep
-from ..reporting.frame import collapsed_runs, context
+from ..reporting.frame import context, flagged, run_status, status_text
 from ..reporting.names import metric_name, task_name
 from ..reporting.stats import describe_values
-from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs
+from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs, status_notes
 from .common import NOTEBOOKS, command, reports_path
 from .grids import variant_folder, variant_of, variant_text
 
@@ -205,31 +205,36 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
     """A display table: one row per (label, column filters); per task ``mean ± std [CI] n`` (Student-t; when every
     cell holds one run, the value alone and n = 1 said once in the notes, as
     :func:`peftkit.reporting.comparison_table`), and with ``paper(filters, task)`` the paper's cell and Δ as columns
-    beside it ("–" where the paper has no cell, or where runs collapsed). One precision per column: the metric's.
-    ``attrs["notes"]``: how to read the "ours" cells (written with the table by :meth:`Report.table`)."""
+    beside it ("–" where the paper has no cell, or where runs collapsed or are at chance), and where some cell's
+    runs did, a "<task> status" column (:func:`peftkit.reporting.frame.status_text`). One precision per column:
+    the metric's. ``attrs["notes"]``: how to read the cells (written with the table by :meth:`Report.table`)."""
     from ..reporting.names import decimals
 
     cells = {(label, t): rep.select(frame, task=t, metric=metric_for(t), **where) for label, where in rows
              for t in tasks}
     stats = {key: describe_values(sub["value"].to_numpy(dtype=float)) for key, sub in cells.items()}
+    statuses = {key: run_status(sub) for key, sub in cells.items()}
+    show_status = any(flagged(x) for x in statuses.values())
     single = single_runs([s["n"] for s in stats.values()])
     body = []
     for label, where in rows:
         row = {index_name: label}
         for t in tasks:
-            m, d, s = metric_for(t), decimals(metric_for(t)), stats[(label, t)]
-            collapsed = collapsed_runs(cells[(label, t)])[0]
+            m, d, s, status = metric_for(t), decimals(metric_for(t)), stats[(label, t)], statuses[(label, t)]
             name = task_name(t) + (" ours" if paper is not None else "")
-            row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, collapsed, single=single)
+            row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, single=single)
             if paper is not None:
                 v = paper(where, t)
                 row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:.{d}f}"
                 row[f"{task_name(t)} Δ"] = delta_cell(s["mean"] - v if v is not None and s["n"] else None, v, m,
-                                                      collapsed)
+                                                      status)
+            if show_status:
+                row[f"{task_name(t)} status"] = status_text(status)
         body.append(row)
     out = pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
     out.attrs["notes"] = [ours_note(single) + ("; Δ = ours mean − paper; – = no run or no paper cell." if paper
-                                               is not None else "; – = no run.")]
+                                               is not None else "; – = no run."),
+                          *status_notes(list(statuses.values()))]
     return out
 
 
