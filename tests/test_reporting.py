@@ -384,17 +384,43 @@ def test_claim_on_collapsed_runs_reads_collapsed_not_held(tmp_path):
     frame = frame_of(tmp_path, runs, include_modes=True)
     modes = rep.claim_check(frame, {"method_label": "adamix-adapter", "mode": "merged"},
                             {"method_label": "adamix-adapter", "mode": "random"}, "accuracy", ["sst2"], at_least=True)
-    assert modes["tasks"][0]["verdict"] == "collapsed (5 of 5 runs: constant predictions)"
+    assert modes["tasks"][0]["verdict"] == "collapsed (all 5 pairs: both sides constant predictions)"
     assert modes["verdict"] == "collapsed" and "collapsed on 1" in modes["summary"]
     vs = rep.claim_check(frame, "adamix-adapter", "pfeiffer", "accuracy", ["sst2"])
-    assert vs["tasks"][0]["verdict"] == "collapsed (10 of 10 runs: constant predictions)"
+    assert vs["tasks"][0]["verdict"] == "collapsed (all 5 pairs: both sides constant predictions)"
     md = rep.claims_markdown([modes, vs])
     assert "Verdict: **collapsed**" in md and "– (not comparable)" in md and "+0.00 [" not in md
-    # one collapsed run among trained ones is enough to withhold the verdict
+    # pairs whose both sides collapsed are left out; the pair that learned remains (too few for a verdict)
     runs[0]["best_metrics"] = {"accuracy": 0.80, "predicted_classes": 2}
     runs[1]["best_metrics"] = {"accuracy": 0.78, "predicted_classes": 2}
     mixed = rep.claim_check(frame_of(tmp_path / "m", runs), "adamix-adapter", "pfeiffer", "accuracy", ["sst2"])
-    assert mixed["tasks"][0]["verdict"] == "collapsed (8 of 10 runs: constant predictions)"
+    row = mixed["tasks"][0]
+    assert row["verdict"] == "too few runs (1 pairs < 5)" and row["n_dead_pairs"] == 4
+    assert row["diff_mean"] == pytest.approx(2.0)
+    assert row["runs"] == ("AdaMix (adapter): 4 of 5 runs collapsed (constant predictions); Adapter (Pfeiffer): "
+                           "4 of 5 runs collapsed (constant predictions); 4 of 5 pairs left out: both sides collapsed")
+
+
+def test_a_side_that_learned_nothing_while_the_other_learns_is_a_result_not_collapsed(tmp_path):
+    """UniPELT's own K = 100 table prints prefix-tuning on CoLA at 0.00: a method stuck at the majority class while
+    the other side learns is a finding. The claim counts it at its score and names the collapse beside the verdict;
+    only pairs whose both sides collapsed are untestable (the old rule turned any collapsed run into "collapsed")."""
+    runs = []
+    for s in (1, 2, 3, 4, 5):
+        runs.append(make_result("sst2", "unipelt", "unipelt-APL", seed=s, metrics={"accuracy": 0.80 + 0.01 * s,
+                                                                                  "predicted_classes": 2}))
+        runs.append(make_result("sst2", "prefix", seed=s, metrics={"accuracy": 0.5092, "predicted_classes": 1}))
+    c = rep.claim_check(frame_of(tmp_path, runs), "unipelt-APL", "prefix", "accuracy", ["sst2"])
+    row = c["tasks"][0]
+    assert row["verdict"] == "held" and c["verdict"] == "held" and row["n_pairs"] == 5
+    assert row["diff_mean"] == pytest.approx(83.0 - 50.92) and row["ci_lo"] > 0
+    assert row["runs"] == "Prefix-tuning: 5 of 5 runs collapsed (constant predictions)"
+    md = rep.claims_markdown([c])
+    assert "Verdict: **held**" in md and "| held | Prefix-tuning: 5 of 5 runs collapsed (constant predictions) |" in md
+    assert "– (not comparable)" not in md and f"{83.0 - 50.92:+.2f} [" in md
+    # the other way round the claim is refuted, again with the collapse named
+    back = rep.claim_check(frame_of(tmp_path / "b", runs), "prefix", "unipelt-APL", "accuracy", ["sst2"])
+    assert back["tasks"][0]["verdict"] == "not held" and "5 of 5 runs collapsed" in back["tasks"][0]["runs"]
 
 
 def test_claim_on_lower_is_better_metric(tmp_path):
