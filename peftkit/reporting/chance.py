@@ -154,3 +154,12 @@ def measure_eval_sets(data_dir=None) -> pd.DataFrame:
                      "label_counts": " ".join(str(counts.get(i, 0)) for i in range(max(counts) + 1)),
                      "content_sha256": split_identity(ds, task, split)["content_sha256"]})
     return pd.DataFrame(rows, columns=EVAL_SET_COLUMNS)
+
+
+def chance_label(metric: str) -> str:
+    """How a figure's legend names the reference line of :func:`chance_score`."""
+    if metric == "accuracy":
+        return "majority class (chance)"
+    if metric == "f1":
+        return "majority-class predictor's F1 (chance)"
+    return "no skill (0, chance)"

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .. import reporting as rep
-from ..reporting.frame import context, flagged, run_status, status_text
+from ..reporting.frame import budget_summary, context, flagged, run_status, status_text
 from ..reporting.names import metric_name, task_name
 from ..reporting.stats import describe_values
 from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs, status_notes
@@ -100,9 +100,9 @@ class Report:
         a = rep.merged_attrs(df)
         title = rep.table_title(what, a["backbone"], a["profile"], a.get("paper_backbone"), a.get("backbone_keys")) \
             if "backbone" in a else f"{what}, profile {self.profile_label}"
-        if frame is not None and "budget" in frame and frame["budget"].notna().any():
-            notes = [*notes, "Training budget (from the result files): "
-                     + "; ".join(sorted(set(frame["budget"].dropna()))) + "."]
+        budget = budget_summary(frame) if frame is not None and "schedule" in frame else None
+        if budget:
+            notes = [*notes, f"Training budget (from the result files): {budget}."]
         paths = rep.write_table(df, self.reports_dir / "tables" / f"{self.notebook}_{name}", what, notes=notes,
                                 csv=csv)
         for p in paths:
@@ -130,19 +130,23 @@ class Report:
         rep.register_finding(self.reports_dir, f"{self.notebook}_{name}", text, "delta",
                              caveat=caveat[0].upper() + caveat[1:])
 
-    def caption(self, data) -> str:
-        """Backbone, profile and training budget of the runs behind a figure (a runs frame or result dicts)."""
+    def caption(self, data, what: str | None = None) -> str:
+        """What a figure shows (``what``), then backbone, profile and training budget of the runs behind it (a runs
+        frame or result dicts): "UniPELT gate values per layer and component, per task and K. MiniLM-L6, profile
+        cpu; budget: 100, 500 or 1,000 training examples, 5 epochs at batch 16" (each budget once, in order:
+        :func:`peftkit.reporting.frame.budget_summary`)."""
         frame = data if isinstance(data, pd.DataFrame) and "backbone" in data else rep.runs_frame(
             data if isinstance(data, list) and all(isinstance(x, dict) for x in data) else [])
         ctx = context(frame)
-        budgets = sorted(set(frame["budget"].dropna())) if "budget" in frame else []
-        text = f"{ctx['backbone']}, profile {self.profile_label}"
-        return text + (f"; budget: {'; '.join(budgets)}" if budgets else "")
+        budget = budget_summary(frame) if "schedule" in frame else None
+        text = (f"{what}. " if what else "") + f"{ctx['backbone']}, profile {self.profile_label}"
+        return text + (f"; budget: {budget}" if budget else "")
 
     def figure(self, name: str, draw: Callable, description: str, *args, caption_from=None, **kwargs) -> Path:
         """``draw(*args, out, caption=..., **kwargs)`` (a reporting figure) into figures/<notebook>_<name>.{png,pdf};
-        the caption names backbone, profile and budget of ``caption_from`` (default: the first argument)."""
-        caption = self.caption(caption_from if caption_from is not None else (args[0] if args else []))
+        the caption says what the figure shows (``description``) and names backbone, profile and budget of
+        ``caption_from`` (default: the first argument)."""
+        caption = self.caption(caption_from if caption_from is not None else (args[0] if args else []), description)
         paths = draw(*args, self.reports_dir / "figures" / f"{self.notebook}_{name}", caption=caption, **kwargs)
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
