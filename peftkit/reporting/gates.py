@@ -1,5 +1,6 @@
-"""UniPELT gate figures: the trained gates of the runs (one panel per task / K / variant, marked where its runs
-learned nothing) and the gates of one forward (the tour). Written as the other figures are (:mod:`._plot`)."""
+"""UniPELT gates: the runs' mean gates as a long frame (:func:`gate_matrix`, no plotting library needed), their
+heat map (one panel per task / K / variant, marked where its runs learned nothing) and the gates of one forward
+(the tour). The figures are written as the others are (:mod:`._plot`, imported when one is drawn)."""
 from __future__ import annotations
 
 import os
@@ -8,9 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Rectangle
 
-from ._plot import FLAG_COLOUR, finish, grid, style
 from .frame import flagged, run_status, runs_frame, status_text
 from .names import method_key, method_name, task_key, task_name
 
@@ -51,6 +50,10 @@ def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequ
     panel per task / K / variant, from the result files' ``gates`` field. A panel whose runs collapsed or are at
     chance says so under its title ("collapsed 2/2 (constant predictions)"); when every run of a panel did, the
     panel is cross-hatched: its gates are what runs that learned nothing ended with."""
+    from matplotlib.patches import Rectangle
+
+    from ._plot import FLAG_COLOUR, finish, grid, style
+
     g = gate_matrix(results)
     if tasks is not None:
         g = g[g["task"].isin([task_key(t) for t in tasks])]
@@ -96,6 +99,8 @@ def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequ
 def gate_heatmap_examples(frame: pd.DataFrame, out: str | os.PathLike, caption: str) -> list[Path]:
     """Gate values of one forward, one panel per component: layers x examples, the value in each cell.
     ``frame``: layer, component, example, gate (see :func:`peftkit.tour.gate_frame`)."""
+    from ._plot import finish, grid, style
+
     if frame.empty:
         raise ValueError("no rows to plot for gate heatmap (no gate values)")
     comps = [c for c in GATE_COMPONENTS if c in set(frame["component"])]
