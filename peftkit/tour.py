@@ -304,3 +304,14 @@ def write_record(out_dir: str | Path, record: dict, profile: str) -> Path:
     path = write_json(Path(out_dir) / "tour.json", record)
     _register([path], "Tour: what the step-through notebook showed, as numbers", profile)
     return path
+
+
+def finding(record: dict, out_dir: str | Path) -> None:
+    """The tour's closing finding (:func:`peftkit.reporting.findings.tour_finding`, from ``record``), registered as
+    its part of the reports README's "What was found" (the folder above ``out_dir``) and displayed."""
+    from .reporting.findings import show_markdown, tour_finding
+    from .reporting.index import register_finding
+
+    text = tour_finding(record)
+    register_finding(Path(out_dir).parent, "00_tour", text, "notebook")
+    show_markdown(text)

@@ -173,6 +173,9 @@ def test_notebook_runs_on_the_smoke_profile(name, smoke):
         assert "Verdict:" in claims and f"claims/{name}.md" in index
     executed = nbformat.read(out, as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    finding = "".join(o.get("data", {}).get("text/markdown", "") for o in executed.cells[-1].outputs)
+    assert finding.startswith("**Runs.** ") and "**Scale.** " in finding  # the notebook ends with its finding
+    assert f"### {name}\n\n{finding}\n" in readme  # ... the same text as the README's "What was found" has
     assert not list(NB_DIR.glob("*executed*")) and not (NB_DIR / "runs").exists()  # nothing written beside them
 
 

@@ -760,17 +760,25 @@ def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypa
 
 
 def test_readme_opens_with_what_was_found(tmp_path, monkeypatch):
+    """"What was found" is built from the notebooks' closing findings (one section each, in notebook order); a
+    notebook's finding replaces the single claim / Δ lines it registered before."""
     from peftkit import studies
 
     monkeypatch.setattr(studies.common, "project_root", lambda: tmp_path)
-    studies.glue_main_report(_grid_results("glue_main", "cpu"), "cpu")
     reports = tmp_path / "reports"
-    rep.register_finding(reports, "x: claim", "[A > B](claims/x.md): **too few runs** (...)", "claim")
+    rep.register_finding(reports, "01_glue_main_vs_adamix", "[old](t.md): Δ from -41.03 (BitFit, SST-2)", "delta",
+                         caveat="An old caveat.")
+    rep.register_finding(reports, "03_fewshot: A > B", "[A > B](claims/x.md): **too few runs** (...)", "claim")
+    r = studies.glue_main_report(_grid_results("glue_main", "cpu"), "cpu")
+    assert "Δ from -41.03" in (reports / "README.md").read_text()  # until the notebook's finding replaces it
+    r.finding()
     text = (reports / "README.md").read_text()
-    assert text.startswith("# Reports\n\n## What was found")
-    assert text.index("## What was found") < text.index("**too few runs**") < text.index("Δ from") \
-        < text.index("Scale: ") < text.index("## Files") < text.index("- [tables/")
-    assert "MiniLM-L6 where the papers used BERT-base" in text
+    assert text.startswith("# Reports\n\n## What was found\n\n### 01_glue_main\n\n**Runs.** 27 runs")
+    assert "Δ from -41.03" not in text and "An old caveat" not in text  # superseded by 01's finding
+    assert "**too few runs**" in text  # another notebook's line stays until that notebook concludes
+    assert text.index("### 01_glue_main") < text.index("**too few runs**") < text.index("## Files") \
+        < text.index("- [tables/")
+    assert "MiniLM-L6 where the paper used BERT-base" in text
     with pytest.raises(ValueError, match="kind"):
         rep.register_finding(reports, "y", "text", "verdict")
 

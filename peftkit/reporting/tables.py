@@ -142,6 +142,15 @@ def status_of(row) -> dict:
             "reasons": get("collapsed_reason")}
 
 
+def number_cells(nums: pd.DataFrame) -> list[dict]:
+    """The long-format cells of a :func:`comparison_numbers` frame as a display table's ``attrs["cells"]`` (what
+    :mod:`peftkit.reporting.findings` summarises): row (the method's name), task, metric, n, mean, std, status,
+    flagged (runs collapsed or at chance), paper, delta."""
+    return [{"row": method_name(r.method_label), "task": r.task, "metric": r.metric, "n": int(r.n), "mean": r.mean,
+             "std": r.std, "status": r.status, "flagged": bool(r.collapsed or r.at_chance), "paper": r.paper,
+             "delta": r.delta} for r in nums.itertuples()]
+
+
 def status_notes(statuses: Sequence[dict]) -> list[str]:
     """The notes a table's status columns need: what "status" means when some cell is flagged
     (:data:`STATUS_NOTE`), else that every judged run is above chance (:data:`ABOVE_NOTE`), else nothing."""
@@ -203,7 +212,7 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"],
                       "profile": ctx["profile"], "paper_backbone": paper_bb, "notes": notes,
                       "deltas": [(method_name(r.method_label), task_name(r.task), float(r.delta))
-                                 for r in deltas.itertuples()]})
+                                 for r in deltas.itertuples()], "cells": number_cells(nums)})
     return out
 
 
@@ -255,7 +264,8 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
                      f"against the paper (\"{COLLAPSED_DELTA}\"): their scores measure a failed run, not the method.")
     out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"], "profile": ctx["profile"],
                       "paper_backbone": table_backbone(paper, table, backbone), "notes": notes,
-                      "numbers": nums.assign(method=[method_name(x) for x in nums["method_label"]])})
+                      "numbers": nums.assign(method=[method_name(x) for x in nums["method_label"]]),
+                      "cells": number_cells(nums)})
     return out
 
 

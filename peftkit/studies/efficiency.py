@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
-from ..reporting.efficiency import training_spread
+from ..reporting.efficiency import efficiency_headlines, training_spread
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
 from .common import ALL_GLUE_METHODS, GLUE_TASKS, SEEDS3, SMOKE, command
@@ -306,6 +306,7 @@ def report(results: list[dict], profile: str, reports_dir=None, timing: dict | N
     ours = rows[rows["source"] == "ours"].set_index("method_label")
     paper = rows[rows["source"] == "paper"].set_index("method_label")
     keep_train, train_why = training_spread(rows)
+    r.headlines = efficiency_headlines(rows if keep_train else rows.assign(train_time_vs_ft=float("nan")))
     out = pd.DataFrame(index=[method_name(m) for m in order])
     out.index.name = "method"
 

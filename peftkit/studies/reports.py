@@ -27,7 +27,8 @@ from .grids import variant_folder, variant_of, variant_text
 @dataclass
 class Report:
     """What a notebook's report wrote: ``tables`` (name -> displayed frame), ``titles``, ``figures`` (name -> PNG),
-    ``claims`` (claim_check results), ``notes`` and every ``artifacts`` path (all registered in the index)."""
+    ``claims`` (claim_check results), ``notes`` and every ``artifacts`` path (all registered in the index); the
+    ``results`` it was built from, and :meth:`finding`, the closing finding the notebook ends with."""
 
     study: str
     notebook: str
@@ -35,11 +36,14 @@ class Report:
     reports_dir: Path
     tables: dict = field(default_factory=dict)
     titles: dict = field(default_factory=dict)
+    whats: dict = field(default_factory=dict)  # name -> what the table shows (its title without backbone, profile)
     figures: dict = field(default_factory=dict)
     claims: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
     variant: dict = field(default_factory=dict)  # what differs from the profile's default runs ({}: nothing)
+    results: list = field(default_factory=list, repr=False)  # the run records the report summarises
+    headlines: list = field(default_factory=list)  # sentences a study adds to its closing finding's numbers
 
     @property
     def profile_label(self) -> str:
@@ -107,28 +111,8 @@ class Report:
                                 csv=csv)
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
-        self.tables[name], self.titles[name] = df, title
-        if a.get("deltas"):
-            self._delta_finding(name, what, a, paths[0])
+        self.tables[name], self.titles[name], self.whats[name] = df, title, what
         return df
-
-    def _delta_finding(self, name: str, what: str, attrs: dict, path: Path) -> None:
-        """The table's headline deltas (range and median of ours − paper) as a line of the README summary."""
-        from ..reporting.names import backbone_name
-
-        deltas = sorted(attrs["deltas"], key=lambda d: d[2])
-        lo, hi = deltas[0], deltas[-1]
-        median = float(pd.Series([d[2] for d in deltas]).median())
-        rel = path.relative_to(self.reports_dir).as_posix()
-        text = (f"[{what}]({rel}): Δ from {lo[2]:+.2f} ({lo[0]}, {lo[1]}) to {hi[2]:+.2f} ({hi[0]}, {hi[1]}), "
-                f"median {median:+.2f} over {len(deltas)} cells")
-        paper_bb = attrs.get("paper_backbone")
-        caveat = (f"our runs use {attrs['backbone']}" + (f" where the papers used {backbone_name(paper_bb)}"
-                                                          if paper_bb else "")
-                  + f", with the {self.profile} profile's small training budgets, so a Δ against the paper mixes "
-                  "the method with that gap in scale; the claims compare our own methods under one budget.")
-        rep.register_finding(self.reports_dir, f"{self.notebook}_{name}", text, "delta",
-                             caveat=caveat[0].upper() + caveat[1:])
 
     def caption(self, data, what: str | None = None) -> str:
         """What a figure shows (``what``), then backbone, profile and training budget of the runs behind it (a runs
@@ -164,10 +148,28 @@ class Report:
         path = write_text(self.reports_dir / "claims" / f"{self.notebook}.md",
                           f"# {heading}, profile {self.profile_label}\n\n{notes}" + rep.claims_markdown(self.claims))
         self._register(path, f"{heading}: verdicts with paired Student-t CIs")
-        rel = path.relative_to(self.reports_dir).as_posix()
-        for c in self.claims:
-            rep.register_finding(self.reports_dir, f"{self.notebook}: {c['claim']}",
-                                 f"[{c['claim']}]({rel}): **{c['verdict']}** ({c['summary']})", "claim")
+
+    # -- the closing finding ------------------------------------------------------------------------------------
+    def finding_text(self) -> str:
+        """The notebook's closing finding (Markdown, :func:`peftkit.reporting.findings.closing_finding`): its runs,
+        each table's headline numbers and :attr:`headlines`, the claims' verdicts with their intervals, and what the
+        scale means; generated from this report's results, tables and claims."""
+        from ..reporting.findings import closing_finding
+
+        paper_bb = next((rep.merged_attrs(t).get("paper_backbone") for t in self.tables.values()
+                         if rep.merged_attrs(t).get("paper_backbone")), None)
+        return closing_finding(self.results, profile=self.profile_label, tables=self.tables, titles=self.whats,
+                               claims=self.claims, headlines=self.headlines, paper_backbone=paper_bb)
+
+    def finding(self) -> None:
+        """Register the closing finding (:meth:`finding_text`, after the variant's note where the runs differ from
+        the profile's) as this notebook's part of the README's "What was found", and display it: the notebook's
+        last cell."""
+        from ..reporting.findings import show_markdown
+
+        text = "\n\n".join([*self.variant_note(), self.finding_text()])
+        rep.register_finding(self.reports_dir, self.notebook, text, "notebook")
+        show_markdown(text)
 
 
 def start(study: str, profile: str, reports_dir, results: Sequence[dict], grid: Callable[[str], list]) -> Report:
@@ -180,7 +182,7 @@ def start(study: str, profile: str, reports_dir, results: Sequence[dict], grid: 
     folder = reports_path(profile, reports_dir)
     if diff and folder.resolve() == reports_path(profile).resolve():
         folder = folder / "variants" / variant_folder(diff)
-    return Report(study, notebook, profile, folder, variant=diff)
+    return Report(study, notebook, profile, folder, variant=diff, results=list(results))
 
 
 def keys_in_order(values, order: Sequence[str] = ()) -> list[str]:
@@ -220,15 +222,19 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
     statuses = {key: run_status(sub) for key, sub in cells.items()}
     show_status = any(flagged(x) for x in statuses.values())
     single = single_runs([s["n"] for s in stats.values()])
-    body = []
+    body, numbers = [], []
     for label, where in rows:
         row = {index_name: label}
         for t in tasks:
             m, d, s, status = metric_for(t), decimals(metric_for(t)), stats[(label, t)], statuses[(label, t)]
             name = task_name(t) + (" ours" if paper is not None else "")
             row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, single=single)
+            v = paper(where, t) if paper is not None else None
+            delta = s["mean"] - v if v is not None and s["n"] and not flagged(status) else float("nan")
+            numbers.append({"row": label, "task": t, "metric": m, "n": s["n"], "mean": s["mean"], "std": s["std"],
+                            "status": status_text(status), "flagged": flagged(status),
+                            "paper": float("nan") if v is None else v, "delta": delta})
             if paper is not None:
-                v = paper(where, t)
                 row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:.{d}f}"
                 row[f"{task_name(t)} Δ"] = delta_cell(s["mean"] - v if v is not None and s["n"] else None, v, m,
                                                       status)
@@ -239,6 +245,7 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
     out.attrs["notes"] = [ours_note(single) + ("; Δ = ours mean − paper; – = no run or no paper cell." if paper
                                                is not None else "; – = no run."),
                           *status_notes(list(statuses.values()))]
+    out.attrs["cells"] = numbers  # the long-format cells (peftkit.reporting.findings)
     return out
 
 
