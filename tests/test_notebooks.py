@@ -332,3 +332,45 @@ def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke)
     assert 'raise RuntimeError("deliberately broken")' in failed[0] and "RuntimeError" in failed[0]
     assert "07_unipelt_gates: finished" in proc.stdout and "1/2 notebooks finished" in proc.stdout
     assert (tmp_path / "r2/executed/smoke/00_broken.ipynb").is_file()  # the failed copy, with its traceback
+
+
+QUIET = '''import sys
+import warnings
+
+import tqdm.auto  # noqa: F401 - in a headless kernel: "IProgress not found"
+from transformers import BertConfig, BertModel
+from transformers.utils.logging import tqdm as hf_tqdm
+
+model = BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+                             vocab_size=10))
+model.is_gradient_checkpointing  # transformers' FutureWarning of a deprecated alias (peft reads it)
+for _ in hf_tqdm(range(3), desc="Loading weights"):
+    pass
+warnings.warn("a warning of ours")
+print("an error of ours", file=sys.stderr)'''
+
+
+@pytest.mark.slow
+def test_reproduce_keeps_the_environments_notices_out_of_the_executed_copies(tmp_path):
+    """The executed copies carry results, not the environment's warnings: tqdm's IProgress notice, transformers'
+    "Loading weights" bars and its deprecation FutureWarnings are silenced in the kernels `peftkit reproduce`
+    starts; a warning or an error of the notebook's own still shows."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell('PROFILE = "cpu"  # smoke | cpu | paper\nREPORTS_DIR = None')
+    params.metadata["tags"] = ["parameters"]
+    (tmp_path / "nbs").mkdir()
+    nb = new_notebook(cells=[params, new_code_cell(QUIET)], metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"}})
+    nbformat.write(nb, tmp_path / "nbs" / "quiet.ipynb")
+    proc = _reproduce("--profile", "cpu", "--notebooks-dir", str(tmp_path / "nbs"), "--reports-dir",
+                      str(tmp_path / "reports"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    executed = nbformat.read(tmp_path / "reports/executed/cpu/quiet.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "a warning of ours" in text and "an error of ours" in text
+    for noise in ("IProgress", "Loading weights", "is_gradient_checkpointing", "FutureWarning"):
+        assert noise not in text, noise
+    html = (tmp_path / "reports/executed/cpu/quiet.html").read_text()
+    assert "UserWarning: a warning of ours" in html and "TqdmWarning" not in html and "is deprecated" not in html
