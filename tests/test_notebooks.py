@@ -334,6 +334,27 @@ def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke)
     assert (tmp_path / "r2/executed/smoke/00_broken.ipynb").is_file()  # the failed copy, with its traceback
 
 
+def test_html_copy_shows_the_parameters_once(tmp_path):
+    """papermill injects its cell after the notebook's own parameters cell; where it only repeats defaults (as
+    `peftkit reproduce --profile cpu` does) the HTML shows the notebook's cell alone, an override stays visible."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from peftkit.render import readable
+
+    def notebook(injected: str):
+        own = new_code_cell('PROFILE = "cpu"  # smoke | cpu | paper\nSEEDS = None  # the profile\'s')
+        own.metadata["tags"] = ["parameters"]
+        given = new_code_cell(f"# Parameters\n{injected}\n")
+        given.metadata["tags"] = ["injected-parameters"]
+        return new_notebook(cells=[new_code_cell("from peftkit import studies"), own, given, new_code_cell("x = 1")])
+
+    same = readable(notebook('PROFILE = "cpu"'))
+    assert [c.source.split("\n")[0] for c in same.cells] == ["from peftkit import studies",
+                                                             'PROFILE = "cpu"  # smoke | cpu | paper', "x = 1"]
+    changed = readable(notebook('PROFILE = "smoke"\nSEEDS = [42]'))
+    assert len(changed.cells) == 4 and changed.cells[2].source.endswith('SEEDS = [42]\n')
+
+
 QUIET = '''import sys
 import warnings
 
