@@ -961,5 +961,5 @@ def test_gate_table_says_each_cells_score_and_which_runs_collapsed(tmp_path):
                         metrics={"accuracy": a, "predicted_classes": c}) for d, a, c in ((111, 0.5, 1), (222, 0.7, 2))]
     t = unipelt_gates.report(runs, "smoke", tmp_path).tables["means"]
     row = t.iloc[0]
-    assert row["score"] == "accuracy 60.00" and row["collapsed"] == "1/2 runs: constant predictions"
+    assert row["score"] == "accuracy 60.00" and row["status"] == "collapsed 1/2 (constant predictions)"
     assert row["prefix"] == "0.520" and row["adapter"] == "0.520"

@@ -70,7 +70,7 @@ class Report:
             for heading, part in ([(None, df)] if isinstance(df, pd.DataFrame) else df.items()):
                 if heading is not None:
                     display(Markdown(f"##### {heading}"))
-                display(part)
+                display(nowrap_headers(part))
         if self.claims:
             display(Markdown(rep.claims_markdown(self.claims)))
         for png in self.figures.values():
@@ -170,6 +170,12 @@ class Report:
         text = "\n\n".join([*self.variant_note(), self.finding_text()])
         rep.register_finding(self.reports_dir, self.notebook, text, "notebook")
         show_markdown(text)
+
+
+def nowrap_headers(df: pd.DataFrame):
+    """``df`` for a notebook's display with row labels and column headers that never wrap ("SST-" / "2"); the cells
+    wrap as they need."""
+    return df.style.set_table_styles([{"selector": "th", "props": [("white-space", "nowrap")]}])
 
 
 def start(study: str, profile: str, reports_dir, results: Sequence[dict], grid: Callable[[str], list]) -> Report:
