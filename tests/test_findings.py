@@ -45,7 +45,7 @@ def test_closing_finding_is_the_report_it_summarises(tmp_path, monkeypatch):
         cells = pd.DataFrame(t.attrs["cells"])
         best = cells.loc[cells["mean"].idxmax()]
         assert f"*{r.whats[name]}*: SST-2 accuracy: best {best['row']} {best['mean']:.2f} ± {best['std']:.2f}" in text
-    assert "lowest Prefix-tuning 50.15 ± 0.00 (n=3, at chance 3/3)" in text
+    assert "lowest Prefix-tuning 50.15 ± 0.00 (n=3), at chance 3/3" in text
     assert "**Scale.** MiniLM-L6 where the paper used BERT-base" in text and "**Claims.**" not in text
     r.finding()
     readme = (tmp_path / "reports" / "README.md").read_text()
@@ -128,3 +128,18 @@ def test_every_notebook_ends_with_its_finding(name):
     cells = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells
     assert cells[-2].cell_type == "markdown" and cells[-2].source.startswith("## What ")
     assert cells[-1].source == ("tour.finding(record, out)" if name == "00_tour" else "report.finding()")
+
+
+def test_a_table_over_several_metrics_is_summarised_by_its_first_never_mixing_units():
+    """04's NLG tables: BLEU, NIST, METEOR, ROUGE-L, CIDEr per dataset; the Δ range is BLEU's alone."""
+    from peftkit.reporting.findings import numbers_sentences
+
+    runs = [make_result("e2e", m, lab, kind="nlg", seed=1, metrics={"bleu": b, "nist": 3.0, "cider": 0.5})
+            for m, lab, b in (("lora", "lora", 0.5), ("adamix", "adamix-lora", 0.6))]
+    for r in runs:
+        r["samples"] = [{"source": f"s{i}", "prediction": f"p{i}", "reference": "r"} for i in range(3)]
+    t = rep.metrics_table(rep.runs_frame(runs), paper="adamix", table="nlg", task="e2e",
+                          metrics=["bleu", "nist", "cider"], methods=["lora", "adamix-lora"])
+    (line,) = numbers_sentences({"results": {"E2E": t}}, {"results": "NLG test sets"})
+    assert line == ("*NLG test sets*: E2E BLEU: best AdaMix (LoRA) 60.00 (n=1), lowest LoRA 50.00 (n=1). Δ against "
+                    "the paper from -19.80 (LoRA, E2E) to -11.00 (AdaMix (LoRA), E2E), median -15.40 over 2 cells.")

@@ -102,10 +102,11 @@ def efficiency_headlines(rows: pd.DataFrame) -> list[str]:
         if x.empty:
             continue
         lo, hi = x.idxmin(), x.idxmax()
-        text = (f"{what} from {fmt.format(x[lo])} ({method_name(lo)}) to {fmt.format(x[hi])} "
-                f"({method_name(hi)})")
+        text = (f"{what} {fmt.format(x[lo])} ({method_name(lo)})" if lo == hi else
+                f"{what} from {fmt.format(x[lo])} ({method_name(lo)}) to {fmt.format(x[hi])} ({method_name(hi)})")
         if col == "inference_time_vs_ft" and ours["inference_within_aa"].notna().any():
             within = ours.loc[x.index, "inference_within_aa"].fillna(False).astype(bool)
             text += f", {int(within.sum())} of {len(x)} within the A/A noise band"
         parts.append(text)
-    return [f"*Efficiency (ours, {len(ours)} methods besides full FT)*: " + "; ".join(parts) + "."] if parts else []
+    n = f"{len(ours)} method" + ("" if len(ours) == 1 else "s")
+    return [f"*Efficiency (ours, {n} besides full FT)*: " + "; ".join(parts) + "."] if parts else []

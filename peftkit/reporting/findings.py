@@ -27,8 +27,12 @@ def _num(x: float, d: int = 2, sign: bool = False) -> str:
     return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _cells(n: int) -> str:
-    return f"{n} cell" + ("" if n == 1 else "s")
+    return _plural(n, "cell")
 
 
 def _listing(items: Sequence[str], limit: int = 6) -> str:
@@ -47,7 +51,7 @@ def runs_sentence(frame: pd.DataFrame, profile: str) -> str:
     methods = [method_name(m) for m in method_order(reported["method_label"].dropna().unique())]
     budget = budget_summary(reported)
     ks = sorted({int(k) for k in reported["k"].dropna()})
-    text = (f"**Runs.** {s['runs']} runs of {_listing(methods)} on {', '.join(tasks)}"
+    text = (f"**Runs.** {_plural(s['runs'], 'run')} of {_listing(methods)} on {', '.join(tasks)}"
             + (f" (K = {', '.join(f'{k:,}' for k in ks)} training examples per data seed)" if ks else "")
             + f", {ctx['backbone']}, profile {profile}" + (f"; budget: {budget}" if budget else "") + ". ")
     unjudged = s["runs"] - s["collapsed"] - s["at_chance"] - s["above"]
@@ -65,13 +69,14 @@ def runs_sentence(frame: pd.DataFrame, profile: str) -> str:
 
 
 def _cells_sentence(title: str, cells: pd.DataFrame) -> str | None:
-    """One table's headline numbers: per task the best and the lowest cell (first metric), then the Δ range."""
-    cells = cells[cells["n"] > 0]
+    """One table's headline numbers: per task its first metric's best and lowest cell, then the Δ range of those
+    cells (a table over several metrics, e.g. NLG's, is summarised by its first: a Δ range never mixes units)."""
+    first = cells.groupby("task", sort=False)["metric"].transform("first")
+    cells = cells[(cells["metric"] == first) & (cells["n"] > 0)]
     if cells.empty:
         return None
     parts = []
     for task, g in cells.groupby("task", sort=False):
-        g = g[g["metric"] == g["metric"].iloc[0]]
         metric = g["metric"].iloc[0]
         d, low_better = decimals(metric), metric in LOWER_IS_BETTER
         order = g.sort_values("mean", ascending=low_better)
@@ -79,8 +84,8 @@ def _cells_sentence(title: str, cells: pd.DataFrame) -> str | None:
 
         def cell(x) -> str:
             spread = f" ± {_num(x['std'], d)}" if x["n"] > 1 and x["std"] == x["std"] else ""
-            status = f", {x['status']}" if x.get("flagged") else ""
-            return f"{x['row']} {_num(x['mean'], d)}{spread} (n={int(x['n'])}{status})"
+            return f"{x['row']} {_num(x['mean'], d)}{spread} (n={int(x['n'])})" + (
+                f", {x['status']}" if x.get("flagged") else "")
 
         text = f"{task_name(task)} {metric_name(metric)}: best {cell(best)}"
         parts.append(text + (f", lowest {cell(worst)}" if len(g) > 1 else ""))
@@ -141,8 +146,9 @@ def gate_sentences(results: Sequence[dict]) -> list[str]:
         if len(runs):
             metric = runs["metric"].iloc[0]
             status = run_status(runs[runs["metric"] == metric])
+            judged = status_text(status)
             score = (f"{metric_name(metric)} {_num(runs.loc[runs['metric'] == metric, 'value'].mean(), 2)} over "
-                     f"{status['runs']} runs, {status_text(status)}; ")
+                     f"{_plural(status['runs'], 'run')}" + ("" if judged == "–" else f", {judged}") + "; ")
         lo, hi = means.index[0], means.index[-1]
         out.append(f"{name}: {score}mean gates from {GATE_COMPONENTS[lo].replace(chr(10), ' ')} "
                    f"{means[lo]:.3f} to {GATE_COMPONENTS[hi].replace(chr(10), ' ')} {means[hi]:.3f}.")
@@ -157,11 +163,11 @@ def claim_sentence(check: dict) -> str:
         if r["n_pairs"] and r["diff_mean"] == r["diff_mean"]:
             ci = (f" [{_num(r['ci_lo'], d, True)}, {_num(r['ci_hi'], d, True)}]" if r["ci_lo"] == r["ci_lo"]
                   else "")
-            text = f"{task_name(r['task'])}: Δ {_num(r['diff_mean'], d, True)}{ci} over {r['n_pairs']} pairs"
+            text = f"{task_name(r['task'])}: Δ {_num(r['diff_mean'], d, True)}{ci} over {_plural(r['n_pairs'], 'pair')}"
         else:
             text = f"{task_name(r['task'])}: no pairs to compare"
         text += f", {r['verdict']}" if len(check["tasks"]) > 1 else ""
-        parts.append(text + (f" ({r['runs']})" if r.get("runs") else ""))
+        parts.append(text + (f" — runs that learned nothing: {r['runs']}" if r.get("runs") else ""))
     return f"{check['claim']}: **{check['verdict']}**; " + "; ".join(parts) + "."
 
 
