@@ -7,7 +7,7 @@ import pytest
 
 from peftkit import reporting as rep
 from peftkit.reporting.findings import tour_finding
-from test_reporting import _grid_results, make_result
+from test_reporting import grid_results, make_result
 
 
 def _sst2(results, learned_nothing=()):
@@ -25,7 +25,7 @@ def test_closing_finding_is_the_report_it_summarises(tmp_path, monkeypatch):
     from peftkit import studies
 
     monkeypatch.setattr(studies.common, "project_root", lambda: tmp_path)
-    results = _sst2(_grid_results("glue_main", "cpu"), {"bitfit": (0.5107, 2), "prefix": (0.5015, 2),
+    results = _sst2(grid_results("glue_main", "cpu"), {"bitfit": (0.5107, 2), "prefix": (0.5015, 2),
                                                          "lora": (0.5092, 1)})
     r = studies.glue_main_report(results, "cpu")
     text = r.finding_text()
@@ -55,7 +55,7 @@ def test_closing_finding_is_the_report_it_summarises(tmp_path, monkeypatch):
 def test_closing_finding_gives_each_claim_its_verdict_and_interval(tmp_path):
     from peftkit import studies
 
-    results = _sst2(_grid_results("ablation_adamix", "cpu"))
+    results = _sst2(grid_results("ablation_adamix", "cpu"))
     for x in results:
         if x["method_label"] == "adamix-adapter":
             s = x["seeds"]["seed"]

@@ -711,7 +711,7 @@ def test_figures_say_what_they_plot(tmp_path, monkeypatch):
     assert seen["legend"] == ["majority class (chance)", "mean (n = 1)"]  # RTE dev: its majority class drawn
 
 
-def _grid_results(study: str, profile: str, **params) -> list[dict]:
+def grid_results(study: str, profile: str, **params) -> list[dict]:
     """Synthetic results of exactly the runs of a study's grid (names, fields and budget as the grid's specs)."""
     import dataclasses
 
@@ -735,14 +735,14 @@ def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypa
     from peftkit import studies
 
     monkeypatch.setattr(studies.common, "project_root", lambda: tmp_path)
-    default = _grid_results("glue_main", "cpu")
+    default = grid_results("glue_main", "cpu")
     assert studies.variant("glue_main", "cpu", default) == {}
     r = studies.glue_main_report(default, "cpu")
     assert r.reports_dir == tmp_path / "reports" and not r.variant
     committed = (tmp_path / "reports/tables/01_glue_main_vs_adamix.md").read_text()
     index = (tmp_path / "reports/index.json").read_text()
 
-    changed = _grid_results("glue_main", "cpu", max_steps=1)
+    changed = grid_results("glue_main", "cpu", max_steps=1)
     diff = studies.variant("glue_main", "cpu", changed)
     assert diff["max_steps"] == "1" and set(diff) <= {"max_steps", "epochs"}
     v = studies.glue_main_report(changed, "cpu")
@@ -769,7 +769,7 @@ def test_readme_opens_with_what_was_found(tmp_path, monkeypatch):
     rep.register_finding(reports, "01_glue_main_vs_adamix", "[old](t.md): Δ from -41.03 (BitFit, SST-2)", "delta",
                          caveat="An old caveat.")
     rep.register_finding(reports, "03_fewshot: A > B", "[A > B](claims/x.md): **too few runs** (...)", "claim")
-    r = studies.glue_main_report(_grid_results("glue_main", "cpu"), "cpu")
+    r = studies.glue_main_report(grid_results("glue_main", "cpu"), "cpu")
     assert "Δ from -41.03" in (reports / "README.md").read_text()  # until the notebook's finding replaces it
     r.finding()
     text = (reports / "README.md").read_text()
@@ -868,17 +868,17 @@ def test_single_run_tables_say_n_1_once_and_mixed_tables_per_cell(tmp_path):
     reused by comparison_table and ours_table); mixed n: each cell keeps its n."""
     from peftkit import studies
 
-    one = _grid_results("glue_main", "cpu", seeds=(42,))
+    one = grid_results("glue_main", "cpu", seeds=(42,))
     r = studies.glue_main_report(one, "cpu", tmp_path / "one")
     assert r.tables["vs_adamix"].loc["LoRA", "SST-2 ours"] == "74.20"
-    b = studies.ablation_bottleneck_report(_grid_results("ablation_bottleneck", "cpu", seeds=(42,)), "cpu",
+    b = studies.ablation_bottleneck_report(grid_results("ablation_bottleneck", "cpu", seeds=(42,)), "cpu",
                                            tmp_path / "one")
     assert b.tables["results"].loc["Adapter (Pfeiffer), b=48", "SST-2 ours"] == "74.20"
     for stem in ("01_glue_main_vs_adamix", "01_glue_main_vs_unipelt", "05_ablation_bottleneck_results"):
         text = (tmp_path / "one" / "tables" / f"{stem}.md").read_text()
         assert "n=1" not in text and text.count("(n = 1), so no interval") == 1, stem
         assert "Student-t" not in text, stem  # no interval is described where none is printed
-    more = [x for x in _grid_results("glue_main", "cpu") if x["method_label"] == "lora"]
+    more = [x for x in grid_results("glue_main", "cpu") if x["method_label"] == "lora"]
     r = studies.glue_main_report(one + [x for x in more if x["seeds"]["seed"] != 42], "cpu", tmp_path / "mixed")
     t = r.tables["vs_adamix"]
     assert t.loc["BitFit", "SST-2 ours"] == "74.20 (n=1, no CI)" and t.loc["LoRA", "SST-2 ours"].endswith("n=3")
@@ -911,7 +911,7 @@ def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_p
                 ("ablation_adamix", "variants"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
                 ("ablation_adamix", "expert_init"): []}
     for study in dict.fromkeys(s for s, _ in expected):
-        results = _grid_results(study, "cpu")
+        results = grid_results(study, "cpu")
         for x in results:
             if x["method_label"] == "adamix-adapter":
                 x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
@@ -942,7 +942,7 @@ def test_every_claim_of_the_cpu_grids_is_checked(tmp_path):
                                     "AdaMix-adapter > a single adapter of the same inference size (M=1)",
                                     "sharing the up-projection > no sharing", "consistency regularisation > none"]}
     for study, claims in expected.items():
-        results = _grid_results(study, "cpu")
+        results = grid_results(study, "cpu")
         for x in results:
             if x["method_label"] == "adamix-adapter":
                 x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
