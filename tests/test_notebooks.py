@@ -201,10 +201,10 @@ def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
     from peftkit.reproduce import declared_parameters, notebooks
 
     assert "RUNS_DIR" not in declared_parameters(notebooks()[TOUR])  # the tour trains no runs: it takes no run store
-    proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports), "--runs-dir",
+    proc = reproduce_cli("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports), "--runs-dir",
                       str(tmp_path / "runs"))
     assert proc.returncode == 2 and "invalid --runs-dir" in proc.stderr  # so a run store given to it is refused
-    proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports))
+    proc = reproduce_cli("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = reports / f"executed/smoke/{TOUR}.ipynb"
     html = (reports / f"executed/smoke/{TOUR}.html").read_text()
@@ -288,7 +288,7 @@ def test_reports_readme_lists_the_rendered_notebooks_first(tmp_path):
     assert "## The notebooks, executed" not in render_readme(tmp_path, {"tables/t.md": entry})
 
 
-def _reproduce(*args: str) -> subprocess.CompletedProcess:
+def reproduce_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "peftkit.cli", "reproduce", *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=600)
@@ -309,7 +309,7 @@ def test_reproduce_rejects_bad_arguments(capsys, tmp_path):
 def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke):
     """The runs come from the smoke executions above when they ran first (reruns skip finished runs)."""
     reports = tmp_path / "reports"
-    ok = _reproduce("--profile", "smoke", "--only", "07_unipelt_gates", "--reports-dir", str(reports),
+    ok = reproduce_cli("--profile", "smoke", "--only", "07_unipelt_gates", "--reports-dir", str(reports),
                     "--runs-dir", str(smoke["runs"]))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert (reports / "executed/smoke/07_unipelt_gates.ipynb").is_file()
@@ -323,7 +323,7 @@ def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke)
     broken = nbformat.read(NB_DIR / "08_efficiency.ipynb", as_version=4)
     broken.cells.insert(3, nbformat.v4.new_code_cell('raise RuntimeError("deliberately broken")'))
     nbformat.write(broken, nbs / "00_broken.ipynb")
-    proc = _reproduce("--profile", "smoke", "--notebooks-dir", str(nbs), "--reports-dir", str(tmp_path / "r2"),
+    proc = reproduce_cli("--profile", "smoke", "--notebooks-dir", str(nbs), "--reports-dir", str(tmp_path / "r2"),
                       "--runs-dir", str(smoke["runs"]), "--no-html")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
@@ -332,80 +332,3 @@ def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke)
     assert 'raise RuntimeError("deliberately broken")' in failed[0] and "RuntimeError" in failed[0]
     assert "07_unipelt_gates: finished" in proc.stdout and "1/2 notebooks finished" in proc.stdout
     assert (tmp_path / "r2/executed/smoke/00_broken.ipynb").is_file()  # the failed copy, with its traceback
-
-
-def test_html_copy_shows_the_parameters_once(tmp_path):
-    """papermill injects its cell after the notebook's own parameters cell; where it only repeats defaults (as
-    `peftkit reproduce --profile cpu` does) the HTML shows the notebook's cell alone, an override stays visible."""
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    from peftkit.render import readable
-
-    def notebook(injected: str):
-        own = new_code_cell('PROFILE = "cpu"  # smoke | cpu | paper\nSEEDS = None  # the profile\'s')
-        own.metadata["tags"] = ["parameters"]
-        given = new_code_cell(f"# Parameters\n{injected}\n")
-        given.metadata["tags"] = ["injected-parameters"]
-        return new_notebook(cells=[new_code_cell("from peftkit import studies"), own, given, new_code_cell("x = 1")])
-
-    same = readable(notebook('PROFILE = "cpu"'))
-    assert [c.source.split("\n")[0] for c in same.cells] == ["from peftkit import studies",
-                                                             'PROFILE = "cpu"  # smoke | cpu | paper', "x = 1"]
-    changed = readable(notebook('PROFILE = "smoke"\nSEEDS = [42]'))
-    assert len(changed.cells) == 4 and changed.cells[2].source.endswith('SEEDS = [42]\n')
-
-
-QUIET = '''import sys
-import warnings
-
-import tqdm.auto  # noqa: F401 - in a headless kernel: "IProgress not found"
-from transformers import BertConfig, BertModel
-from transformers.utils.logging import tqdm as hf_tqdm
-
-model = BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
-                             vocab_size=10))
-model.is_gradient_checkpointing  # transformers' FutureWarning of a deprecated alias (peft reads it)
-for _ in hf_tqdm(range(3), desc="Loading weights"):
-    pass
-warnings.warn("a warning of ours")
-print("an error of ours", file=sys.stderr)'''
-
-
-@pytest.mark.slow
-def test_reproduce_keeps_the_environments_notices_out_of_the_executed_copies(tmp_path):
-    """The executed copies carry results, not the environment's warnings: tqdm's IProgress notice, transformers'
-    "Loading weights" bars and its deprecation FutureWarnings are silenced in the kernels `peftkit reproduce`
-    starts; a warning or an error of the notebook's own still shows."""
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    params = new_code_cell('PROFILE = "cpu"  # smoke | cpu | paper\nREPORTS_DIR = None')
-    params.metadata["tags"] = ["parameters"]
-    (tmp_path / "nbs").mkdir()
-    nb = new_notebook(cells=[params, new_code_cell(QUIET)], metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"}})
-    nbformat.write(nb, tmp_path / "nbs" / "quiet.ipynb")
-    proc = _reproduce("--profile", "cpu", "--notebooks-dir", str(tmp_path / "nbs"), "--reports-dir",
-                      str(tmp_path / "reports"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    executed = nbformat.read(tmp_path / "reports/executed/cpu/quiet.ipynb", as_version=4)
-    text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
-    assert "a warning of ours" in text and "an error of ours" in text
-    for noise in ("IProgress", "Loading weights", "is_gradient_checkpointing", "FutureWarning"):
-        assert noise not in text, noise
-    html = (tmp_path / "reports/executed/cpu/quiet.html").read_text()
-    assert "UserWarning: a warning of ours" in html and "TqdmWarning" not in html and "is deprecated" not in html
-
-
-def test_plan_table_shows_whole_run_ids_and_no_empty_columns():
-    """06's plan cut its run ids and showed k and data_seed columns that no run sets."""
-    from peftkit import studies
-
-    specs = studies.grid("ablation_adamix", "cpu", runs_dir="/nonexistent/runs")
-    table = studies.plan(specs)
-    assert table.index.name == "run" and list(table.index) == [Path(s.out).name for s in specs]
-    assert "k" not in table.columns and "data_seed" not in table.columns and table.notna().all().all()
-    html = table._repr_html_()
-    assert all(Path(s.out).name in html for s in specs)  # whole, never "sst2_adamix-lora_expert_in..."
-    low = studies.plan(studies.grid("low_resource", "cpu", runs_dir="/nonexistent/runs"))
-    assert {"k", "data_seed"} <= set(low.columns)  # where runs set them, they stay
