@@ -5,7 +5,8 @@ found" is built from the same texts (:func:`peftkit.reporting.index.register_fin
 
 A finding has four parts: **Runs** (how many, on what, at which budget, and how many collapsed, are at chance or
 score above it: :func:`peftkit.reporting.frame.run_status`), **Numbers** (per table: the best and lowest cell per
-task, and the Δ against the paper: range, median, and how many cells have none), **Claims** (each verdict with its
+task, and the Δ against the paper: range, median, and how many cells have none; then the sentences a study adds,
+e.g. :func:`gate_sentences`), **Claims** (each verdict with its
 paired interval per task and the runs that learned nothing) and **Scale** (what the backbone and budget mean for
 reading the numbers).
 """
@@ -19,9 +20,6 @@ from .frame import budget_summary, context, flagged, run_status, runs_frame, sta
 from .gates import GATE_COMPONENTS, gate_matrix
 from .names import (LOWER_IS_BETTER, backbone_key, backbone_name, decimals, method_name, method_order, metric_name,
                     task_name)
-
-HEADING = "What this notebook found"
-
 
 def _num(x: float, d: int = 2, sign: bool = False) -> str:
     return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
@@ -198,7 +196,7 @@ def closing_finding(results: Sequence[dict], *, profile: str, tables: Mapping[st
     """The Markdown a notebook ends with: runs, headline numbers (each table's, then ``headlines``), claims, scale."""
     frame = runs_frame(list(results))
     tables, titles = dict(tables or {}), dict(titles or {})
-    numbers = numbers_sentences(tables, titles) + gate_sentences(results) + list(headlines)
+    numbers = numbers_sentences(tables, titles) + list(headlines)
     lines = [runs_sentence(frame, profile)]
     if numbers:
         lines.append("**Numbers.** " + " ".join(numbers))

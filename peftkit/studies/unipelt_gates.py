@@ -5,6 +5,7 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
+from ..reporting.findings import gate_sentences
 from ..reporting.frame import run_status, status_text
 from ..reporting.names import method_name, metric_name, task_name
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
@@ -71,6 +72,7 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
                    "example) or are at chance (not significantly above the majority class, see the notes of the "
                    "score tables). Their gates are what those runs ended with, but say nothing about which "
                    "component helps."])
+    r.headlines = gate_sentences(results)
     r.figure("heatmap", rep.gate_heatmap, "UniPELT gate values per layer and component, per task and K", results,
              tasks=tasks)
     return r
