@@ -63,6 +63,7 @@ def test_runs_at_chance_get_no_delta_and_a_status_of_their_own(tmp_path):
     assert t.loc["BitFit", "SST-2 status"] == "at chance 1/1" and t.loc["LoRA", "SST-2 status"] == "above chance 1/1"
     assert t.loc["LoRA", "SST-2 Δ"].startswith("-") and [d[0] for d in t.attrs["deltas"]] == ["LoRA"]
     assert any("exact binomial test against the majority-class rate" in n for n in t.attrs["notes"])
+    assert "Chance levels (the majority class, or 0 for correlations): SST-2 accuracy 50.92." in t.attrs["notes"]
     fine = rep.comparison_table(rep.select(frame, method="lora"), paper="adamix", table="glue", tasks=["sst2"],
                                 methods=["lora"], metric_for=lambda t: "accuracy", backbone="bert-base")
     assert "SST-2 status" not in fine.columns and any(n.startswith("Every run whose chance level is known")

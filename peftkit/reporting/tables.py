@@ -151,6 +151,18 @@ def number_cells(nums: pd.DataFrame) -> list[dict]:
              "delta": r.delta} for r in nums.itertuples()]
 
 
+def chance_levels(frame: pd.DataFrame, metric_of: dict) -> list[str]:
+    """"Chance levels: SST-2 accuracy 50.92, CoLA Matthews corr. 0.00." for the tasks of ``metric_of`` ({task:
+    metric}) whose chance score the runs frame knows (its ``chance`` column), as a one-item list (empty: none)."""
+    parts = []
+    for task, metric in metric_of.items():
+        values = frame.loc[(frame["task"] == task) & (frame["metric"] == metric), "chance"].dropna().unique() \
+            if "chance" in frame else []
+        if len(values) == 1:
+            parts.append(f"{task_name(task)} {metric_name(metric)} {values[0]:.{decimals(metric)}f}")
+    return [f"Chance levels (the majority class, or 0 for correlations): {', '.join(parts)}."] if parts else []
+
+
 def status_notes(statuses: Sequence[dict]) -> list[str]:
     """The notes a table's status columns need: what "status" means when some cell is flagged
     (:data:`STATUS_NOTE`), else that every judged run is above chance (:data:`ABOVE_NOTE`), else nothing."""
@@ -204,7 +216,7 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     notes = [f"{ours_note(single)}; Δ = ours mean − paper; – = no run or no paper cell.",
              f"Metrics: {metrics}. Paper: {paper} {table}" + (f", K = {k}" if k is not None else "") + "."]
     notes += [f"{method_name(r.method_label)}, {task_name(r.task)}: {r.note}." for r in nums.itertuples() if r.note]
-    notes += status_notes(statuses)
+    notes += status_notes(statuses) + chance_levels(used, dict(zip(nums["task"], nums["metric"])))
     if len(tasks) > 1:
         notes.append("Avg: mean over the tasks, only where every task has a value.")
     paper_bb = table_backbone(paper, table, backbone)

@@ -19,7 +19,8 @@ from .. import reporting as rep
 from ..reporting.frame import budget_summary, context, flagged, run_status, status_text
 from ..reporting.names import metric_name, task_name
 from ..reporting.stats import describe_values
-from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs, status_notes
+from ..reporting.tables import (MISSING, chance_levels, delta_cell, format_ours, ours_note, single_runs,
+                                status_notes)
 from .common import NOTEBOOKS, command, reports_path
 from .grids import variant_folder, variant_of, variant_text
 
@@ -250,7 +251,8 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
     out = pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
     out.attrs["notes"] = [ours_note(single) + ("; Δ = ours mean − paper; – = no run or no paper cell." if paper
                                                is not None else "; – = no run."),
-                          *status_notes(list(statuses.values()))]
+                          *status_notes(list(statuses.values())),
+                          *chance_levels(frame, {t: metric_for(t) for t in tasks})]
     out.attrs["cells"] = numbers  # the long-format cells (peftkit.reporting.findings)
     return out
 
