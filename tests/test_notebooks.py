@@ -209,6 +209,8 @@ def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
     out = reports / f"executed/smoke/{TOUR}.ipynb"
     html = (reports / f"executed/smoke/{TOUR}.html").read_text()
     assert "unipelt" in html.lower() and sys.prefix not in html  # the environment's paths print as <python>
+    for noise in ("TqdmWarning", "Loading weights", "FutureWarning"):
+        assert noise not in html, noise  # results, not the environment's notices
     assert f"executed/smoke/{TOUR}.html" in read_index(reports)  # listed first in the reports README
     readme = (reports / "README.md").read_text()
     assert readme.index(f"](executed/smoke/{TOUR}.html)") < readme.index("## Files")
