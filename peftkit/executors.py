@@ -321,6 +321,10 @@ def _get(ray, ref, spec) -> dict:
 def _ray_init(options: ExecutorOptions):
     """(ray, started): join ``options.address`` (or ``RAY_ADDRESS``), reuse a running ``ray.init`` of this process,
     or start a local instance with the machine's CPUs and GPUs. ``started``: this call started it (shut it down)."""
+    import logging
+
+    # Ray logs "Missing packages: ['ipywidgets'] ..." when imported in a notebook kernel: not a result of the run
+    logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
     try:
         import ray
     except ImportError:

@@ -30,12 +30,43 @@ def _relative(value, paths):
     return value
 
 
+def _assignments(source: str) -> dict | None:
+    """{name: value} of a parameters cell's ``NAME = <literal>`` lines, None when it holds anything else."""
+    import ast
+
+    try:
+        body = ast.parse(source).body
+        return {t.id: ast.literal_eval(node.value) for node in body for t in node.targets}
+    except (SyntaxError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _tagged(nb, tag: str) -> list:
+    return [c for c in nb.cells if tag in (c.get("metadata") or {}).get("tags", [])]
+
+
+def one_parameters_cell(nb):
+    """``nb`` without papermill's injected-parameters cell when every value it injects is the default the
+    notebook's own parameters cell already shows (``peftkit reproduce --profile cpu`` injects PROFILE = "cpu"), so
+    the parameters appear once; an injected cell that changes a value stays, right after the defaults, since it is
+    what the notebook ran with."""
+    own, injected = _tagged(nb, "parameters"), _tagged(nb, "injected-parameters")
+    if len(own) != 1 or len(injected) != 1:
+        return nb
+    defaults, given = _assignments(own[0].get("source", "")), _assignments(injected[0].get("source", ""))
+    if defaults is not None and given is not None and all(k in defaults and defaults[k] == v
+                                                          for k, v in given.items()):
+        nb.cells = [c for c in nb.cells if c is not injected[0]]
+    return nb
+
+
 def readable(nb, root: Path | None = None):
-    """``nb`` as a reader should see it: widget outputs dropped, consecutive stream outputs merged and progress
-    lines rewritten in place (carriage returns) reduced to their last state; with ``root`` (the checkout), paths
-    under it printed relative to it and the Python environment's as ``<python>`` (see :func:`_local_paths`).
-    Everything else is kept."""
+    """``nb`` as a reader should see it: the parameters once (:func:`one_parameters_cell`), widget outputs
+    dropped, consecutive stream outputs merged and progress lines rewritten in place (carriage returns) reduced to
+    their last state; with ``root`` (the checkout), paths under it printed relative to it and the Python
+    environment's as ``<python>`` (see :func:`_local_paths`). Everything else is kept."""
     paths = _local_paths(root) if root is not None else []
+    nb = one_parameters_cell(nb)
     for cell in nb.cells:
         cell["source"] = _relative(cell.get("source", ""), paths)
         if cell.get("cell_type") != "code":

@@ -277,16 +277,36 @@ class _Progress:
         self._thread.join()
 
 
+#: what the notebooks' kernels inherit so that the executed copies carry results, not the environment's notices:
+#: tqdm's "IProgress not found" (no ipywidgets in a headless kernel), transformers' "Loading weights" bars (through
+#: huggingface_hub's switch) and the FutureWarnings of transformers' deprecated aliases (e.g. peft reading
+#: ``is_gradient_checkpointing``). Other warnings, stderr and errors stay. Ray's ipywidgets notice is a log line,
+#: quieted where the kernel imports Ray (:func:`peftkit.executors.ray_start`).
+QUIET_WARNINGS = ("ignore:IProgress not found:Warning", "ignore::FutureWarning:transformers.modeling_utils")
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def quiet_kernel_env(environ=os.environ) -> dict[str, str]:
+    """The environment variables :data:`QUIET_WARNINGS` and :data:`QUIET_ENV` add for the kernels (any
+    ``PYTHONWARNINGS`` of the caller's is kept, after ours)."""
+    mine = ",".join(QUIET_WARNINGS)
+    theirs = environ.get("PYTHONWARNINGS")
+    return {"PYTHONWARNINGS": f"{mine},{theirs}" if theirs else mine, **QUIET_ENV}
+
+
 @contextlib.contextmanager
 def _grid_settings(options, profile: str):
-    """The executor settings for the notebooks' kernels (environment variables they inherit), one local Ray instance
-    for all of them when ``ray`` is asked without an address, and the run-event feed; all undone afterwards."""
-    keys = ("PEFTKIT_EXECUTOR", "RAY_ADDRESS", "PEFTKIT_GPUS_PER_RUN", "PEFTKIT_CPUS_PER_RUN", "PEFTKIT_PROGRESS_FILE")
+    """The executor settings for the notebooks' kernels (environment variables they inherit, the quiet ones of
+    :func:`quiet_kernel_env` included), one local Ray instance for all of them when ``ray`` is asked without an
+    address, and the run-event feed; all undone afterwards."""
+    keys = ("PEFTKIT_EXECUTOR", "RAY_ADDRESS", "PEFTKIT_GPUS_PER_RUN", "PEFTKIT_CPUS_PER_RUN", "PEFTKIT_PROGRESS_FILE",
+            "PYTHONWARNINGS", *QUIET_ENV)
     saved = {k: os.environ.get(k) for k in keys}
     ray = None
     with tempfile.TemporaryDirectory(prefix="peftkit-progress-") as tmp:
         progress = None
         try:
+            os.environ.update(quiet_kernel_env())
             os.environ["PEFTKIT_EXECUTOR"] = options.executor
             for key, value in (("PEFTKIT_GPUS_PER_RUN", options.gpus_per_run),
                                ("PEFTKIT_CPUS_PER_RUN", options.cpus_per_run)):

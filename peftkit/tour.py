@@ -35,6 +35,36 @@ def sentences(task: str, n: int, data_dir: str | None = None) -> list[dict]:
     return picked[:n]
 
 
+def sentence_table(examples: Sequence[dict]) -> "object":
+    """The examples as a table (text_a, text_b, label); a single-sentence task's rows show "–" under text_b (not
+    applicable) instead of a missing value."""
+    import pandas as pd
+
+    return pd.DataFrame([{"text_a": e["text_a"], "text_b": e.get("text_b") or "–", "label": e["label"]}
+                         for e in examples])
+
+
+def describe_sites(model: nn.Module) -> str:
+    """:func:`peftkit.describe` with its module list summarised: one line per site (the layer index as ``*``) with
+    how many trainable modules it holds and in which layers, e.g. ``bert.encoder.layer.*.output.pk_adapter: 30
+    modules in layers 0-5``."""
+    from .core import describe
+
+    head, _, modules = describe(model).partition("trainable modules:\n")
+    sites: dict[str, list] = {}
+    for name in (line.strip() for line in modules.splitlines() if line.strip()):
+        m = _LAYER.search(name)
+        site = _LAYER.sub(lambda x: ".layer.*." if x.group(1) else ".h.*.", name, count=1)
+        site = re.sub(r"((?:^|\.)pk_[A-Za-z_]+)\..*$", r"\1", site)  # the method's module, not its parts
+        sites.setdefault(site, []).append(int(next(g for g in m.groups() if g is not None)) if m else None)
+    lines = []
+    for site, layers in sites.items():
+        known = sorted({x for x in layers if x is not None})
+        where = f" in layers {known[0]}-{known[-1]}" if len(known) > 1 else f" in layer {known[0]}" if known else ""
+        lines.append(f"  {site}: {len(layers)} module{'s' if len(layers) > 1 else ''}{where}")
+    return head + "trainable modules, one line per site:\n" + "\n".join(lines)
+
+
 def batch(tokenizer, examples: Sequence[dict], max_length: int = 128) -> dict:
     """Tokenise examples (pairs where ``text_b`` is set) into one padded batch with ``labels``."""
     a = [e["text_a"] for e in examples]
@@ -73,14 +103,15 @@ def _inputs(b: dict) -> dict:
 
 
 def route_table(routes: dict) -> "object":
-    """{module name: [(down, up), ...]} -> a frame with one row per mixture module: layer, site, chosen modules."""
+    """{module name: [(down, up), ...]} -> a frame with one row per mixture module: layer, site (the module's name
+    within its layer, e.g. "output.pk_adapter"), chosen modules."""
     import pandas as pd
 
     rows = []
     for name, choice in routes.items():
         m = _LAYER.search(name)
         rows.append({"layer": int(next(g for g in m.groups() if g is not None)) if m else None,
-                     "site": name.split(".pk_")[0].rsplit(".", 1)[-1] + "." + name.split(".pk_")[-1],
+                     "site": name[m.end():] if m else name,
                      "modules (down/A, up/B)": choice if isinstance(choice, str)
                      else ", ".join(f"({a}, {b})" for a, b in choice)})
     return pd.DataFrame(rows)
@@ -304,3 +335,14 @@ def write_record(out_dir: str | Path, record: dict, profile: str) -> Path:
     path = write_json(Path(out_dir) / "tour.json", record)
     _register([path], "Tour: what the step-through notebook showed, as numbers", profile)
     return path
+
+
+def finding(record: dict, out_dir: str | Path) -> None:
+    """The tour's closing finding (:func:`peftkit.reporting.findings.tour_finding`, from ``record``), registered as
+    its part of the reports README's "What was found" (the folder above ``out_dir``) and displayed."""
+    from .reporting.findings import show_markdown, tour_finding
+    from .reporting.index import register_finding
+
+    text = tour_finding(record)
+    register_finding(Path(out_dir).parent, "00_tour", text, "notebook")
+    show_markdown(text)

@@ -126,7 +126,9 @@ def test_training_time_spread_flags_or_drops_the_column(tmp_path):
     assert training_spread(rows) == (True, None)
     efficiency.report(results, "smoke", tmp_path / "r1")
     md = (tmp_path / "r1" / "tables" / "08_efficiency_results.md").read_text()
-    assert "0.83 (0.50–1.25, n=3), spread ≥ difference" in md and "0.53 (0.50–0.56, n=3) |" in md
+    assert "0.83 (0.50–1.25, n=3) |" in md and "0.53 (0.50–0.56, n=3) |" in md  # numbers alone in their cells
+    lora = next(x for x in md.splitlines() if x.startswith("| LoRA |"))
+    assert lora.rstrip(" |").endswith("| training spread ≥ difference | 3")  # the reading, in its own column
     only_lora = [r for r in results if r["method_label"] != "pfeiffer"]  # every method's spread ≥ its difference
     efficiency.report(only_lora, "smoke", tmp_path / "r2")
     md = (tmp_path / "r2" / "tables" / "08_efficiency_results.md").read_text()
@@ -153,8 +155,8 @@ def test_table_marks_ratios_inside_the_aa_band(tmp_path):
     efficiency.report(results, "smoke", tmp_path / "r", timing=timing)
     lines = (tmp_path / "r" / "tables" / "08_efficiency_results.md").read_text().splitlines()
     line = {x.split("|")[1].strip(): x for x in lines if x.startswith("| ")}
-    assert "1.01 (IQR 0.98–1.04), within A/A band" in line["LoRA"]
-    assert "1.12 (IQR 1.10–1.15) |" in line["Adapter (Pfeiffer)"]
+    assert "1.01 (IQR 0.98–1.04) |" in line["LoRA"] and "| inference within A/A band |" in line["LoRA"]
+    assert "1.12 (IQR 1.10–1.15) |" in line["Adapter (Pfeiffer)"] and "| – | 1 |" in line["Adapter (Pfeiffer)"]
     assert "1.00 (IQR 0.97–1.03)" in line["Full FT, A/A control (a second copy)"]
     assert "30 timed rounds after 3 warm-up round(s)" in "\n".join(lines)
     assert not efficiency.timing_matches({**timing, "settings": {**timing["settings"], "seed": 2}}, results)

@@ -173,6 +173,9 @@ def test_notebook_runs_on_the_smoke_profile(name, smoke):
         assert "Verdict:" in claims and f"claims/{name}.md" in index
     executed = nbformat.read(out, as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    finding = "".join(o.get("data", {}).get("text/markdown", "") for o in executed.cells[-1].outputs)
+    assert finding.startswith("**Runs.** ") and "**Scale.** " in finding  # the notebook ends with its finding
+    assert f"### {name}\n\n{finding}\n" in readme  # ... the same text as the README's "What was found" has
     assert not list(NB_DIR.glob("*executed*")) and not (NB_DIR / "runs").exists()  # nothing written beside them
 
 
@@ -198,14 +201,16 @@ def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
     from peftkit.reproduce import declared_parameters, notebooks
 
     assert "RUNS_DIR" not in declared_parameters(notebooks()[TOUR])  # the tour trains no runs: it takes no run store
-    proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports), "--runs-dir",
+    proc = reproduce_cli("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports), "--runs-dir",
                       str(tmp_path / "runs"))
     assert proc.returncode == 2 and "invalid --runs-dir" in proc.stderr  # so a run store given to it is refused
-    proc = _reproduce("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports))
+    proc = reproduce_cli("--profile", "smoke", "--only", TOUR, "--reports-dir", str(reports))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = reports / f"executed/smoke/{TOUR}.ipynb"
     html = (reports / f"executed/smoke/{TOUR}.html").read_text()
     assert "unipelt" in html.lower() and sys.prefix not in html  # the environment's paths print as <python>
+    for noise in ("TqdmWarning", "Loading weights", "FutureWarning"):
+        assert noise not in html, noise  # results, not the environment's notices
     assert f"executed/smoke/{TOUR}.html" in read_index(reports)  # listed first in the reports README
     readme = (reports / "README.md").read_text()
     assert readme.index(f"](executed/smoke/{TOUR}.html)") < readme.index("## Files")
@@ -285,7 +290,7 @@ def test_reports_readme_lists_the_rendered_notebooks_first(tmp_path):
     assert "## The notebooks, executed" not in render_readme(tmp_path, {"tables/t.md": entry})
 
 
-def _reproduce(*args: str) -> subprocess.CompletedProcess:
+def reproduce_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "peftkit.cli", "reproduce", *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=600)
@@ -306,7 +311,7 @@ def test_reproduce_rejects_bad_arguments(capsys, tmp_path):
 def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke):
     """The runs come from the smoke executions above when they ran first (reruns skip finished runs)."""
     reports = tmp_path / "reports"
-    ok = _reproduce("--profile", "smoke", "--only", "07_unipelt_gates", "--reports-dir", str(reports),
+    ok = reproduce_cli("--profile", "smoke", "--only", "07_unipelt_gates", "--reports-dir", str(reports),
                     "--runs-dir", str(smoke["runs"]))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert (reports / "executed/smoke/07_unipelt_gates.ipynb").is_file()
@@ -320,7 +325,7 @@ def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke)
     broken = nbformat.read(NB_DIR / "08_efficiency.ipynb", as_version=4)
     broken.cells.insert(3, nbformat.v4.new_code_cell('raise RuntimeError("deliberately broken")'))
     nbformat.write(broken, nbs / "00_broken.ipynb")
-    proc = _reproduce("--profile", "smoke", "--notebooks-dir", str(nbs), "--reports-dir", str(tmp_path / "r2"),
+    proc = reproduce_cli("--profile", "smoke", "--notebooks-dir", str(nbs), "--reports-dir", str(tmp_path / "r2"),
                       "--runs-dir", str(smoke["runs"]), "--no-html")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out

@@ -26,8 +26,9 @@ PARAMS = {"full": (22_700_000, 22_700_000), "bitfit": (30_000, 30_000), "pfeiffe
 
 def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None, *, k=None, data_seed=None,
                 kind="glue", model="minilm", profile="cpu", config=None, modes=None, gates=None,
-                train_eps=100.0, eval_eps=400.0, run_id=None) -> dict:
-    """A finished run's result dict with every key of schema 1 (null where it does not apply)."""
+                train_eps=100.0, eval_eps=400.0, run_id=None, eval_rows=None) -> dict:
+    """A finished run's result dict with every key of schema 1 (null where it does not apply); ``eval_rows``: the
+    size of the reported set (default 277, RTE's dev set), e.g. 872 for SST-2's dev set."""
     trainable, inference = PARAMS.get(method, (1000, 1000))
     base, head = 22_700_000, 1_538
     total = base + head + (0 if method in ("full", "bitfit") else trainable)
@@ -45,7 +46,8 @@ def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None
                      "warmup_ratio": 0.06, "weight_decay": 0.1, "consistency": None, "patience": None,
                      "eval_steps": None, "label_smoothing": 0.0, "max_train": None, "max_eval": None},
         "seeds": {"seed": seed, "data_seed": data_seed, "routing_seed": seed},
-        "data": {"train": {**split, "split": "train"}, "dev": split, "eval": split},
+        "data": {"train": {**split, "split": "train"}, "dev": split,
+                 "eval": {**split, "rows": eval_rows or split["rows"]}},
         "evaluations": [{"step": 10, "epoch": 1.0, **metrics, "loss": 0.6}],
         "best_metrics": {**metrics, "epoch": 3.0}, "selection_metric": next(iter(metrics)), "best_step": 10,
         "inference_modes": modes, "gates": gates, "expert_spread": None,
@@ -251,7 +253,7 @@ def test_every_reference_cell_is_transcribed():
 # ---------------------------------------------------------------------------------------------- tables
 def _k100_runs():
     runs = []
-    for s, (sst, rte) in zip((1, 2, 3), ((0.80, 0.55), (0.82, 0.57), (0.81, 0.60))):
+    for s, (sst, rte) in zip((1, 2, 3), ((0.80, 0.65), (0.82, 0.67), (0.81, 0.70))):
         runs.append(make_result("sst2", "pfeiffer", seed=s, k=100, data_seed=111, metrics={"accuracy": sst}))
         runs.append(make_result("rte", "pfeiffer", seed=s, k=100, data_seed=111, metrics={"accuracy": rte}))
         runs.append(make_result("stsb", "unipelt", "unipelt-APL", seed=s, k=100, data_seed=111,
@@ -292,7 +294,7 @@ def test_comparison_table_and_markdown(tmp_path):
     text = md.read_text()
     assert text.splitlines()[0] == "# UniPELT Table 1 (K=100), GLUE dev, MiniLM-L6 (paper: BERT-base), profile cpu"
     ci = f"[{81 - half:.2f}, {81 + half:.2f}]"
-    assert f"| Adapter (Pfeiffer) | 81.00 ± 1.00 {ci} n=3 | 80.48 | +0.52 | 57.33 ± 2.52" in text
+    assert f"| Adapter (Pfeiffer) | 81.00 ± 1.00 {ci} n=3 | 80.48 | +0.52 | 67.33 ± 2.52" in text
     assert "nan" not in text.lower() and "None" not in text
     assert "STS-B: ours in the paper's metric (Spearman)" in text
     assert "95% Student-t CI" in text and "bootstrap" not in text
@@ -382,17 +384,43 @@ def test_claim_on_collapsed_runs_reads_collapsed_not_held(tmp_path):
     frame = frame_of(tmp_path, runs, include_modes=True)
     modes = rep.claim_check(frame, {"method_label": "adamix-adapter", "mode": "merged"},
                             {"method_label": "adamix-adapter", "mode": "random"}, "accuracy", ["sst2"], at_least=True)
-    assert modes["tasks"][0]["verdict"] == "collapsed (5 of 5 runs: constant predictions)"
+    assert modes["tasks"][0]["verdict"] == "collapsed (all 5 pairs: both sides constant predictions)"
     assert modes["verdict"] == "collapsed" and "collapsed on 1" in modes["summary"]
     vs = rep.claim_check(frame, "adamix-adapter", "pfeiffer", "accuracy", ["sst2"])
-    assert vs["tasks"][0]["verdict"] == "collapsed (10 of 10 runs: constant predictions)"
+    assert vs["tasks"][0]["verdict"] == "collapsed (all 5 pairs: both sides constant predictions)"
     md = rep.claims_markdown([modes, vs])
     assert "Verdict: **collapsed**" in md and "– (not comparable)" in md and "+0.00 [" not in md
-    # one collapsed run among trained ones is enough to withhold the verdict
+    # pairs whose both sides collapsed are left out; the pair that learned remains (too few for a verdict)
     runs[0]["best_metrics"] = {"accuracy": 0.80, "predicted_classes": 2}
     runs[1]["best_metrics"] = {"accuracy": 0.78, "predicted_classes": 2}
     mixed = rep.claim_check(frame_of(tmp_path / "m", runs), "adamix-adapter", "pfeiffer", "accuracy", ["sst2"])
-    assert mixed["tasks"][0]["verdict"] == "collapsed (8 of 10 runs: constant predictions)"
+    row = mixed["tasks"][0]
+    assert row["verdict"] == "too few runs (1 pairs < 5)" and row["n_dead_pairs"] == 4
+    assert row["diff_mean"] == pytest.approx(2.0)
+    assert row["runs"] == ("AdaMix (adapter): 4 of 5 runs collapsed (constant predictions); Adapter (Pfeiffer): "
+                           "4 of 5 runs collapsed (constant predictions); 4 of 5 pairs left out: both sides collapsed")
+
+
+def test_a_side_that_learned_nothing_while_the_other_learns_is_a_result_not_collapsed(tmp_path):
+    """UniPELT's own K = 100 table prints prefix-tuning on CoLA at 0.00: a method stuck at the majority class while
+    the other side learns is a finding. The claim counts it at its score and names the collapse beside the verdict;
+    only pairs whose both sides collapsed are untestable (the old rule turned any collapsed run into "collapsed")."""
+    runs = []
+    for s in (1, 2, 3, 4, 5):
+        runs.append(make_result("sst2", "unipelt", "unipelt-APL", seed=s, metrics={"accuracy": 0.80 + 0.01 * s,
+                                                                                  "predicted_classes": 2}))
+        runs.append(make_result("sst2", "prefix", seed=s, metrics={"accuracy": 0.5092, "predicted_classes": 1}))
+    c = rep.claim_check(frame_of(tmp_path, runs), "unipelt-APL", "prefix", "accuracy", ["sst2"])
+    row = c["tasks"][0]
+    assert row["verdict"] == "held" and c["verdict"] == "held" and row["n_pairs"] == 5
+    assert row["diff_mean"] == pytest.approx(83.0 - 50.92) and row["ci_lo"] > 0
+    assert row["runs"] == "Prefix-tuning: 5 of 5 runs collapsed (constant predictions)"
+    md = rep.claims_markdown([c])
+    assert "Verdict: **held**" in md and "| held | Prefix-tuning: 5 of 5 runs collapsed (constant predictions) |" in md
+    assert "– (not comparable)" not in md and f"{83.0 - 50.92:+.2f} [" in md
+    # the other way round the claim is refuted, again with the collapse named
+    back = rep.claim_check(frame_of(tmp_path / "b", runs), "prefix", "unipelt-APL", "accuracy", ["sst2"])
+    assert back["tasks"][0]["verdict"] == "not held" and "5 of 5 runs collapsed" in back["tasks"][0]["runs"]
 
 
 def test_claim_on_lower_is_better_metric(tmp_path):
@@ -604,9 +632,11 @@ def test_collapsed_runs_are_flagged_and_get_no_delta(tmp_path):
     assert np.isnan(nums.loc["pfeiffer", "delta"]) and nums.loc["pfeiffer", "collapsed"] == 1
     assert not np.isnan(nums.loc["lora", "delta"])
     table = rep.comparison_table(frame, **kw)
-    assert table.loc["Adapter (Pfeiffer)", "SST-2 ours"] == "50.90 (n=1, no CI) collapsed 1/1"
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 ours"] == "50.90 (n=1, no CI)"  # the number alone in its cell
     assert table.loc["Adapter (Pfeiffer)", "SST-2 Δ"] == "– (collapsed)"
-    assert any("1 of 1 runs collapsed (constant predictions): no Δ" in n for n in table.attrs["notes"])
+    assert table.loc["Adapter (Pfeiffer)", "SST-2 status"] == "collapsed 1/1 (constant predictions)"
+    assert list(table.columns[:4]) == ["SST-2 ours", "SST-2 paper", "SST-2 Δ", "SST-2 status"]
+    assert any(n.startswith("status: how many of a cell's runs collapsed") for n in table.attrs["notes"])
     empty = make_result("e2e", "lora", kind="nlg", metrics={"bleu": 0.0})
     empty["samples"] = [{"source": "s", "prediction": " ", "reference": "r"}]
     assert rep.runs_frame([empty])["collapsed"].tolist() == ["empty generations"]
@@ -679,10 +709,10 @@ def test_figures_say_what_they_plot(tmp_path, monkeypatch):
                        modes={"merged": {"accuracy": 0.7}, "random": {"accuracy": 0.69}})]
     rep.strip_by_mode(frame_of(tmp_path / "modes", one, include_modes=True), tmp_path / "m", tasks=["rte"],
                       metric="accuracy")
-    assert seen["legend"] == ["mean (n = 1)"]
+    assert seen["legend"] == ["majority class (chance)", "mean (n = 1)"]  # RTE dev: its majority class drawn
 
 
-def _grid_results(study: str, profile: str, **params) -> list[dict]:
+def grid_results(study: str, profile: str, **params) -> list[dict]:
     """Synthetic results of exactly the runs of a study's grid (names, fields and budget as the grid's specs)."""
     import dataclasses
 
@@ -706,14 +736,14 @@ def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypa
     from peftkit import studies
 
     monkeypatch.setattr(studies.common, "project_root", lambda: tmp_path)
-    default = _grid_results("glue_main", "cpu")
+    default = grid_results("glue_main", "cpu")
     assert studies.variant("glue_main", "cpu", default) == {}
     r = studies.glue_main_report(default, "cpu")
     assert r.reports_dir == tmp_path / "reports" and not r.variant
     committed = (tmp_path / "reports/tables/01_glue_main_vs_adamix.md").read_text()
     index = (tmp_path / "reports/index.json").read_text()
 
-    changed = _grid_results("glue_main", "cpu", max_steps=1)
+    changed = grid_results("glue_main", "cpu", max_steps=1)
     diff = studies.variant("glue_main", "cpu", changed)
     assert diff["max_steps"] == "1" and set(diff) <= {"max_steps", "epochs"}
     v = studies.glue_main_report(changed, "cpu")
@@ -731,17 +761,25 @@ def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypa
 
 
 def test_readme_opens_with_what_was_found(tmp_path, monkeypatch):
+    """"What was found" is built from the notebooks' closing findings (one section each, in notebook order); a
+    notebook's finding replaces the single claim / Δ lines it registered before."""
     from peftkit import studies
 
     monkeypatch.setattr(studies.common, "project_root", lambda: tmp_path)
-    studies.glue_main_report(_grid_results("glue_main", "cpu"), "cpu")
     reports = tmp_path / "reports"
-    rep.register_finding(reports, "x: claim", "[A > B](claims/x.md): **too few runs** (...)", "claim")
+    rep.register_finding(reports, "01_glue_main_vs_adamix", "[old](t.md): Δ from -41.03 (BitFit, SST-2)", "delta",
+                         caveat="An old caveat.")
+    rep.register_finding(reports, "03_fewshot: A > B", "[A > B](claims/x.md): **too few runs** (...)", "claim")
+    r = studies.glue_main_report(grid_results("glue_main", "cpu"), "cpu")
+    assert "Δ from -41.03" in (reports / "README.md").read_text()  # until the notebook's finding replaces it
+    r.finding()
     text = (reports / "README.md").read_text()
-    assert text.startswith("# Reports\n\n## What was found")
-    assert text.index("## What was found") < text.index("**too few runs**") < text.index("Δ from") \
-        < text.index("Scale: ") < text.index("## Files") < text.index("- [tables/")
-    assert "MiniLM-L6 where the papers used BERT-base" in text
+    assert text.startswith("# Reports\n\n## What was found\n\n### 01_glue_main\n\n**Runs.** 27 runs")
+    assert "Δ from -41.03" not in text and "An old caveat" not in text  # superseded by 01's finding
+    assert "**too few runs**" in text  # another notebook's line stays until that notebook concludes
+    assert text.index("### 01_glue_main") < text.index("**too few runs**") < text.index("## Files") \
+        < text.index("- [tables/")
+    assert "MiniLM-L6 where the paper used BERT-base" in text
     with pytest.raises(ValueError, match="kind"):
         rep.register_finding(reports, "y", "text", "verdict")
 
@@ -831,17 +869,17 @@ def test_single_run_tables_say_n_1_once_and_mixed_tables_per_cell(tmp_path):
     reused by comparison_table and ours_table); mixed n: each cell keeps its n."""
     from peftkit import studies
 
-    one = _grid_results("glue_main", "cpu", seeds=(42,))
+    one = grid_results("glue_main", "cpu", seeds=(42,))
     r = studies.glue_main_report(one, "cpu", tmp_path / "one")
     assert r.tables["vs_adamix"].loc["LoRA", "SST-2 ours"] == "74.20"
-    b = studies.ablation_bottleneck_report(_grid_results("ablation_bottleneck", "cpu", seeds=(42,)), "cpu",
+    b = studies.ablation_bottleneck_report(grid_results("ablation_bottleneck", "cpu", seeds=(42,)), "cpu",
                                            tmp_path / "one")
     assert b.tables["results"].loc["Adapter (Pfeiffer), b=48", "SST-2 ours"] == "74.20"
     for stem in ("01_glue_main_vs_adamix", "01_glue_main_vs_unipelt", "05_ablation_bottleneck_results"):
         text = (tmp_path / "one" / "tables" / f"{stem}.md").read_text()
         assert "n=1" not in text and text.count("(n = 1), so no interval") == 1, stem
         assert "Student-t" not in text, stem  # no interval is described where none is printed
-    more = [x for x in _grid_results("glue_main", "cpu") if x["method_label"] == "lora"]
+    more = [x for x in grid_results("glue_main", "cpu") if x["method_label"] == "lora"]
     r = studies.glue_main_report(one + [x for x in more if x["seeds"]["seed"] != 42], "cpu", tmp_path / "mixed")
     t = r.tables["vs_adamix"]
     assert t.loc["BitFit", "SST-2 ours"] == "74.20 (n=1, no CI)" and t.loc["LoRA", "SST-2 ours"].endswith("n=3")
@@ -874,7 +912,7 @@ def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_p
                 ("ablation_adamix", "variants"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
                 ("ablation_adamix", "expert_init"): []}
     for study in dict.fromkeys(s for s, _ in expected):
-        results = _grid_results(study, "cpu")
+        results = grid_results(study, "cpu")
         for x in results:
             if x["method_label"] == "adamix-adapter":
                 x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
@@ -905,7 +943,7 @@ def test_every_claim_of_the_cpu_grids_is_checked(tmp_path):
                                     "AdaMix-adapter > a single adapter of the same inference size (M=1)",
                                     "sharing the up-projection > no sharing", "consistency regularisation > none"]}
     for study, claims in expected.items():
-        results = _grid_results(study, "cpu")
+        results = grid_results(study, "cpu")
         for x in results:
             if x["method_label"] == "adamix-adapter":
                 x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
@@ -924,5 +962,5 @@ def test_gate_table_says_each_cells_score_and_which_runs_collapsed(tmp_path):
                         metrics={"accuracy": a, "predicted_classes": c}) for d, a, c in ((111, 0.5, 1), (222, 0.7, 2))]
     t = unipelt_gates.report(runs, "smoke", tmp_path).tables["means"]
     row = t.iloc[0]
-    assert row["score"] == "accuracy 60.00" and row["collapsed"] == "1/2 runs: constant predictions"
+    assert row["score"] == "accuracy 60.00" and row["status"] == "collapsed 1/2 (constant predictions)"
     assert row["prefix"] == "0.520" and row["adapter"] == "0.520"

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from ..atomic import write_via as write_bytes_via
+from .names import metric_unit
 
 MIN_FONT = 9.0
 DPI = 200
@@ -25,6 +26,12 @@ STYLE = {"font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.l
          "savefig.pad_inches": 0.05}
 PALETTE = sns.color_palette("colorblind", 10)  # Okabe-Ito-like: distinguishable with the common deficiencies
 SOURCE_COLOURS = {"ours": PALETTE[0], "paper": PALETTE[1]}
+#: the chance reference line (majority class, or 0 for correlations) every score axis draws
+REFERENCE_STYLE = {"color": "0.3", "linestyle": (0, (5, 3)), "linewidth": 1.0, "zorder": 1}
+FLAG_COLOUR = "0.25"  # annotations that mark runs that learned nothing
+#: the narrowest span a score axis in percent may have: about six binomial standard errors of an 872-example dev
+#: set at 50%, so that a difference of a few examples never fills the axis
+MIN_PERCENT_SPAN = 10.0
 
 
 # Methods compared in one figure get different hues (adapter vs AdaMix-adapter, LoRA vs AdaMix-LoRA, ...).
@@ -49,6 +56,49 @@ def wrap(text: str, width: int = 11) -> str:
 def style():
     with plt.rc_context(STYLE):
         yield
+
+
+def reference_line(ax, value: float | None, label: str) -> None:
+    """The chance reference (see :mod:`peftkit.reporting.chance`) as a dashed horizontal line, in the legend."""
+    if value is not None and value == value:
+        ax.axhline(value, label=label, **REFERENCE_STYLE)
+
+
+def score_axis(ax, values, metric: str, reference: float | None = None) -> None:
+    """Y limits that hold ``values`` and the reference line, never narrower than :data:`MIN_PERCENT_SPAN` for a
+    percent metric (other units: 10% of the largest magnitude), so that seed noise does not fill the axis."""
+    import numpy as np
+
+    v = [float(x) for x in values if x is not None and x == x]
+    v += [reference] if reference is not None and reference == reference else []
+    if not v:
+        return
+    lo, hi = min(v), max(v)
+    span = MIN_PERCENT_SPAN if metric_unit(metric) == "%" else 0.1 * max(abs(lo), abs(hi), 1e-9)
+    if hi - lo < span:
+        mid = (lo + hi) / 2.0
+        lo, hi = mid - span / 2.0, mid + span / 2.0
+        if metric_unit(metric) == "%":  # keep a percent axis inside [0, 100]
+            lo, hi = (0.0, span) if lo < 0 else (100.0 - span, 100.0) if hi > 100 else (lo, hi)
+    pad = 0.06 * (hi - lo)
+    ax.set_ylim(float(np.floor((lo - pad) * 100) / 100), float(np.ceil((hi + pad) * 100) / 100))
+
+
+def caption_lines(caption: str, width: int) -> str:
+    """``caption`` wrapped to ``width`` characters at its phrase boundaries ("; ", ". ", ", "), so that a phrase such as
+    "2 epochs at batch 64" never breaks across lines; a phrase longer than a line is wrapped at its spaces."""
+    import re
+
+    phrases = [p for p in re.split(r"(?<=[;.,]) ", caption) if p]
+    lines: list[str] = []
+    for phrase in phrases:
+        if lines and len(lines[-1]) + 1 + len(phrase) <= width:
+            lines[-1] += " " + phrase
+        elif len(phrase) <= width:
+            lines.append(phrase)
+        else:
+            lines += textwrap.wrap(phrase, width=width, break_long_words=False)
+    return "\n".join(lines)
 
 
 def grid(n: int, ncols: int = 4, panel=(3.2, 2.8), sharey: bool = False):
@@ -107,12 +157,13 @@ def min_font_size(fig) -> float:
 
 def finish(fig, path_stem: str | os.PathLike, caption: str | None = None) -> list[Path]:
     """Tidy, write ``<stem>.png`` (200 dpi) and ``<stem>.pdf``, close the figure; returns both paths.
-    ``caption`` (backbone, profile, budget) goes above the panels, wrapped to the figure's width."""
+    ``caption`` (what, backbone, profile, budget) goes above the panels, wrapped to the figure's width at its
+    phrase boundaries (:func:`caption_lines`)."""
     stem = Path(path_stem)
     try:
         if caption:
             width = max(40, int(fig.get_figwidth() * 13))
-            fig.suptitle(textwrap.fill(caption, width=width), fontsize=MIN_FONT)
+            fig.suptitle(caption_lines(caption, width), fontsize=MIN_FONT)
         tidy(fig)
         png = write_bytes_via(stem.with_suffix(".png"), lambda p: fig.savefig(p, dpi=DPI, format="png"))
         # no creation date: a figure redrawn from the same runs is the same file (no diff in the committed reports)

@@ -3,9 +3,15 @@
 A verdict needs at least :data:`MIN_PAIRS` paired runs per task. Below that a claim is reported as "too few
 runs", never "held": with four pairs or fewer even differences that all favour the claim are not significant at
 5% by a one-sided sign test (1/16 at n = 4), and a t interval over 2-3 pairs rests on a spread estimated from
-almost nothing. A task where any run on either side collapsed (:func:`peftkit.reporting.frame.collapse_reason`:
-one predicted label for every example, empty or constant generations) reads "collapsed": two models stuck at the
-majority class are equal, which says nothing about the methods.
+almost nothing.
+
+Runs that learned nothing: a pair is untestable only where **both** of its sides collapsed
+(:func:`peftkit.reporting.frame.collapse_reason`: one predicted label for every example, empty or constant
+generations): two models stuck at the majority class are equal, which says nothing about the methods. Such pairs
+are left out of the interval, and a task whose every pair is one reads "collapsed". A side that collapsed or sits at
+chance (:mod:`peftkit.reporting.chance`) while the other learns is a result, not a missing one (UniPELT's own
+K = 100 table prints prefix-tuning on CoLA at 0.00): it counts at the score it has, and the verdict names it
+(``runs`` beside the verdict: "Prefix-tuning: 5 of 5 runs collapsed (constant predictions)").
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from .frame import collapsed_runs, select
+from .frame import run_status, select
 from .names import LOWER_IS_BETTER, method_name, metric_name, task_key, task_name
 from .stats import paired_differences, t_interval
 from .tables import to_markdown
@@ -53,6 +59,27 @@ def _verdict(diffs: np.ndarray, lo: float, hi: float, at_least: bool) -> str:
     return SPANS
 
 
+def _pairs(b: pd.DataFrame, w: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """:func:`paired_differences` of the scores, with ``dead``: both sides of the pair collapsed (every run under
+    the pairing key, on each side)."""
+    def flag(df):
+        return df.assign(_dead=df["collapsed"].notna().astype(float) if "collapsed" in df else 0.0)
+
+    pairs = paired_differences(b, w, keys)
+    dead = paired_differences(flag(b), flag(w), keys, value="_dead")
+    pairs["dead"] = (dead["a"] == 1.0) & (dead["b"] == 1.0)
+    return pairs
+
+
+def _side(name: str, rows: pd.DataFrame) -> str | None:
+    """"Prefix-tuning: 5 of 5 runs collapsed (constant predictions), 0 at chance" when a side has runs that learned
+    nothing, else None."""
+    s = run_status(rows)
+    parts = [f"{s['collapsed']} of {s['runs']} runs collapsed ({s['reasons']})"] if s["collapsed"] else []
+    parts += [f"{s['at_chance']} of {s['runs']} at chance"] if s["at_chance"] else []
+    return f"{name}: " + ", ".join(parts) if parts else None
+
+
 def _check_task(frame, task, metric, better, worses, pair_on, at_least) -> dict:
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     ours = select(frame, task=task, metric=metric)
@@ -61,19 +88,22 @@ def _check_task(frame, task, metric, better, worses, pair_on, at_least) -> dict:
     present = [(w, df) for w, df in candidates if len(df)]
     # "the best of several" (e.g. UniPELT's best single component): the candidate with the best mean
     worse, w = max(present, key=lambda p: sign * p[1]["value"].mean()) if present else (worses[0], candidates[0][1])
-    pairs = paired_differences(b, w, [c for c in pair_on if c in frame.columns])
-    diffs = sign * pairs["diff"].to_numpy(dtype=float)
+    pairs = _pairs(b, w, [c for c in pair_on if c in frame.columns])
+    dead = int(pairs["dead"].sum())
+    diffs = sign * pairs.loc[~pairs["dead"], "diff"].to_numpy(dtype=float)
     lo, hi = t_interval(diffs)
     verdict = _verdict(diffs, lo, hi, at_least)
-    n_collapsed, n_runs, why = collapsed_runs(pd.concat([b, w]))
-    if n_collapsed:
-        verdict = f"{COLLAPSED} ({n_collapsed} of {n_runs} runs: {why})"
+    if dead and dead == len(pairs):
+        verdict = f"{COLLAPSED} (all {dead} pairs: both sides {run_status(pd.concat([b, w]))['reasons']})"
+    runs = [x for x in (_side(selector_name(better), b), _side(selector_name(worse), w)) if x]
+    if dead and dead < len(pairs):
+        runs.append(f"{dead} of {len(pairs)} pairs left out: both sides collapsed")
     return {"task": task, "metric": metric, "better": selector_name(better), "worse": selector_name(worse),
             "better_mean": float(b["value"].mean()) if len(b) else float("nan"),
             "worse_mean": float(w["value"].mean()) if len(w) else float("nan"),
-            "n_better": int(len(b)), "n_worse": int(len(w)), "n_pairs": int(diffs.size),
+            "n_better": int(len(b)), "n_worse": int(len(w)), "n_pairs": int(diffs.size), "n_dead_pairs": dead,
             "diff_mean": float(diffs.mean()) if diffs.size else float("nan"), "ci_lo": lo, "ci_hi": hi,
-            "verdict": verdict}
+            "verdict": verdict, "runs": "; ".join(runs)}
 
 
 def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequence[Selector],
@@ -88,9 +118,11 @@ def claim_check(frame: pd.DataFrame, better: Selector, worse: Selector | Sequenc
     paired difference (better − worse; sign flipped for lower-is-better metrics such as TER, so > 0 always means
     "better is better") gets a 95% Student-t CI. Per task ``verdict``: "held" (CI above 0; with ``at_least``,
     a "≥" claim, CI ≥ 0 suffices), "not held" (CI below 0), "inconclusive (CI spans 0)", or "too few runs"
-    with fewer than :data:`MIN_PAIRS` pairs. Several runs under one pairing key (e.g. two bottleneck sizes) are
-    averaged first: select the runs the claim is about before calling (``select(frame, k=100)``, one bottleneck,
-    ...).
+    with fewer than :data:`MIN_PAIRS` pairs; "collapsed" only where every pair has both sides collapsed (pairs
+    with both sides collapsed are left out, see the module docstring). ``runs`` names the runs of either side
+    that collapsed or are at chance: they count at their scores. Several runs under one pairing key (e.g. two
+    bottleneck sizes) are averaged first: select the runs the claim is about before calling (``select(frame,
+    k=100)``, one bottleneck, ...).
     """
     worses = list(worse) if isinstance(worse, (list, tuple)) else [worse]
     if not worses:
@@ -140,14 +172,18 @@ def claims_markdown(checks: Sequence[dict]) -> str:
                          "worse": f"{r['worse']}: {_num(r['worse_mean'], d)} (n={r['n_worse']})",
                          "paired Δ [95% CI]": "– (not comparable)" if r["verdict"].startswith(COLLAPSED) else
                          f"{_num(r['diff_mean'], d, True)} [{_num(r['ci_lo'], d, True)}, {_num(r['ci_hi'], d, True)}]",
-                         "pairs": r["n_pairs"], "verdict": r["verdict"]})
+                         "pairs": r["n_pairs"], "verdict": r["verdict"],
+                         "runs that learned nothing": r.get("runs") or "none"})
         table = to_markdown(pd.DataFrame(rows, columns=["task", "metric", "better", "worse", "paired Δ [95% CI]",
-                                                        "pairs", "verdict"]))
+                                                        "pairs", "verdict", "runs that learned nothing"]))
         out.append(f"### {c['claim']}\n\nVerdict: **{c['verdict']}** ({c['summary']}).\n\n{table}")
     note = ("Paired Δ: better − worse over runs matched on task, K, data seed, seed, backbone and profile (sign "
             "flipped for TER, so Δ > 0 favours the claim); 95% Student-t CI of the mean difference over the n "
             f"pairs. A verdict needs at least {MIN_PAIRS} pairs per task; below that it reads \"{TOO_FEW}\" (with "
             "4 pairs or fewer, even differences that all favour the claim are not significant at 5% by a sign "
-            f"test). \"{COLLAPSED}\": a run on either side predicts one label for every example (or generates empty "
-            "or constant text), so the comparison says nothing about the methods and gets no Δ.\n")
+            f"test). \"{COLLAPSED}\": every pair has both sides predicting one label for every example (or "
+            "generating empty or constant text): two models that learned nothing are equal, which says nothing "
+            "about the methods, so there is no Δ; such pairs are left out wherever other pairs remain. A side that "
+            "collapsed or is at chance while the other learns counts at its score (runs that learned nothing: "
+            "named per side; at chance: not significantly above the majority class, see the tables' notes).\n")
     return "\n".join(out) + ("\n" + note if out else "")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .frame import RUN_KEYS
-from .names import method_key, method_order
+from .names import method_key, method_name, method_order
 from .paper import paper_value
 
 MEASURES = ("trainable_pct", "train_time_vs_ft", "inference_time_vs_ft")
@@ -88,3 +88,25 @@ def training_spread(rows: pd.DataFrame) -> tuple[bool, str | None]:
                        "its median's distance from 1, so the spread across seeds exceeds the differences the column "
                        "would report")
     return True, None
+
+
+def efficiency_headlines(rows: pd.DataFrame) -> list[str]:
+    """The closing finding's numbers of :func:`efficiency_rows` (ours): the range of each measure over the methods
+    with the method at each end, and how many inference ratios lie within the A/A band."""
+    ours = rows[(rows["source"] == "ours") & (rows["method_label"] != "full")].set_index("method_label")
+    parts = []
+    for col, what, fmt in (("trainable_pct", "inference parameters", "{:.3f}% of the backbone"),
+                           ("train_time_vs_ft", "training time per example", "{:.2f}× full FT"),
+                           ("inference_time_vs_ft", "inference time per batch", "{:.2f}× full FT")):
+        x = ours[col].dropna()
+        if x.empty:
+            continue
+        lo, hi = x.idxmin(), x.idxmax()
+        text = (f"{what} {fmt.format(x[lo])} ({method_name(lo)})" if lo == hi else
+                f"{what} from {fmt.format(x[lo])} ({method_name(lo)}) to {fmt.format(x[hi])} ({method_name(hi)})")
+        if col == "inference_time_vs_ft" and ours["inference_within_aa"].notna().any():
+            within = ours.loc[x.index, "inference_within_aa"].fillna(False).astype(bool)
+            text += f", {int(within.sum())} of {len(x)} within the A/A noise band"
+        parts.append(text)
+    n = f"{len(ours)} method" + ("" if len(ours) == 1 else "s")
+    return [f"*Efficiency (ours, {n} besides full FT)*: " + "; ".join(parts) + "."] if parts else []

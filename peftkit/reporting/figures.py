@@ -1,6 +1,12 @@
 """Report figures. Each takes data frames / records and an output path stem, writes ``<stem>.png`` (200 dpi) and
 ``<stem>.pdf`` and returns both paths. Means carry 95% Student-t CIs (see :mod:`.stats`; none for n = 1), and
-``caption`` (backbone, profile, training budget) goes above the panels."""
+``caption`` (what, backbone, profile, training budget) goes above the panels.
+
+Runs that learned nothing are never shown as findings: every score axis draws the chance reference (the
+majority class, or 0 for correlations: :mod:`.chance`) as a dashed line and spans at least
+:data:`._plot.MIN_PERCENT_SPAN` points, and points, bars or panels whose runs collapsed or are at chance are
+marked as such (the tables' rule, :func:`.frame.run_status`). Generation metrics have no chance reference: their
+collapsed runs are marked. The UniPELT gate heat maps live in :mod:`.gates` (re-exported here)."""
 from __future__ import annotations
 
 import os
@@ -11,8 +17,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ._plot import PALETTE, SOURCE_COLOURS, finish, grid, legend_below, method_colour, style, wrap
-from .frame import collapsed_runs, select
+from matplotlib.lines import Line2D
+
+from ._plot import (FLAG_COLOUR, PALETTE, SOURCE_COLOURS, finish, grid, legend_below, method_colour, reference_line,
+                    score_axis, style, wrap)
+from .chance import chance_label
+from .frame import collapsed_runs, flagged, run_status, select, status_text
+from .gates import GATE_COMPONENTS, gate_heatmap, gate_heatmap_examples, gate_matrix  # noqa: F401
 from .names import (LOWER_IS_BETTER, metric_axis_label, metric_name, method_key, method_name, method_order,
                     task_key, task_name)
 from .paper import paper_value
@@ -42,11 +53,41 @@ def _need(df: pd.DataFrame, what: str) -> None:
         raise ValueError(f"no rows to plot for {what}")
 
 
+def _reference(df: pd.DataFrame) -> float | None:
+    """The chance reference of a panel's runs (one task and metric: one value), None when unknown."""
+    values = df["chance"].dropna().unique() if "chance" in df else []
+    return float(values[0]) if len(values) else None
+
+
+def _chance(ax, df: pd.DataFrame, metric: str, values) -> None:
+    """Draw the panel's chance reference line and scale its y axis to hold it (:func:`._plot.score_axis`)."""
+    ref = _reference(df)
+    reference_line(ax, ref, chance_label(metric))
+    score_axis(ax, values, metric, ref)
+
+
+def _flag_title(title: str, df: pd.DataFrame) -> str:
+    """A panel title with, on a second line, how many of its runs collapsed or are at chance (where some did)."""
+    status = run_status(df)
+    return title + (f"\n{status_text(status)}" if flagged(status) else "")
+
+
+FLAGGED_LABEL = "hollow: runs that collapsed or are at chance"
+
+
+def _mark(status: dict) -> str:
+    """A short mark for a point or a mode whose runs learned nothing: "collapsed\\n5/5", "at chance\\n2/5"."""
+    n = status["runs"]
+    return "\n".join(f"{word}\n{k}/{n}" for word, k in (("collapsed", status["collapsed"]),
+                                                        ("at chance", status["at_chance"])) if k)
+
+
 def bottleneck_curve(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str], metric: Metric,
                      methods: Sequence[str] = ("pfeiffer", "adamix-adapter"), dim: str = "bottleneck",
                      caption: str | None = None) -> list[Path]:
     """Metric against adapter dimension (``dim``: "bottleneck", or "r" for LoRA) per method: mean over seeds with
-    its 95% CI band; one panel per task."""
+    its 95% CI band; one panel per task, with the chance reference line; a mean whose runs include ones that
+    collapsed or are at chance is drawn hollow, and the panel title counts them."""
     metric_for = _metric_for(metric)
     methods = [method_key(m) for m in methods]
     with style():
@@ -63,14 +104,23 @@ def bottleneck_curve(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequ
                 c = method_colour(method)
                 ax.plot(x, g["mean"], marker="o", color=c, label=method_name(method))
                 ax.fill_between(x, g["ci_lo"], g["ci_hi"], color=c, alpha=0.2, linewidth=0)
+                dead = [flagged(run_status(df[(df["method_label"] == method) & (df[dim] == v)])) for v in g[dim]]
+                if any(dead):
+                    ax.plot(x[dead], g["mean"].to_numpy()[dead], linestyle="none", marker="o", markersize=7,
+                            markerfacecolor="white", markeredgecolor=c, zorder=3)
+            _chance(ax, df, m, [*s["mean"], *s["ci_lo"], *s["ci_hi"]])
             dims = sorted({int(d) for d in df[dim]})
             ax.set_xscale("log", base=2)
             ax.set_xticks(dims, [str(d) for d in dims])
             ax.minorticks_off()
             ax.set_xlabel("bottleneck dimension" if dim == "bottleneck" else f"LoRA rank {dim}")
             ax.set_ylabel(metric_axis_label(m))
-            ax.set_title(task_name(tk))
+            ax.set_title(_flag_title(task_name(tk), df))
         handles, labels = axes[0].get_legend_handles_labels()
+        if any(flagged(run_status(select(_reported(frame), task=task_key(t)))) for t in tasks):
+            handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white",
+                                  markeredgecolor="0.3"))
+            labels.append(FLAGGED_LABEL)
         legend_below(fig, handles, labels)
         return finish(fig, out, caption)
 
@@ -91,14 +141,16 @@ def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequenc
                   method: str = "adamix-adapter", modes: Sequence[str] | None = None,
                   caption: str | None = None) -> list[Path]:
     """AdaMix inference modes (merged, random, fixed-K, ensemble) of the same trained models: one point per seed,
-    the mean with its 95% CI in black, a violin where a mode has ≥ 5 seeds. Needs ``runs_frame(...,
-    include_modes=True)``."""
+    the mean with its 95% CI in black, a violin where a mode has ≥ 5 seeds, the chance reference line, and at the
+    top of each mode whose runs collapsed or are at chance how many ("at chance 5/5"; the reason in the title).
+    The y axis spans at least :data:`._plot.MIN_PERCENT_SPAN` points and holds the reference, so that a
+    one-example difference between modes never fills it. Needs ``runs_frame(..., include_modes=True)``."""
     if "mode" not in frame.columns:
         raise ValueError("the frame has no mode column: build it with runs_frame(results, include_modes=True)")
     metric_for = _metric_for(metric)
     n_modes = frame.loc[frame["mode"] != "reported", "mode"].nunique() if modes is None else len(modes)
     with style():
-        fig, axes = grid(len(tasks), ncols=3, panel=(max(3.6, 1.2 + 0.6 * n_modes), 3.0))
+        fig, axes = grid(len(tasks), ncols=3, panel=(max(3.6, 1.2 + 0.7 * n_modes), 3.4))
         for ax, task in zip(axes, tasks):
             tk, m = task_key(task), metric_for(task_key(task))
             df = select(frame, task=tk, metric=m, method_label=method)
@@ -119,92 +171,17 @@ def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequenc
             several = bool((s["n"] > 1).any())
             ax.errorbar(xs + 0.3, s["mean"], yerr=_yerr(s) if several else None, fmt="D", color="black",
                         markersize=4, capsize=3, linewidth=1, label="mean, 95% CI" if several else "mean (n = 1)")
+            _chance(ax, df, m, [*df["value"], *s["ci_lo"], *s["ci_hi"]])
+            for x, mode in zip(xs, order):
+                status = run_status(df[df["mode"] == mode])
+                if flagged(status):
+                    ax.annotate(_mark(status), (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, -3),
+                                textcoords="offset points", ha="center", va="top", fontsize=9, color=FLAG_COLOUR)
             ax.set_xlabel("inference mode")
             ax.set_ylabel(metric_axis_label(m))
-            ax.set_title(f"{task_name(tk)}: {method_name(method)}")
+            ax.set_title(_flag_title(f"{task_name(tk)}: {method_name(method)}", df))
         handles, labels = axes[0].get_legend_handles_labels()
         legend_below(fig, handles, labels)
-        return finish(fig, out, caption)
-
-
-GATE_COMPONENTS = {"adapter": "adapter", "prefix": "prefix", "lora_query": "LoRA\n(query)",
-                   "lora_value": "LoRA\n(value)"}
-
-
-def gate_matrix(results: Sequence[dict]) -> pd.DataFrame:
-    """Long frame of UniPELT gate means: task, k, method_label, seed, layer, component, gate."""
-    rows = []
-    for r in results:
-        gates = r.get("gates")
-        if not gates:
-            continue
-        for comp in GATE_COMPONENTS:
-            for layer, g in zip(gates.get("layer") or [], gates.get(comp) or []):
-                if g is not None:
-                    rows.append({"task": task_key(r.get("task")), "k": r.get("k"),
-                                 "method_label": method_key(r.get("method_label") or r.get("method")),
-                                 "seed": (r.get("seeds") or {}).get("seed"), "data_seed": r.get("data_seed"),
-                                 "layer": int(layer), "component": comp, "gate": float(g)})
-    return pd.DataFrame(rows, columns=["task", "k", "method_label", "seed", "data_seed", "layer", "component", "gate"])
-
-
-def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequence[str] | None = None,
-                 ncols: int = 3, caption: str | None = None) -> list[Path]:
-    """Layers x components of UniPELT's mean gate values (averaged over the reported set and over seeds), one
-    panel per task / K / variant, from the result files' ``gates`` field."""
-    g = gate_matrix(results)
-    if tasks is not None:
-        g = g[g["task"].isin([task_key(t) for t in tasks])]
-    _need(g, "gate heatmap (no result with gates)")
-    g["k"] = g["k"].astype(object).where(g["k"].notna(), None)
-    groups = list(g.groupby(["task", "k", "method_label"], dropna=False, sort=True))
-    if tasks is not None:  # panels in the caller's task order
-        rank = {task_key(t): i for i, t in enumerate(tasks)}
-        groups.sort(key=lambda item: rank[item[0][0]])
-    several = g["method_label"].nunique() > 1
-    with style():
-        nl = g["layer"].nunique()
-        fig, axes = grid(len(groups), ncols=ncols, panel=(3.3, 0.8 + 0.32 * nl))
-        image = None
-        for ax, ((task, k, label), df) in zip(axes, groups):
-            comps = [c for c in GATE_COMPONENTS if c in set(df["component"])]
-            mat = df.pivot_table(index="layer", columns="component", values="gate", aggfunc="mean")[comps]
-            image = ax.imshow(mat.to_numpy(), aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
-            for (i, j), v in np.ndenumerate(mat.to_numpy()):
-                if not np.isnan(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9,
-                            color="black" if v > 0.55 else "white")
-            ax.set_xticks(range(len(comps)), [GATE_COMPONENTS[c] for c in comps])
-            ax.set_yticks(range(len(mat.index)), [str(i) for i in mat.index])
-            ax.set_ylabel("layer (index)")
-            ax.set_xlabel("component")
-            seeds = df[["seed", "data_seed"]].drop_duplicates().shape[0]
-            kk = "" if k is None or pd.isna(k) else f", K={int(k)}"
-            ax.set_title(f"{task_name(task)}{kk}" + (f" {method_name(label)}" if several else "") + f" (n={seeds})")
-        fig.colorbar(image, ax=axes, shrink=0.9, label="mean gate value (0–1)")
-        return finish(fig, out, caption)
-
-
-def gate_heatmap_examples(frame: pd.DataFrame, out: str | os.PathLike, caption: str) -> list[Path]:
-    """Gate values of one forward, one panel per component: layers x examples, the value in each cell.
-    ``frame``: layer, component, example, gate (see :func:`peftkit.tour.gate_frame`)."""
-    _need(frame, "gate heatmap (no gate values)")
-    comps = [c for c in GATE_COMPONENTS if c in set(frame["component"])]
-    examples = list(dict.fromkeys(frame["example"]))
-    with style():
-        fig, axes = grid(len(comps), ncols=len(comps), panel=(0.6 + 0.55 * len(examples), 2.6), sharey=True)
-        image = None
-        for ax, comp in zip(axes, comps):
-            mat = frame[frame["component"] == comp].pivot(index="layer", columns="example", values="gate")[examples]
-            image = ax.imshow(mat.to_numpy(), aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
-            for (i, j), v in np.ndenumerate(mat.to_numpy()):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=9, color="black" if v > 0.55 else "white")
-            ax.set_xticks(range(len(examples)), examples, rotation=90)
-            ax.set_yticks(range(len(mat.index)), [str(i) for i in mat.index])
-            ax.set_title(GATE_COMPONENTS[comp].replace("\n", " "))
-            ax.set_xlabel("example")
-        axes[0].set_ylabel("layer (index)")
-        fig.colorbar(image, ax=axes, shrink=0.9, label="gate value (0–1)")
         return finish(fig, out, caption)
 
 
@@ -332,4 +309,4 @@ def nlg_bars(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequence[str
 
 
 __all__ = ["bottleneck_curve", "strip_by_mode", "gate_heatmap", "gate_heatmap_examples", "gate_matrix",
-           "efficiency_bars", "nlg_bars", "PALETTE"]
+           "GATE_COMPONENTS", "efficiency_bars", "nlg_bars", "PALETTE"]

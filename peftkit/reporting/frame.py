@@ -7,15 +7,16 @@ from typing import Iterable
 import pandas as pd
 
 from ..results import load_results
+from .chance import at_chance, chance_score, result_eval_set
 from .names import KNOWN_METRICS, backbone_key, backbone_name, method_key, scale_metric, task_key
 
 COLUMNS = ["run_id", "task", "task_kind", "protocol", "k", "data_seed", "seed", "routing_seed", "method",
            "method_label", "model", "backbone", "head", "profile", "bottleneck", "r", "num_modules", "mode",
            "metric", "value", "trainable_params", "inference_params", "head_params", "total_params",
            "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s", "wall_time_s",
-           "best_step", "git_commit", "path", "budget", "collapsed"]
+           "best_step", "git_commit", "path", "budget", "train_rows", "schedule", "collapsed", "chance", "at_chance"]
 INT_COLUMNS = ("k", "data_seed", "seed", "routing_seed", "bottleneck", "r", "num_modules", "trainable_params",
-               "inference_params", "head_params", "total_params", "best_step")
+               "inference_params", "head_params", "total_params", "best_step", "train_rows")
 # A run is identified across methods by these (the pairing key of claim checks and relative timings).
 RUN_KEYS = ["task", "task_kind", "protocol", "k", "data_seed", "seed", "model", "profile"]
 
@@ -40,14 +41,36 @@ def training_length(max_steps: int | None, epochs: float | None) -> str | None:
     return None if epochs is None else f"{epochs:g} epochs"
 
 
+def schedule_text(r: dict) -> str | None:
+    """How long a run trained, e.g. "2 epochs at batch 16" (None when the result does not say)."""
+    t = r.get("training") or {}
+    length = training_length(t.get("max_steps"), t.get("epochs"))
+    return None if length is None else f"{length} at batch {t.get('batch_size')}"
+
+
 def budget_text(r: dict) -> str | None:
     """The training budget of a run in words, e.g. "1,000 training examples, 2 epochs at batch 16"."""
-    t = r.get("training") or {}
     rows = ((r.get("data") or {}).get("train") or {}).get("rows")
-    length = training_length(t.get("max_steps"), t.get("epochs"))
-    if rows is None or length is None:
+    schedule = schedule_text(r)
+    if rows is None or schedule is None:
         return None
-    return f"{rows:,} training examples, {length} at batch {t.get('batch_size')}"
+    return f"{rows:,} training examples, {schedule}"
+
+
+def budget_summary(frame: pd.DataFrame) -> str | None:
+    """The budgets of a runs frame, once each and in order: runs that share a schedule are one phrase with their
+    training-set sizes in increasing order ("100, 500 or 1,000 training examples, 5 epochs at batch 16"); None
+    when no run says."""
+    runs = frame.drop_duplicates("run_id") if "run_id" in frame else frame
+    runs = runs.dropna(subset=["train_rows", "schedule"])
+    if runs.empty:
+        return None
+    parts = []
+    for schedule, g in sorted(runs.groupby("schedule"), key=lambda item: int(item[1]["train_rows"].min())):
+        sizes = [f"{int(x):,}" for x in sorted(set(g["train_rows"]))]
+        sizes_text = sizes[0] if len(sizes) == 1 else ", ".join(sizes[:-1]) + " or " + sizes[-1]
+        parts.append(f"{sizes_text} training examples, {schedule}")
+    return "; ".join(parts)
 
 
 def collapse_reason(r: dict) -> str | None:
@@ -83,6 +106,46 @@ def collapsed_runs(rows: pd.DataFrame) -> tuple[int, int, str | None]:
     return int(len(reasons)), int(len(runs)), ", ".join(sorted(set(reasons))) or None
 
 
+def run_status(rows: pd.DataFrame) -> dict:
+    """How the runs behind ``rows`` of a runs frame fared, each run counted once (by ``run_id``) under one word:
+    "collapsed" (:func:`collapse_reason`), else "at chance" (the ``at_chance`` column, see
+    :mod:`peftkit.reporting.chance`), else "above chance" (judged and above), else unjudged. Returns runs,
+    collapsed, at_chance, above and reasons (the collapse reasons, None when no run collapsed)."""
+    if rows.empty:
+        return {"runs": 0, "collapsed": 0, "at_chance": 0, "above": 0, "reasons": None}
+    key = "run_id" if "run_id" in rows else rows.index
+    by_run = rows.groupby(key, sort=False)
+    dead = by_run["collapsed"].agg(lambda s: s.notna().any()) if "collapsed" in rows else None
+    chance = by_run["at_chance"].agg(lambda s: s.eq(True).any()) if "at_chance" in rows else None
+    judged = by_run["at_chance"].agg(lambda s: s.notna().any()) if "at_chance" in rows else None
+    n = int(by_run.ngroups)
+    c = int(dead.sum()) if dead is not None else 0
+    a = int((chance & ~dead).sum()) if chance is not None and dead is not None else 0
+    above = int((judged & ~chance & ~dead).sum()) if judged is not None and dead is not None else 0
+    return {"runs": n, "collapsed": c, "at_chance": a, "above": above, "reasons": collapsed_runs(rows)[2]}
+
+
+def status_text(status: dict) -> str:
+    """A status cell: "collapsed 2/3 (constant predictions), at chance 1/3", "above chance 3/3", or "–" (no run,
+    or none collapsed and none judged). Numbers of runs only: a cell's score is printed in its own column."""
+    n = status["runs"]
+    if not n:
+        return "–"
+    parts = []
+    if status["collapsed"]:
+        parts.append(f"collapsed {status['collapsed']}/{n}" + (f" ({status['reasons']})" if status["reasons"] else ""))
+    if status["at_chance"]:
+        parts.append(f"at chance {status['at_chance']}/{n}")
+    if not parts and status["above"]:
+        parts.append(f"above chance {status['above']}/{n}")
+    return ", ".join(parts) or "–"
+
+
+def flagged(status: dict) -> bool:
+    """Whether some run behind a cell collapsed or is at chance (its cell gets no Δ against the paper)."""
+    return bool(status["collapsed"] or status["at_chance"])
+
+
 def _run_fields(r: dict) -> dict:
     cfg = r.get("method_config") or {}
     seeds = r.get("seeds") or {}
@@ -109,16 +172,26 @@ def _run_fields(r: dict) -> dict:
         "train_time_s": r.get("train_time_s"), "train_examples_per_s": r.get("train_examples_per_s"),
         "eval_examples_per_s": r.get("eval_examples_per_s"), "wall_time_s": r.get("wall_time_s"),
         "best_step": _int(r.get("best_step")), "git_commit": r.get("git_commit"), "path": r.get("path"),
-        "budget": budget_text(r), "collapsed": collapse_reason(r),
+        "budget": budget_text(r), "train_rows": _int(((r.get("data") or {}).get("train") or {}).get("rows")),
+        "schedule": schedule_text(r), "collapsed": collapse_reason(r),
     }
 
 
-def _metric_rows(fields: dict, metrics: dict | None, mode: str) -> list[dict]:
+def _metric_rows(fields: dict, metrics: dict | None, mode: str, evaluation: tuple) -> list[dict]:
+    """One row per known metric of one evaluation (the reported one, or an AdaMix inference mode: judged by its
+    own predicted classes where it records them), with its chance reference and whether it is at chance."""
     rows = []
-    for name, value in sorted((metrics or {}).items()):
+    metrics = metrics or {}
+    n, info = evaluation
+    collapsed = fields["collapsed"]
+    if mode != "reported" and "predicted_classes" in metrics:
+        collapsed = "constant predictions" if metrics["predicted_classes"] == 1 else None
+    for name, value in sorted(metrics.items()):
         if name not in KNOWN_METRICS or value is None:
             continue  # e.g. "epoch" that the evaluation loop also returns
-        rows.append({**fields, "mode": mode, "metric": name, "value": scale_metric(name, value)})
+        rows.append({**fields, "mode": mode, "metric": name, "value": scale_metric(name, value),
+                     "collapsed": collapsed, "chance": chance_score(name, info),
+                     "at_chance": at_chance(name, metrics, n, info)})
     return rows
 
 
@@ -137,15 +210,16 @@ def runs_frame(results: Iterable[dict] | str | os.PathLike, include_modes: bool 
         results = load_results(results)
     rows = []
     for r in results:
-        fields = _run_fields(r)
-        rows += _metric_rows(fields, r.get("best_metrics"), "reported")
+        fields, evaluation = _run_fields(r), result_eval_set(r)
+        rows += _metric_rows(fields, r.get("best_metrics"), "reported", evaluation)
         if include_modes:
             for mode, metrics in (r.get("inference_modes") or {}).items():
-                rows += _metric_rows(fields, metrics, mode)
+                rows += _metric_rows(fields, metrics, mode, evaluation)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     for col in INT_COLUMNS:
         frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
-    for col in ("value", "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s",
+    frame["at_chance"] = frame["at_chance"].astype(object).where(frame["at_chance"].notna(), None)
+    for col in ("value", "chance", "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s",
                 "wall_time_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     return frame

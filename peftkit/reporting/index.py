@@ -1,5 +1,6 @@
-"""``reports/README.md``: a short summary of what was found (each claim's verdict, the headline deltas against the
-papers, the scale caveat), then one line per artifact (link, what it is, the command that rebuilt it). Both are
+"""``reports/README.md``: a short summary of what was found (each notebook's closing finding,
+:mod:`peftkit.reporting.findings`: its runs, headline numbers, claims' verdicts and what the scale means), then one
+line per artifact (link, what it is, the command that rebuilt it). Both are
 generated from ``reports/index.json``, to which every notebook or command registers its own artifacts and
 findings without clobbering the others' (read-modify-write under a lock, both files replaced atomically)."""
 from __future__ import annotations
@@ -53,15 +54,21 @@ def read_index(reports_dir: str | os.PathLike) -> dict[str, dict]:
 
 
 def read_findings(reports_dir: str | os.PathLike) -> dict[str, dict]:
-    """{key: {"text", "kind" ("claim" | "delta"), "caveat"}} registered by :func:`register_finding`."""
+    """{key: {"text", "kind" ("notebook" | "claim" | "delta"), "caveat"}} registered by :func:`register_finding`."""
     return dict(_read(reports_dir).get("findings", {}))
 
 
+KINDS = ("notebook", "claim", "delta")
+
+
 def render_summary(findings: dict[str, dict]) -> str:
-    """"What was found": the claims' verdicts, the headline deltas, then the scale caveats (each once)."""
+    """"What was found": each notebook's closing finding under its name (in notebook order), then any single claim
+    or delta lines registered without one, then their scale caveats (each once)."""
     if not findings:
         return ""
     out = ["## What was found\n"]
+    for key in sorted(k for k in findings if findings[k].get("kind") == "notebook"):
+        out += [f"### {key}\n", findings[key]["text"], ""]
     for kind, heading in (("claim", "Claims of the papers, checked on our runs"),
                           ("delta", "Our numbers against the papers' (Δ = ours − paper)")):
         lines = [f"- {findings[k]['text']}" for k in sorted(findings) if findings[k].get("kind") == kind]
@@ -95,11 +102,13 @@ def render_readme(reports_dir: str | os.PathLike, artifacts: dict[str, dict],
 
 
 def _update(reports_dir: Path, entries: Iterable[tuple[str | os.PathLike, str, str]], replace: bool,
-            findings: dict[str, dict] | None = None) -> Path:
+            findings: dict[str, dict] | None = None, supersede: str | None = None) -> Path:
     with locked(reports_dir / LOCK):
         data = _read(reports_dir)
         artifacts = {} if replace else dict(data.get("artifacts", {}))
         known = {} if replace else dict(data.get("findings", {}))
+        if supersede:  # a notebook's closing finding replaces the single lines it registered before
+            known = {k: v for k, v in known.items() if not k.startswith((supersede + "_", supersede + ":"))}
         known.update(findings or {})
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for path, description, command in entries:
@@ -113,14 +122,17 @@ def _update(reports_dir: Path, entries: Iterable[tuple[str | os.PathLike, str, s
 
 def register_finding(reports_dir: str | os.PathLike, key: str, text: str, kind: str,
                      caveat: str | None = None) -> Path:
-    """Add or replace one line of the README's summary: ``kind`` "claim" (a verdict) or "delta" (a headline
-    difference from the paper); ``caveat``: the scale caveat it comes with (printed once). Returns the README."""
-    if kind not in ("claim", "delta"):
-        raise ValueError(f"invalid kind={kind!r}: allowed claim, delta")
+    """Add or replace one entry of the README's summary: ``kind`` "notebook" (a notebook's closing finding, keyed by
+    the notebook's name; it replaces that notebook's earlier single lines), "claim" (a verdict) or "delta" (a
+    headline difference from the paper); ``caveat``: the scale caveat it comes with (printed once). Returns the
+    README."""
+    if kind not in KINDS:
+        raise ValueError(f"invalid kind={kind!r}: allowed {', '.join(KINDS)}")
     if not str(text).strip():
         raise ValueError(f"finding {key}: text must not be empty")
     return _update(Path(reports_dir), [], replace=False,
-                   findings={key: {"text": str(text).strip(), "kind": kind, "caveat": caveat}})
+                   findings={key: {"text": str(text).strip(), "kind": kind, "caveat": caveat}},
+                   supersede=key if kind == "notebook" else None)
 
 
 def register_artifact(reports_dir: str | os.PathLike, path: str | os.PathLike, description: str,

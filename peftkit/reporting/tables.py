@@ -10,16 +10,25 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from ..atomic import write_text as write_text_atomic
-from .frame import collapsed_runs, context, select
+from .chance import CHANCE_NOTE
+from .frame import context, flagged, run_status, select, status_text
 from .names import backbone_key, backbone_name, decimals, method_key, method_name, metric_name, task_key, task_name
 from .paper import paper_cell, table_backbone, table_metrics
 from .stats import describe_values
 
 MISSING = "–"
 NUMBER_COLUMNS = ["method_label", "task", "metric", "n", "mean", "std", "ci_lo", "ci_hi", "single", "paper",
-                  "paper_metric", "paper_row", "delta", "runs", "collapsed", "collapsed_reason", "note"]
+                  "paper_metric", "paper_row", "delta", "runs", "collapsed", "at_chance", "above_chance", "status",
+                  "collapsed_reason", "note"]
 COLLAPSED_DELTA = "– (collapsed)"
-INTERVAL_NOTE = "mean ± std [95% Student-t CI of the mean] over n runs (n = 1: no interval)"
+CHANCE_DELTA = "– (at chance)"
+INTERVAL_NOTE = ("mean ± standard deviation over the n runs (ddof = 1) [95% Student-t CI of the mean] n=runs "
+                 "(n = 1: no interval)")
+STATUS_NOTE = ("status: how many of a cell's runs collapsed (one predicted label for every example; generations "
+               "all empty, or every non-empty one the same text whatever the source) or are at chance; such a cell "
+               f"gets no Δ against the paper (\"{COLLAPSED_DELTA}\", \"{CHANCE_DELTA}\"): its score measures a run "
+               "that learned nothing, not the method. " + CHANCE_NOTE[0].upper() + CHANCE_NOTE[1:] + ".")
+ABOVE_NOTE = "Every run whose chance level is known scores above chance (" + CHANCE_NOTE.split(": ", 1)[1] + ")."
 
 
 def _paper_cell(paper, table, method, task, k, backbone, metric) -> dict | None:
@@ -40,8 +49,10 @@ def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Se
     Our rows are ``frame``'s reported metrics (mode "reported") with this ``k`` (None: full-data runs, k
     missing). ``metric_for(task)`` is the metric we report; where the paper's cell is in another metric that our
     runs also report (e.g. STS-B Spearman in UniPELT's tables), ours switches to it; where we lack it, Δ is
-    missing and ``note`` says why. ``collapsed``: how many of our runs collapsed (constant predictions, empty
-    generations; see :func:`peftkit.reporting.frame.collapse_reason`): such a cell gets no Δ.
+    missing and ``note`` says why. ``collapsed`` / ``at_chance``: how many of our runs collapsed (constant
+    predictions, empty generations; :func:`peftkit.reporting.frame.collapse_reason`) or score at chance
+    (:mod:`peftkit.reporting.chance`), ``status`` the cell's words for it (:func:`~.frame.status_text`): such a
+    cell gets no Δ.
     """
     bb = table_backbone(paper, table, backbone)
     sub = frame if "mode" not in frame.columns else frame[frame["mode"] == "reported"]
@@ -62,15 +73,15 @@ def comparison_numbers(frame: pd.DataFrame, *, paper: str, table: str, tasks: Se
                     note = f"paper's cell is {metric_name(cell['metric'])}, ours {metric_name(metric)}: no Δ"
             stats = describe_values(ours.loc[ours["metric"] == metric, "value"].to_numpy(dtype=float))
             value = None if cell is None else float(cell["value"])
-            collapsed, runs, reasons = collapsed_runs(ours)
-            if collapsed:
-                note = (note + "; " if note else "") + f"{collapsed} of {runs} runs collapsed ({reasons}): no Δ"
-            comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric and not collapsed
+            status = run_status(ours[ours["metric"] == metric])
+            comparable = value is not None and stats["n"] > 0 and cell["metric"] == metric and not flagged(status)
             rows.append({"method_label": method, "task": tk, "metric": metric, **stats, "paper": value,
                          "paper_metric": None if cell is None else cell["metric"],
                          "paper_row": None if cell is None else cell["row"],
-                         "delta": stats["mean"] - value if comparable else float("nan"), "runs": runs,
-                         "collapsed": collapsed, "collapsed_reason": reasons, "note": note})
+                         "delta": stats["mean"] - value if comparable else float("nan"), "runs": status["runs"],
+                         "collapsed": status["collapsed"], "at_chance": status["at_chance"],
+                         "above_chance": status["above"], "status": status_text(status),
+                         "collapsed_reason": status["reasons"], "note": note})
     out = pd.DataFrame(rows, columns=NUMBER_COLUMNS)
     out["paper"] = out["paper"].astype(float)
     return out
@@ -95,17 +106,17 @@ def ours_note(single: bool) -> str:
     return SINGLE_NOTE if single else f"ours: {INTERVAL_NOTE}"
 
 
-def format_ours(n: int, mean: float, std: float, lo: float, hi: float, metric: str = "accuracy",
-                collapsed: int = 0, *, single: bool = False) -> str:
-    """'81.20 ± 1.10 [78.47, 83.93] n=3' (Student-t CI); one run: '81.20 (n=1, no CI)', or '81.20' in a table of
-    single runs (``single``, see :func:`single_runs`: the notes say n = 1 once); no runs: '–'; with collapsed
-    runs: '50.00 (n=1, no CI) collapsed 1/1'. Every number in the metric's precision."""
+def format_ours(n: int, mean: float, std: float, lo: float, hi: float, metric: str = "accuracy", *,
+                single: bool = False) -> str:
+    """'81.20 ± 1.10 [78.47, 83.93] n=3' (± the standard deviation, then the Student-t CI); one run: '81.20 (n=1,
+    no CI)', or '81.20' in a table of single runs (``single``, see :func:`single_runs`: the notes say n = 1 once);
+    no runs: '–'. Every number in the metric's precision; whether runs collapsed or are at chance goes in a
+    status column of its own, never into this cell."""
     if not n:
         return MISSING
     d = decimals(metric)
-    text = f"{mean:.{d}f}" if single and n == 1 else f"{mean:.{d}f} (n=1, no CI)" if n == 1 else \
+    return f"{mean:.{d}f}" if single and n == 1 else f"{mean:.{d}f} (n=1, no CI)" if n == 1 else \
         f"{mean:.{d}f} ± {std:.{d}f} [{lo:.{d}f}, {hi:.{d}f}] n={n}"
-    return text + (f" collapsed {collapsed}/{n}" if collapsed else "")
 
 
 def _fmt(x, d=2, sign=False) -> str:
@@ -114,12 +125,50 @@ def _fmt(x, d=2, sign=False) -> str:
     return f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
 
 
-def delta_cell(delta, paper, metric: str, collapsed: int = 0) -> str:
-    """A Δ cell in the metric's precision: '– (collapsed)' where the paper has a cell but (some of) our runs
-    collapsed, so there is no Δ (see :func:`comparison_numbers`); '–' where either side is missing."""
-    if collapsed and not _missing(paper):
-        return COLLAPSED_DELTA
+def delta_cell(delta, paper, metric: str, status: dict | None = None) -> str:
+    """A Δ cell in the metric's precision: '– (collapsed)' / '– (at chance)' where the paper has a cell but (some
+    of) our runs collapsed or are at chance (``status``: :func:`peftkit.reporting.frame.run_status`), so there is
+    no Δ (see :func:`comparison_numbers`); '–' where either side is missing."""
+    if status and flagged(status) and not _missing(paper):
+        return COLLAPSED_DELTA if status["collapsed"] else CHANCE_DELTA
     return _fmt(delta, decimals(metric), sign=True)
+
+
+def status_of(row) -> dict:
+    """The :func:`~.frame.run_status` dict of a :func:`comparison_numbers` row (a namedtuple or a Series)."""
+    get = row.get if isinstance(row, (dict, pd.Series)) else (lambda k: getattr(row, k))
+    return {"runs": int(get("runs")), "collapsed": int(get("collapsed")), "at_chance": int(get("at_chance")),
+            "above": int(get("above_chance")),
+            "reasons": get("collapsed_reason")}
+
+
+def number_cells(nums: pd.DataFrame) -> list[dict]:
+    """The long-format cells of a :func:`comparison_numbers` frame as a display table's ``attrs["cells"]`` (what
+    :mod:`peftkit.reporting.findings` summarises): row (the method's name), task, metric, n, mean, std, status,
+    flagged (runs collapsed or at chance), paper, delta."""
+    return [{"row": method_name(r.method_label), "task": r.task, "metric": r.metric, "n": int(r.n), "mean": r.mean,
+             "std": r.std, "status": r.status, "flagged": bool(r.collapsed or r.at_chance), "paper": r.paper,
+             "delta": r.delta} for r in nums.itertuples()]
+
+
+def chance_levels(frame: pd.DataFrame, metric_of: dict) -> list[str]:
+    """"Chance levels: SST-2 accuracy 50.92, CoLA Matthews corr. 0.00." for the tasks of ``metric_of`` ({task:
+    metric}) whose chance score the runs frame knows (its ``chance`` column), as a one-item list (empty: none)."""
+    parts = []
+    for task, metric in metric_of.items():
+        values = frame.loc[(frame["task"] == task) & (frame["metric"] == metric), "chance"].dropna().unique() \
+            if "chance" in frame else []
+        if len(values) == 1:
+            parts.append(f"{task_name(task)} {metric_name(metric)} {values[0]:.{decimals(metric)}f}")
+    return [f"Chance levels (the majority class, or 0 for correlations): {', '.join(parts)}."] if parts else []
+
+
+def status_notes(statuses: Sequence[dict]) -> list[str]:
+    """The notes a table's status columns need: what "status" means when some cell is flagged
+    (:data:`STATUS_NOTE`), else that every judged run is above chance (:data:`ABOVE_NOTE`), else nothing."""
+    if any(flagged(s) for s in statuses):
+        return [STATUS_NOTE]
+    return [ABOVE_NOTE] if any(s.get("above") for s in statuses) else []
 
 
 def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequence[str], methods: Sequence[str],
@@ -129,23 +178,27 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     "Avg" columns where every task is present. Each column has one precision (the metric's).
 
     "ours" reads ``mean ± std [95% Student-t CI] n=runs`` (when every cell holds one run: the value, and the notes
-    say n = 1 once, :func:`single_runs`); "Δ" = ours mean − paper (none where runs collapsed);
+    say n = 1 once, :func:`single_runs`); "Δ" = ours mean − paper (none where runs collapsed or are at chance);
+    where some cell's runs did, a "<task> status" column after each task's Δ says how many (:func:`status_of`);
     empty cells are "–". The frame's ``attrs`` carry what :func:`write_table` puts in the title (backbone,
     profile, the paper's backbone) and notes.
     """
     nums = comparison_numbers(frame, paper=paper, table=table, tasks=tasks, methods=methods, metric_for=metric_for,
                               k=k, backbone=backbone)
     single = single_runs(nums["n"])
+    statuses = [status_of(r) for r in nums.itertuples()]
+    show_status = any(flagged(x) for x in statuses)
     index, body = [], []
     for method in dict.fromkeys(nums["method_label"]):
         m = nums[nums["method_label"] == method]
         row = {}
         for r in m.itertuples():
             d, name = decimals(r.metric), task_name(r.task)
-            row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, r.collapsed,
-                                              single=single)
+            row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, single=single)
             row[f"{name} paper"] = _fmt(r.paper, d)
-            row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, r.collapsed)
+            row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, status_of(r))
+            if show_status:
+                row[f"{name} status"] = r.status
         if len(tasks) > 1:
             have_ours = bool((m["n"] > 0).all())
             have_paper = bool(m["paper"].notna().all())
@@ -163,6 +216,7 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     notes = [f"{ours_note(single)}; Δ = ours mean − paper; – = no run or no paper cell.",
              f"Metrics: {metrics}. Paper: {paper} {table}" + (f", K = {k}" if k is not None else "") + "."]
     notes += [f"{method_name(r.method_label)}, {task_name(r.task)}: {r.note}." for r in nums.itertuples() if r.note]
+    notes += status_notes(statuses) + chance_levels(used, dict(zip(nums["task"], nums["metric"])))
     if len(tasks) > 1:
         notes.append("Avg: mean over the tasks, only where every task has a value.")
     paper_bb = table_backbone(paper, table, backbone)
@@ -170,7 +224,7 @@ def comparison_table(frame: pd.DataFrame, *, paper: str, table: str, tasks: Sequ
     out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"],
                       "profile": ctx["profile"], "paper_backbone": paper_bb, "notes": notes,
                       "deltas": [(method_name(r.method_label), task_name(r.task), float(r.delta))
-                                 for r in deltas.itertuples()]})
+                                 for r in deltas.itertuples()], "cells": number_cells(nums)})
     return out
 
 
@@ -209,7 +263,7 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
             row[f"{name} ours"] = format_ours(r.n, r.mean, r.std, r.ci_lo, r.ci_hi, r.metric, single=single)
             if r.metric in printed:
                 row[f"{name} paper"] = _fmt(r.paper, d)
-                row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, r.collapsed)
+                row[f"{name} Δ"] = delta_cell(r.delta, r.paper, r.metric, status_of(r))
         index.append(method_name(method))
         body.append(row)
     out = pd.DataFrame(body, index=pd.Index(index, name="method"))
@@ -222,7 +276,8 @@ def metrics_table(frame: pd.DataFrame, *, paper: str, table: str, task: str, met
                      f"against the paper (\"{COLLAPSED_DELTA}\"): their scores measure a failed run, not the method.")
     out.attrs.update({"backbone": ctx["backbone"], "backbone_keys": ctx["backbone_keys"], "profile": ctx["profile"],
                       "paper_backbone": table_backbone(paper, table, backbone), "notes": notes,
-                      "numbers": nums.assign(method=[method_name(x) for x in nums["method_label"]])})
+                      "numbers": nums.assign(method=[method_name(x) for x in nums["method_label"]]),
+                      "cells": number_cells(nums)})
     return out
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
-from ..reporting.efficiency import training_spread
+from ..reporting.efficiency import efficiency_headlines, training_spread
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
 from .common import ALL_GLUE_METHODS, GLUE_TASKS, SEEDS3, SMOKE, command
@@ -266,8 +266,8 @@ def _inference_note(t: dict) -> str:
             f"{t['threads']} thread(s). Shown: the median of the per-round time ratios to full FT, with their "
             f"quartiles (IQR). A/A control: full FT loaded twice and timed as two contenders, ratio "
             f"{aa['ratio']:.3f} (IQR {aa['q1']:.3f}–{aa['q3']:.3f}); a method whose ratio lies within the A/A band "
-            f"{aa['band'][0]:.3f}–{aa['band'][1]:.3f} (1 ± the A/A quartile furthest from 1) is marked 'within A/A "
-            f"band': not distinguishable from full FT by this measurement. Every sample: "
+            f"{aa['band'][0]:.3f}–{aa['band'][1]:.3f} (1 ± the A/A quartile furthest from 1) reads 'inference within "
+            f"A/A band': not distinguishable from full FT by this measurement. Every sample: "
             f"{t.get('file', 'the timing JSON')}."
             + ("" if not t.get("missing") else " Not timed (no trained parameters in the run store): "
                + ", ".join(method_name(m) for m in t["missing"]) + "."))
@@ -279,8 +279,7 @@ def _train_cell(x: pd.Series) -> str:
         return MISSING
     if x.name == "full" or x["train_n"] < 2:
         return f"{v:.2f} (n={int(x['train_n'])})"
-    text = f"{v:.2f} ({x['train_time_vs_ft_lo']:.2f}–{x['train_time_vs_ft_hi']:.2f}, n={int(x['train_n'])})"
-    return text + (", spread ≥ difference" if x["train_spread_flag"] else "")
+    return f"{v:.2f} ({x['train_time_vs_ft_lo']:.2f}–{x['train_time_vs_ft_hi']:.2f}, n={int(x['train_n'])})"
 
 
 def _inference_cell(x: pd.Series) -> str:
@@ -289,9 +288,18 @@ def _inference_cell(x: pd.Series) -> str:
         return MISSING
     if x.name == "full":
         return "1.00 (reference)"
-    text = f"{v:.2f} (IQR {x['inference_time_vs_ft_lo']:.2f}–{x['inference_time_vs_ft_hi']:.2f})"
+    return f"{v:.2f} (IQR {x['inference_time_vs_ft_lo']:.2f}–{x['inference_time_vs_ft_hi']:.2f})"
+
+
+def _reading(x: pd.Series, train: bool) -> str:
+    """The words a row's ratios come with, in a column of their own (never in the numbers' cells): "training
+    spread ≥ difference" (the seeds do not resolve it), "inference within A/A band" (not distinguishable from full
+    FT); "–" for none."""
+    words = ["training spread ≥ difference"] if train and x.name != "full" and x["train_n"] >= 2 and \
+        bool(x["train_spread_flag"]) else []
     within = x.get("inference_within_aa")
-    return text + (", within A/A band" if not pd.isna(within) and bool(within) else "")
+    words += ["inference within A/A band"] if x.name != "full" and not pd.isna(within) and bool(within) else []
+    return "; ".join(words) or MISSING
 
 
 def report(results: list[dict], profile: str, reports_dir=None, timing: dict | None = None) -> Report:
@@ -306,6 +314,7 @@ def report(results: list[dict], profile: str, reports_dir=None, timing: dict | N
     ours = rows[rows["source"] == "ours"].set_index("method_label")
     paper = rows[rows["source"] == "paper"].set_index("method_label")
     keep_train, train_why = training_spread(rows)
+    r.headlines = efficiency_headlines(rows if keep_train else rows.assign(train_time_vs_ft=float("nan")))
     out = pd.DataFrame(index=[method_name(m) for m in order])
     out.index.name = "method"
 
@@ -322,6 +331,9 @@ def report(results: list[dict], profile: str, reports_dir=None, timing: dict | N
     out["training time × FT (paper)"] = cells(paper, number("train_time_vs_ft", 2))
     out["inference time × FT (ours)"] = cells(ours, _inference_cell)
     out["inference time × FT (paper)"] = cells(paper, number("inference_time_vs_ft", 2))
+    reading = cells(ours, lambda x: _reading(x, keep_train))
+    if any(w != MISSING for w in reading):
+        out["reading"] = reading
     out["runs"] = [int(ours.loc[m, "n_runs"]) if m in ours.index else 0 for m in order]
     aa = rows[rows["source"] == "aa"]
     if len(aa):
@@ -334,10 +346,10 @@ def report(results: list[dict], profile: str, reports_dir=None, timing: dict | N
     devices = sorted({str(x.get("device")) for x in results})
     notes = [f"training time × FT (ours): per seed, full FT's training throughput (train_examples_per_s, from the "
              f"result files; measured on {', '.join(devices)}) over the method's, same task, seed, backbone and "
-             "profile; shown: the median over seeds with the range (min–max) and n. 'spread ≥ difference': the "
-             "range across seeds is at least the median's distance from 1, so the seeds do not resolve the "
-             "difference from full FT. The trainer's throughput counts in-training evaluation and checkpointing "
-             "where the budget has them; other jobs sharing the machine's cores add noise."]
+             "profile; shown: the median over seeds with the range (min–max) and n. reading 'training spread ≥ "
+             "difference': the range across seeds is at least the median's distance from 1, so the seeds do not "
+             "resolve the difference from full FT. The trainer's throughput counts in-training evaluation and "
+             "checkpointing where the budget has them; other jobs sharing the machine's cores add noise."]
     if not keep_train:
         notes.append(f"training time × FT (ours) is left out: {train_why}.")
     notes.append(_inference_note(timing) if timing else f"inference time × FT (ours) is missing: {no_timing}.")

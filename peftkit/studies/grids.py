@@ -238,7 +238,9 @@ def _settings(s: RunSpec) -> str:
 
 
 def plan(specs: Sequence[RunSpec]):
-    """The grid as a table (one row per run; ``done`` when its result exists), for the notebooks to show."""
+    """The grid as a table, for the notebooks to show: one row per run under its whole run id (the index, which a
+    notebook never cuts short), ``done`` when its result exists; columns that no run sets (k, data_seed, ...) left
+    out."""
     import pandas as pd
 
     from ..reporting.frame import training_length
@@ -249,7 +251,8 @@ def plan(specs: Sequence[RunSpec]):
              "budget": training_length(r.max_steps, r.epochs),
              "max_train": r.max_train, "done": has_result(s.out), "run": Path(s.out).name}
             for s, r in ((s, resolve(s)) for s in specs)]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+    return table.loc[:, table.notna().any()] if rows else table
 
 
 def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = False, executor: str | None = None,

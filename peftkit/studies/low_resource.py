@@ -6,8 +6,9 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
+from ..reporting.frame import flagged
 from ..reporting.names import decimals, method_name, method_order, task_name
-from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs
+from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs, status_notes, status_of
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grids import build, k_points
 from .reports import Report, keys_in_order, metric_note, start, unipelt_metric
@@ -39,8 +40,8 @@ COMPONENTS = ("pfeiffer", "prefix", "lora")
 def _upper_bound(frame: pd.DataFrame, tasks, ks) -> tuple[pd.DataFrame, list[str]]:
     """Per K and task one row per method (Adapter, Prefix-tuning, LoRA, UniPELT (AP), UniPELT (APL)): ours | paper |
     Δ as in the K tables, then each against the best single component: ours − best (ours), paper − best (paper), so
-    the best component's own row reads +0.00. Collapsed runs are neither the best nor compared (their cells say
-    "collapsed"). Returns the table and notes naming the best components."""
+    the best component's own row reads +0.00, and a status column (runs collapsed or at chance). Such runs are
+    neither the best nor compared. Returns the table and notes naming the best components."""
     labels = list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"]
     if not ks:
         return pd.DataFrame(), []
@@ -52,28 +53,32 @@ def _upper_bound(frame: pd.DataFrame, tasks, ks) -> tuple[pd.DataFrame, list[str
     for (k, task), n in nums.groupby(["K", "task"], sort=False):
         n = n.set_index("method_label")
         comp = n.loc[list(COMPONENTS)]
-        ours = comp[(comp["n"] > 0) & (comp["collapsed"] == 0)]["mean"]
+        ours = comp[(comp["n"] > 0) & (comp["collapsed"] == 0) & (comp["at_chance"] == 0)]["mean"]
         papers = comp["paper"].dropna()
         best, pbest = (ours.idxmax() if len(ours) else None), (papers.idxmax() if len(papers) else None)
         best_notes.append(f"K = {k}, {task_name(task)}: ours {method_name(best) if best else MISSING}, paper "
                           f"{method_name(pbest) if pbest else MISSING}")
         for m in labels:
             x = n.loc[m]
-            d = decimals(x["metric"])
+            d, status = decimals(x["metric"]), status_of(x)
             index.append((k, task_name(task), method_name(m)))
             body.append({
-                "ours": format_ours(x["n"], x["mean"], x["std"], x["ci_lo"], x["ci_hi"], x["metric"], x["collapsed"],
-                                    single=single),
+                "ours": format_ours(x["n"], x["mean"], x["std"], x["ci_lo"], x["ci_hi"], x["metric"], single=single),
                 "paper": MISSING if pd.isna(x["paper"]) else f"{x['paper']:.{d}f}",
-                "Δ": delta_cell(x["delta"], x["paper"], x["metric"], x["collapsed"]),
-                "ours − best component": (delta_cell(x["mean"] - ours[best], ours[best], x["metric"], x["collapsed"])
+                "Δ": delta_cell(x["delta"], x["paper"], x["metric"], status),
+                "ours − best component": (delta_cell(x["mean"] - ours[best], ours[best], x["metric"], status)
                                           if x["n"] and best else MISSING),
                 "paper − best component": (delta_cell(x["paper"] - papers[pbest], papers[pbest], x["metric"])
-                                           if pbest else MISSING)})
+                                           if pbest else MISSING),
+                "status": x["status"]})
     out = pd.DataFrame(body, index=pd.MultiIndex.from_tuples(index, names=["K", "task", "method"]))
+    statuses = [status_of(x) for _, x in nums.iterrows()]
+    if not any(flagged(x) for x in statuses):  # the status column only where some cell's runs learned nothing
+        out = out.drop(columns="status")
     notes = [f"{ours_note(single)}; Δ = ours mean − paper; – = no run or no paper cell.",
              "Best component: the highest mean of " + ", ".join(method_name(c) for c in COMPONENTS)
-             + " (runs that collapsed excluded): " + "; ".join(best_notes) + "."]
+             + " (runs that collapsed or are at chance excluded): " + "; ".join(best_notes) + ".",
+             *status_notes(statuses)]
     return out, notes
 
 

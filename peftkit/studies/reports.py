@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .. import reporting as rep
-from ..reporting.frame import collapsed_runs, context
+from ..reporting.frame import budget_summary, context, flagged, run_status, status_text
 from ..reporting.names import metric_name, task_name
 from ..reporting.stats import describe_values
-from ..reporting.tables import MISSING, delta_cell, format_ours, ours_note, single_runs
+from ..reporting.tables import (MISSING, chance_levels, delta_cell, format_ours, ours_note, single_runs,
+                                status_notes)
 from .common import NOTEBOOKS, command, reports_path
 from .grids import variant_folder, variant_of, variant_text
 
@@ -27,7 +28,8 @@ from .grids import variant_folder, variant_of, variant_text
 @dataclass
 class Report:
     """What a notebook's report wrote: ``tables`` (name -> displayed frame), ``titles``, ``figures`` (name -> PNG),
-    ``claims`` (claim_check results), ``notes`` and every ``artifacts`` path (all registered in the index)."""
+    ``claims`` (claim_check results), ``notes`` and every ``artifacts`` path (all registered in the index); the
+    ``results`` it was built from, and :meth:`finding`, the closing finding the notebook ends with."""
 
     study: str
     notebook: str
@@ -35,11 +37,14 @@ class Report:
     reports_dir: Path
     tables: dict = field(default_factory=dict)
     titles: dict = field(default_factory=dict)
+    whats: dict = field(default_factory=dict)  # name -> what the table shows (its title without backbone, profile)
     figures: dict = field(default_factory=dict)
     claims: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
     variant: dict = field(default_factory=dict)  # what differs from the profile's default runs ({}: nothing)
+    results: list = field(default_factory=list, repr=False)  # the run records the report summarises
+    headlines: list = field(default_factory=list)  # sentences a study adds to its closing finding's numbers
 
     @property
     def profile_label(self) -> str:
@@ -66,7 +71,7 @@ class Report:
             for heading, part in ([(None, df)] if isinstance(df, pd.DataFrame) else df.items()):
                 if heading is not None:
                     display(Markdown(f"##### {heading}"))
-                display(part)
+                display(nowrap_headers(part))
         if self.claims:
             display(Markdown(rep.claims_markdown(self.claims)))
         for png in self.figures.values():
@@ -100,49 +105,33 @@ class Report:
         a = rep.merged_attrs(df)
         title = rep.table_title(what, a["backbone"], a["profile"], a.get("paper_backbone"), a.get("backbone_keys")) \
             if "backbone" in a else f"{what}, profile {self.profile_label}"
-        if frame is not None and "budget" in frame and frame["budget"].notna().any():
-            notes = [*notes, "Training budget (from the result files): "
-                     + "; ".join(sorted(set(frame["budget"].dropna()))) + "."]
+        budget = budget_summary(frame) if frame is not None and "schedule" in frame else None
+        if budget:
+            notes = [*notes, f"Training budget (from the result files): {budget}."]
         paths = rep.write_table(df, self.reports_dir / "tables" / f"{self.notebook}_{name}", what, notes=notes,
                                 csv=csv)
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
-        self.tables[name], self.titles[name] = df, title
-        if a.get("deltas"):
-            self._delta_finding(name, what, a, paths[0])
+        self.tables[name], self.titles[name], self.whats[name] = df, title, what
         return df
 
-    def _delta_finding(self, name: str, what: str, attrs: dict, path: Path) -> None:
-        """The table's headline deltas (range and median of ours − paper) as a line of the README summary."""
-        from ..reporting.names import backbone_name
-
-        deltas = sorted(attrs["deltas"], key=lambda d: d[2])
-        lo, hi = deltas[0], deltas[-1]
-        median = float(pd.Series([d[2] for d in deltas]).median())
-        rel = path.relative_to(self.reports_dir).as_posix()
-        text = (f"[{what}]({rel}): Δ from {lo[2]:+.2f} ({lo[0]}, {lo[1]}) to {hi[2]:+.2f} ({hi[0]}, {hi[1]}), "
-                f"median {median:+.2f} over {len(deltas)} cells")
-        paper_bb = attrs.get("paper_backbone")
-        caveat = (f"our runs use {attrs['backbone']}" + (f" where the papers used {backbone_name(paper_bb)}"
-                                                          if paper_bb else "")
-                  + f", with the {self.profile} profile's small training budgets, so a Δ against the paper mixes "
-                  "the method with that gap in scale; the claims compare our own methods under one budget.")
-        rep.register_finding(self.reports_dir, f"{self.notebook}_{name}", text, "delta",
-                             caveat=caveat[0].upper() + caveat[1:])
-
-    def caption(self, data) -> str:
-        """Backbone, profile and training budget of the runs behind a figure (a runs frame or result dicts)."""
+    def caption(self, data, what: str | None = None) -> str:
+        """What a figure shows (``what``), then backbone, profile and training budget of the runs behind it (a runs
+        frame or result dicts): "UniPELT gate values per layer and component, per task and K. MiniLM-L6, profile
+        cpu; budget: 100, 500 or 1,000 training examples, 5 epochs at batch 16" (each budget once, in order:
+        :func:`peftkit.reporting.frame.budget_summary`)."""
         frame = data if isinstance(data, pd.DataFrame) and "backbone" in data else rep.runs_frame(
             data if isinstance(data, list) and all(isinstance(x, dict) for x in data) else [])
         ctx = context(frame)
-        budgets = sorted(set(frame["budget"].dropna())) if "budget" in frame else []
-        text = f"{ctx['backbone']}, profile {self.profile_label}"
-        return text + (f"; budget: {'; '.join(budgets)}" if budgets else "")
+        budget = budget_summary(frame) if "schedule" in frame else None
+        text = (f"{what}. " if what else "") + f"{ctx['backbone']}, profile {self.profile_label}"
+        return text + (f"; budget: {budget}" if budget else "")
 
     def figure(self, name: str, draw: Callable, description: str, *args, caption_from=None, **kwargs) -> Path:
         """``draw(*args, out, caption=..., **kwargs)`` (a reporting figure) into figures/<notebook>_<name>.{png,pdf};
-        the caption names backbone, profile and budget of ``caption_from`` (default: the first argument)."""
-        caption = self.caption(caption_from if caption_from is not None else (args[0] if args else []))
+        the caption says what the figure shows (``description``) and names backbone, profile and budget of
+        ``caption_from`` (default: the first argument)."""
+        caption = self.caption(caption_from if caption_from is not None else (args[0] if args else []), description)
         paths = draw(*args, self.reports_dir / "figures" / f"{self.notebook}_{name}", caption=caption, **kwargs)
         for p in paths:
             self._register(p, f"{description} ({p.suffix[1:].upper()})")
@@ -160,10 +149,34 @@ class Report:
         path = write_text(self.reports_dir / "claims" / f"{self.notebook}.md",
                           f"# {heading}, profile {self.profile_label}\n\n{notes}" + rep.claims_markdown(self.claims))
         self._register(path, f"{heading}: verdicts with paired Student-t CIs")
-        rel = path.relative_to(self.reports_dir).as_posix()
-        for c in self.claims:
-            rep.register_finding(self.reports_dir, f"{self.notebook}: {c['claim']}",
-                                 f"[{c['claim']}]({rel}): **{c['verdict']}** ({c['summary']})", "claim")
+
+    # -- the closing finding ------------------------------------------------------------------------------------
+    def finding_text(self) -> str:
+        """The notebook's closing finding (Markdown, :func:`peftkit.reporting.findings.closing_finding`): its runs,
+        each table's headline numbers and :attr:`headlines`, the claims' verdicts with their intervals, and what the
+        scale means; generated from this report's results, tables and claims."""
+        from ..reporting.findings import closing_finding
+
+        paper_bb = next((rep.merged_attrs(t).get("paper_backbone") for t in self.tables.values()
+                         if rep.merged_attrs(t).get("paper_backbone")), None)
+        return closing_finding(self.results, profile=self.profile_label, tables=self.tables, titles=self.whats,
+                               claims=self.claims, headlines=self.headlines, paper_backbone=paper_bb)
+
+    def finding(self) -> None:
+        """Register the closing finding (:meth:`finding_text`, after the variant's note where the runs differ from
+        the profile's) as this notebook's part of the README's "What was found", and display it: the notebook's
+        last cell."""
+        from ..reporting.findings import show_markdown
+
+        text = "\n\n".join([*self.variant_note(), self.finding_text()])
+        rep.register_finding(self.reports_dir, self.notebook, text, "notebook")
+        show_markdown(text)
+
+
+def nowrap_headers(df: pd.DataFrame):
+    """``df`` for a notebook's display with row labels and column headers that never wrap ("SST-" / "2"); the cells
+    wrap as they need."""
+    return df.style.set_table_styles([{"selector": "th", "props": [("white-space", "nowrap")]}])
 
 
 def start(study: str, profile: str, reports_dir, results: Sequence[dict], grid: Callable[[str], list]) -> Report:
@@ -176,7 +189,7 @@ def start(study: str, profile: str, reports_dir, results: Sequence[dict], grid: 
     folder = reports_path(profile, reports_dir)
     if diff and folder.resolve() == reports_path(profile).resolve():
         folder = folder / "variants" / variant_folder(diff)
-    return Report(study, notebook, profile, folder, variant=diff)
+    return Report(study, notebook, profile, folder, variant=diff, results=list(results))
 
 
 def keys_in_order(values, order: Sequence[str] = ()) -> list[str]:
@@ -205,31 +218,42 @@ def ours_table(frame: pd.DataFrame, rows: Sequence[tuple[str, dict]], tasks: Seq
     """A display table: one row per (label, column filters); per task ``mean ± std [CI] n`` (Student-t; when every
     cell holds one run, the value alone and n = 1 said once in the notes, as
     :func:`peftkit.reporting.comparison_table`), and with ``paper(filters, task)`` the paper's cell and Δ as columns
-    beside it ("–" where the paper has no cell, or where runs collapsed). One precision per column: the metric's.
-    ``attrs["notes"]``: how to read the "ours" cells (written with the table by :meth:`Report.table`)."""
+    beside it ("–" where the paper has no cell, or where runs collapsed or are at chance), and where some cell's
+    runs did, a "<task> status" column (:func:`peftkit.reporting.frame.status_text`). One precision per column:
+    the metric's. ``attrs["notes"]``: how to read the cells (written with the table by :meth:`Report.table`)."""
     from ..reporting.names import decimals
 
     cells = {(label, t): rep.select(frame, task=t, metric=metric_for(t), **where) for label, where in rows
              for t in tasks}
     stats = {key: describe_values(sub["value"].to_numpy(dtype=float)) for key, sub in cells.items()}
+    statuses = {key: run_status(sub) for key, sub in cells.items()}
+    show_status = any(flagged(x) for x in statuses.values())
     single = single_runs([s["n"] for s in stats.values()])
-    body = []
+    body, numbers = [], []
     for label, where in rows:
         row = {index_name: label}
         for t in tasks:
-            m, d, s = metric_for(t), decimals(metric_for(t)), stats[(label, t)]
-            collapsed = collapsed_runs(cells[(label, t)])[0]
+            m, d, s, status = metric_for(t), decimals(metric_for(t)), stats[(label, t)], statuses[(label, t)]
             name = task_name(t) + (" ours" if paper is not None else "")
-            row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, collapsed, single=single)
+            row[name] = format_ours(s["n"], s["mean"], s["std"], s["ci_lo"], s["ci_hi"], m, single=single)
+            v = paper(where, t) if paper is not None else None
+            delta = s["mean"] - v if v is not None and s["n"] and not flagged(status) else float("nan")
+            numbers.append({"row": label, "task": t, "metric": m, "n": s["n"], "mean": s["mean"], "std": s["std"],
+                            "status": status_text(status), "flagged": flagged(status),
+                            "paper": float("nan") if v is None else v, "delta": delta})
             if paper is not None:
-                v = paper(where, t)
                 row[f"{task_name(t)} paper"] = MISSING if v is None else f"{v:.{d}f}"
                 row[f"{task_name(t)} Δ"] = delta_cell(s["mean"] - v if v is not None and s["n"] else None, v, m,
-                                                      collapsed)
+                                                      status)
+            if show_status:
+                row[f"{task_name(t)} status"] = status_text(status)
         body.append(row)
     out = pd.DataFrame(body).set_index(index_name) if body else pd.DataFrame()
     out.attrs["notes"] = [ours_note(single) + ("; Δ = ours mean − paper; – = no run or no paper cell." if paper
-                                               is not None else "; – = no run.")]
+                                               is not None else "; – = no run."),
+                          *status_notes(list(statuses.values())),
+                          *chance_levels(frame, {t: metric_for(t) for t in tasks})]
+    out.attrs["cells"] = numbers  # the long-format cells (peftkit.reporting.findings)
     return out
 
 

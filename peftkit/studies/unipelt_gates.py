@@ -5,9 +5,9 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
-from ..reporting.frame import collapsed_runs
+from ..reporting.findings import gate_sentences
+from ..reporting.frame import run_status, status_text
 from ..reporting.names import method_name, metric_name, task_name
-from ..reporting.tables import collapsed_cell
 from .common import GLUE_TASKS, LOWRES_SEEDS, SMOKE
 from .grids import build, k_points
 from .reports import Report, keys_in_order, start
@@ -36,9 +36,8 @@ def _k_label(k) -> str:
     return "full" if k is None or pd.isna(k) else str(int(k))
 
 
-def _collapsed(rows: pd.DataFrame) -> str:
-    collapsed, runs, why = collapsed_runs(rows)
-    return collapsed_cell(runs, collapsed, why)
+def _status(rows: pd.DataFrame) -> str:
+    return status_text(run_status(rows))
 
 
 def report(results: list[dict], profile: str, reports_dir=None) -> Report:
@@ -59,7 +58,7 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
         K=lambda d: d["k"].map(_k_label), method=lambda d: d["method_label"].map(method_name))
     by = scores.groupby(["task", "K", "method"])
     t["score"] = by.apply(lambda d: f"{metric_name(d['metric'].iloc[0])} {d['value'].mean():.2f}")  # scaled already
-    t["collapsed"] = by.apply(_collapsed)
+    t["status"] = by.apply(_status)
     t.index = t.index.set_levels([task_name(x) for x in t.index.levels[0]], level=0)
     order = {"full": 10**9}  # K in numeric order (100, 500, 1000, full), not as strings
     t = t.sort_index(level="K", key=lambda ks: ks.map(lambda k: order.get(k) or int(k))).sort_index(
@@ -69,8 +68,11 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
             notes=["Gate values in (0, 1), averaged over the reported set, then layers; within an example over the "
                    "positions the run's `gate_average` names (all: every position, padding included, as the "
                    "authors' code; masked: the non-padding ones).",
-                   "score: the runs' mean on the reported set; collapsed: runs that predict one label for every "
-                   "example. Their gates are what those runs learned, but say nothing about which component helps."])
+                   "score: the runs' mean on the reported set; status: how many runs collapsed (one label for every "
+                   "example) or are at chance (not significantly above the majority class, see the notes of the "
+                   "score tables). Their gates are what those runs ended with, but say nothing about which "
+                   "component helps."])
+    r.headlines = gate_sentences(results)
     r.figure("heatmap", rep.gate_heatmap, "UniPELT gate values per layer and component, per task and K", results,
              tasks=tasks)
     return r
