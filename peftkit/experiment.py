@@ -149,6 +149,8 @@ def resolve(spec: RunSpec) -> RunSpec:
         filled.train_head = spec.method not in protocols.get(filled.protocol).frozen_head
     if kind == "fewshot" and filled.k is None:
         filled.k = 16
+    if kind == "glue" and filled.k is None:
+        filled.k = base.get("k")  # the cpu profile's low-resource K (UniPELT's Table 1 protocol)
     if filled.k is not None and filled.data_seed is None:
         from .data import FEWSHOT_SEEDS, LOW_RESOURCE_SEEDS
 

@@ -5,6 +5,8 @@ One place for every number, so notebooks, the CLI and the trainer never disagree
 """
 from __future__ import annotations
 
+import re
+
 from . import protocols
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -20,6 +22,26 @@ GENERATION_SCALING = {"smoke": {"num_beams": 2, "max_new_tokens": 12}, "cpu": {"
 SCALED_WARMUP = {"e2e": 0.019, "webnlg": 0.044, "dart": 0.013}
 
 
+#: The scaled profiles' token length per task: the smallest max length that truncates fewer than 1% of the task's
+#: training examples with MiniLM-L6's tokenizer (:func:`covering_length`; GLUE and NLG: the whole training set as
+#: the run encodes it; few-shot: the union of the five LM-BFF splits' training files with the prompt template),
+#: never above the protocol's own max length (RTE: 197 -> 128). Tasks not listed keep the protocol's. Measured on
+#: the shared data (tests/test_protocols.py recomputes the GLUE and few-shot entries).
+TOKEN_LENGTH = {"glue": {"cola": 25, "sst2": 44, "mrpc": 83, "stsb": 75, "rte": 197},
+                "fewshot": {"sst-2": 66}, "nlg": {"e2e": 95, "webnlg": 187}}
+#: fraction of training examples a scaled token length may truncate
+TRUNCATED = 0.01
+
+
+def covering_length(lengths) -> int:
+    """The smallest length L such that fewer than :data:`TRUNCATED` of ``lengths`` exceed L."""
+    ordered = sorted(int(n) for n in lengths)
+    if not ordered:
+        raise ValueError("covering_length needs at least one length")
+    allowed = -(-len(ordered) * TRUNCATED // 1) - 1  # the most examples that may exceed L (strictly fewer than 1%)
+    return ordered[len(ordered) - 1 - int(max(allowed, 0))]
+
+
 def profile_settings(profile: str, kind: str, task: str | None = None, protocol: str | None = None,
                      method: str = "lora", model: str | None = None) -> dict:
     """The settings of a run: the protocol's (for ``model``, default the profile's backbone) with the profile's
@@ -31,6 +53,10 @@ def profile_settings(profile: str, kind: str, task: str | None = None, protocol:
     model = model or scale["model"]
     out = {**protocols.settings(name, model, task), **scale, "model": model, "protocol": name}
     short = (task or "").split(":", 1)[-1].lower()
+    if out.get("max_length") == "task":  # the scaled profiles' per-task length, capped at the protocol's
+        full = protocols.settings(name, model, task)["max_length"]
+        key = re.sub(r"[^a-z0-9]", "", short) if kind == "glue" else short
+        out["max_length"] = min(TOKEN_LENGTH[kind].get(key, full), full)
     if profile != "paper" and out.get("warmup_steps") is None and short in SCALED_WARMUP and name == "adamix-nlg":
         out["warmup_ratio"] = SCALED_WARMUP[short]
     if out.get("max_steps") and "epochs" in scale:

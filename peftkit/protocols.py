@@ -132,9 +132,11 @@ PROTOCOLS = {
 SCALING = {
     "paper": {"glue": {"model": "bert-base-uncased"}, "fewshot": {"model": "roberta-large"},
               "nlg": {"model": "gpt2-medium"}},
-    "cpu": {"glue": {"model": "minilm", "epochs": 3, "precision": "auto"},
-            "fewshot": {"model": "minilm", "max_steps": 300, "eval_steps": 50, "precision": "auto"},
-            "nlg": {"model": "minilm", "max_train": 3000, "max_eval": 60, "epochs": 2, "max_length": 96,
+    # cpu: every protocol whole; GLUE trains on UniPELT's low-resource K = 1,000 (a run's k overrides), NLG on 1,000
+    # training examples with 20 test sources decoded; every task at its own token length (presets.TOKEN_LENGTH)
+    "cpu": {"glue": {"model": "minilm", "k": 1000, "max_length": "task", "precision": "auto"},
+            "fewshot": {"model": "minilm", "max_length": "task", "precision": "auto"},
+            "nlg": {"model": "minilm", "max_train": 1000, "max_eval": 20, "max_length": "task",
                     "warmup_steps": None, "precision": "auto"}},
     "smoke": {"glue": {"model": "minilm", "max_steps": 8, "eval_steps": 4, "max_train": 64, "max_eval": 64,
                        "max_length": 64, "precision": "auto"},

@@ -338,7 +338,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--reports-dir", help="REPORTS_DIR of every notebook; executed notebooks go to "
                                           "DIR/executed/<profile>/ (default: each notebook's own, reports/ for cpu, "
                                           "reports/<profile>/ otherwise; executed to reports/executed/<profile>/)")
-    ap.add_argument("--runs-dir", help="the run store, every notebook's RUNS_DIR (default runs/<profile>)")
+    ap.add_argument("--runs-dir", help="the run store, every notebook's RUNS_DIR (default reports/runs/<profile>)")
     ap.add_argument("--executor", default="local", help="local (default: in the notebook's process, one run after "
                                                         "another) | ray (one Ray task per missing run)")
     ap.add_argument("--ray-address", help="join this Ray cluster (default $RAY_ADDRESS; else a local instance)")

@@ -11,44 +11,49 @@ from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
-from .common import CPU_GLUE, GLUE_TASKS, SEEDS3, SMOKE
-from .grids import build
+from .common import CPU_DRAWS5, FULL_DATA, GLUE_TASKS, SEEDS3, SMOKE
+from .grids import build, draws
 from .reports import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
 
 NAME = "ablation_adamix"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
-PARAMETERS = ("tasks", "num_modules", "share", "consistency", "lora_expert_init", "adapter_baseline")
-SEEDS5 = (42, 43, 44, 45, 46)  # a claim verdict needs 5 pairs per task (reporting.claims.MIN_PAIRS)
+PARAMETERS = ("tasks", "num_modules", "share", "consistency", "lora_expert_init", "adapter_baseline", "k",
+              "data_seeds")
 # AdaMix (adapter) variants; M=1 is the single adapter of the same inference size the claim compares with.
 # consistency: None = the protocol's weight (0 on BERT-family classifiers), 1.0 = the RoBERTa setting.
 # lora_expert_init: AdaMix-LoRA runs with identical (the NLG code's) or independent starting modules.
 #: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
 #: fields on top of the profile's presets in peftkit.presets)
 DEFAULTS = {
-    "smoke": dict(tasks=("rte",), seeds=(42,), num_modules=(1, 4), share=("up",), consistency=(None,),
+    "smoke": dict(tasks=("rte",), **FULL_DATA, seeds=(42,), num_modules=(1, 4), share=("up",), consistency=(None,),
                   lora_expert_init=(), adapter_baseline=False, budget=SMOKE),
-    "cpu": dict(tasks=("sst2",), seeds=SEEDS5, num_modules=(1, 2, 4, 8), share=("up", "none"),
-                consistency=(None, 1.0), lora_expert_init=("identical", "independent"), adapter_baseline=False,
-                budget=CPU_GLUE),
-    "paper": dict(tasks=("sst2", "mrpc", "rte"), seeds=SEEDS3, num_modules=(1, 2, 4, 8), share=("up", "none"),
-                  consistency=(None, 1.0), lora_expert_init=("identical", "independent"), adapter_baseline=False),
+    # five data seeds: a claim verdict needs 5 pairs per task (reporting.claims.MIN_PAIRS)
+    "cpu": dict(tasks=("sst2",), **CPU_DRAWS5, num_modules=(1, 2, 4, 8), share=("up", "none"),
+                consistency=(None, 1.0), lora_expert_init=("identical", "independent"), adapter_baseline=False),
+    "paper": dict(tasks=("sst2", "mrpc", "rte"), **FULL_DATA, seeds=SEEDS3, num_modules=(1, 2, 4, 8),
+                  share=("up", "none"), consistency=(None, 1.0), lora_expert_init=("identical", "independent"),
+                  adapter_baseline=False),
 }
 
 
 def points(p: dict) -> Iterable[dict]:
     """The base (M=4, shared up-projection, the protocol's consistency; with inference modes), each variant that
-    differs from it, the AdaMix-LoRA expert inits and (adapter_baseline) a Pfeiffer adapter, per task and seed."""
+    differs from it, the AdaMix-LoRA expert inits and (adapter_baseline) a Pfeiffer adapter, per task and training
+    set (K, data seed, seed)."""
     variants = [dict(inference_modes=True)]  # the base: M=4, shared up-projection, default consistency
     variants += [dict(options={"num_modules": int(m)}) for m in p["num_modules"] if int(m) != 4]
     variants += [dict(options={"share": s}) for s in p["share"] if s != "up"]
     variants += [dict(consistency=float(c)) for c in p["consistency"] if c is not None]
-    for task, v, seed in itertools.product(p["tasks"], variants, p["seeds"]):
-        yield dict(task=task, label="adamix-adapter", seed=seed, **v)
-    for task, e, seed in itertools.product(p["tasks"], p["lora_expert_init"] or (), p["seeds"]):
-        yield dict(task=task, label="adamix-lora", seed=seed, options={"expert_init": e})
+    for task, v in itertools.product(p["tasks"], variants):
+        for d in draws(p):
+            yield dict(task=task, label="adamix-adapter", **d, **v)
+    for task, e in itertools.product(p["tasks"], p["lora_expert_init"] or ()):
+        for d in draws(p):
+            yield dict(task=task, label="adamix-lora", options={"expert_init": e}, **d)
     if p["adapter_baseline"]:
-        for task, seed in itertools.product(p["tasks"], p["seeds"]):
-            yield dict(task=task, label="pfeiffer", seed=seed)
+        for task in p["tasks"]:
+            for d in draws(p):
+                yield dict(task=task, label="pfeiffer", **d)
 
 
 def grid(profile: str, **params) -> list[RunSpec]:

@@ -10,29 +10,30 @@ from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
-from .common import CPU_GLUE, GLUE_TASKS, SEEDS3, SMOKE
-from .grids import build
+from .common import CPU_DRAWS, FULL_DATA, GLUE_TASKS, SEEDS3, SMOKE
+from .grids import build, draws
 from .reports import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
 
 NAME = "ablation_bottleneck"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
-PARAMETERS = ("tasks", "methods", "bottlenecks")
+PARAMETERS = ("tasks", "methods", "bottlenecks", "k", "data_seeds")
 #: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
 #: fields on top of the profile's presets in peftkit.presets)
 DEFAULTS = {
-    "smoke": dict(tasks=("rte",), methods=("pfeiffer", "adamix-adapter"), bottlenecks=(48,), seeds=(42,),
-                  budget=SMOKE),
+    "smoke": dict(tasks=("rte",), methods=("pfeiffer", "adamix-adapter"), bottlenecks=(48,), **FULL_DATA,
+                  seeds=(42,), budget=SMOKE),
     "cpu": dict(tasks=("sst2",), methods=("pfeiffer", "adamix-adapter"), bottlenecks=(8, 16, 32, 48, 64),
-                seeds=SEEDS3, budget=CPU_GLUE),
+                **CPU_DRAWS),
     "paper": dict(tasks=("sst2", "mrpc", "rte"), methods=("pfeiffer", "adamix-adapter"),
-                  bottlenecks=(8, 16, 32, 48, 64), seeds=SEEDS3),
+                  bottlenecks=(8, 16, 32, 48, 64), **FULL_DATA, seeds=SEEDS3),
 }
 
 
 def points(p: dict) -> Iterable[dict]:
-    """Every task x method x bottleneck x seed."""
-    for task, label, b, seed in itertools.product(p["tasks"], p["methods"], p["bottlenecks"], p["seeds"]):
-        yield dict(task=task, label=label, seed=seed, options={"bottleneck": int(b)})
+    """Every task x method x bottleneck x (K, data seed, seed)."""
+    for task, label, b in itertools.product(p["tasks"], p["methods"], p["bottlenecks"]):
+        for d in draws(p):
+            yield dict(task=task, label=label, options={"bottleneck": int(b)}, **d)
 
 
 def grid(profile: str, **params) -> list[RunSpec]:

@@ -26,6 +26,7 @@ METHODS = {
     "unipelt-AP": ("unipelt", {"variant": "AP"}), "unipelt-APL": ("unipelt", {"variant": "APL"}),
 }
 #: The parameters every study's grid takes (each study module's PARAMETERS adds its own), notebook names upper case.
+#: ``k`` / ``data_seeds``: the training sets (K examples per data seed, "full" for the whole training set).
 COMMON_PARAMETERS = ("model", "seeds", "max_steps", "epochs", "max_train", "runs_dir")
 
 # Method lists, seeds and budgets that several studies use (each study module holds its own grid per profile).
@@ -35,13 +36,16 @@ LOWRES_SEEDS = (111, 222, 333, 444, 555)
 SEEDS3 = (42, 43, 44)
 # smoke: 2 steps on 16 examples (32 tokens), one evaluation on 16
 SMOKE = dict(max_steps=2, eval_steps=2, max_train=16, max_eval=16, max_length=32)
-# The cpu budgets scale the protocols (peftkit.protocols) in data, epochs and backbone only: model selection stays
-# the protocol's (AdaMix: best epoch on dev; UniPELT: early stopping on dev). 1,000 training examples x 2 epochs.
-# Under the faithful defaults this budget is too small for MiniLM to learn SST-2 (docs/protocols.md gives the
-# measurements); how the cpu profile should scale is an open decision, and RunSpec.epoch_fraction (a fraction of
-# each protocol's epochs, so rows under different protocols keep the papers' relative lengths) is how a longer
-# cpu length would be set.
-CPU_GLUE = dict(max_train=1000, epochs=2)
+# The cpu profile keeps every protocol whole (rates, batch, epochs, early stopping, selection, padding) and scales
+# only the backbone (MiniLM-L6), the token length and the training data, as UniPELT's own low-resource table does:
+# K training examples per data seed (Table 1's seeds), the next 1,000 training examples select the epoch and stop
+# early, GLUE dev scores (peftkit.protocols.SCALING; docs/protocols.md). The GLUE tables train on K = 1,000.
+#: training sets of a GLUE table at the cpu profile: K = 1,000 with three of Table 1's data seeds, model seed 42
+CPU_DRAWS = dict(k=(1000,), data_seeds=LOWRES_SEEDS[:3], seeds=(42,))
+#: the same with all five data seeds, where a claim is checked (a verdict needs 5 pairs, reporting.claims)
+CPU_DRAWS5 = dict(k=(1000,), data_seeds=LOWRES_SEEDS, seeds=(42,))
+#: the full training set (the paper profile's GLUE tables), each model seed
+FULL_DATA = dict(k=("full",), data_seeds=LOWRES_SEEDS)
 
 
 def check_profile(profile: str) -> None:
@@ -66,7 +70,9 @@ def under_root(path: str | Path) -> Path:
 
 
 def runs_path(study: str, profile: str, runs_dir: str | Path | None = None) -> Path:
-    """The run store: ``runs/<profile>`` under the checkout, or ``runs_dir`` (relative paths: from the checkout).
+    """The run store: ``reports/runs/<profile>`` under the checkout, or ``runs_dir`` (relative paths: from the
+    checkout). The cpu profile's run records (``result.json``, never weights) are committed there, so the reports
+    re-render without training and every number traces to its run.
 
     One store for every study: a run directory is named by :func:`peftkit.studies.grids.run_name` (readable parts
     plus a hash of every other resolved setting), so a run that two notebooks ask for (06's adapter baseline and
@@ -74,7 +80,7 @@ def runs_path(study: str, profile: str, runs_dir: str | Path | None = None) -> P
     in the path."""
     check_study(study)
     check_profile(profile)
-    return under_root(runs_dir) if runs_dir is not None else project_root() / "runs" / profile
+    return under_root(runs_dir) if runs_dir is not None else project_root() / "reports" / "runs" / profile
 
 
 def reports_path(profile: str, reports_dir: str | Path | None = None) -> Path:

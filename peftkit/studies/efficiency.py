@@ -21,23 +21,24 @@ from ..experiment import RunSpec
 from ..reporting.efficiency import efficiency_headlines, training_spread
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
-from .common import ALL_GLUE_METHODS, GLUE_TASKS, SEEDS3, SMOKE, command
-from .grids import build, seed_points
+from .common import ALL_GLUE_METHODS, CPU_DRAWS, FULL_DATA, GLUE_TASKS, SMOKE, command
+from .grids import build, k_points
 from .reports import Report, keys_in_order, start
 
 NAME = "efficiency"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
-PARAMETERS = ("tasks", "methods")
+PARAMETERS = ("tasks", "methods", "k", "data_seeds")
 # Compared with UniPELT's Table 4: every method (AdaMix included) under UniPELT's protocol, so that all rows train
 # at the same batch size. Only this study scores the final weights (eval_steps=0), since it measures time, not
 # accuracy.
 #: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
 #: fields on top of the profile's presets in peftkit.presets)
 DEFAULTS = {
-    "smoke": dict(tasks=("rte",), methods=("full", "lora"), seeds=(42,), budget=dict(protocol="unipelt-glue", **SMOKE)),
-    "cpu": dict(tasks=("sst2",), methods=ALL_GLUE_METHODS, seeds=SEEDS3,
-                budget=dict(max_train=1000, epochs=1, protocol="unipelt-glue", eval_steps=0)),
-    "paper": dict(tasks=("sst2",), methods=ALL_GLUE_METHODS, seeds=(42,),
+    "smoke": dict(tasks=("rte",), methods=("full", "lora"), **FULL_DATA, seeds=(42,),
+                  budget=dict(protocol="unipelt-glue", **SMOKE)),
+    "cpu": dict(tasks=("sst2",), methods=ALL_GLUE_METHODS, **CPU_DRAWS,
+                budget=dict(epochs=1, protocol="unipelt-glue", eval_steps=0)),
+    "paper": dict(tasks=("sst2",), methods=ALL_GLUE_METHODS, **FULL_DATA, seeds=(42,),
                   budget=dict(epochs=1, protocol="unipelt-glue")),
 }
 #: inference timing per profile: timed rounds (after ``warmup`` untimed ones) of one eval forward per model, on one
@@ -47,7 +48,7 @@ TIMING = {"smoke": dict(rounds=5, warmup=1, batch_size=16),
           "paper": dict(rounds=50, warmup=5, batch_size=32)}
 #: version of the timing JSON's layout (a file of another version is measured again)
 TIMING_SCHEMA = 1
-points = seed_points
+points = k_points
 
 
 def grid(profile: str, **params) -> list[RunSpec]:

@@ -25,8 +25,7 @@ SEEDS = (13, 21, 42, 87, 100)
 DEFAULTS = {
     "smoke": dict(tasks=("sst-2",), methods=("lora",), classifier_head=("lora",), seeds=(13,),
                   budget=dict(max_steps=2, eval_steps=2, max_eval=16)),
-    "cpu": dict(tasks=("sst-2",), methods=LABELS, classifier_head=("lora",), seeds=SEEDS,
-                budget=dict(max_steps=80, eval_steps=40)),
+    "cpu": dict(tasks=("sst-2",), methods=LABELS, classifier_head=("lora",), seeds=SEEDS),
     "paper": dict(tasks=LM_BFF_TASKS, methods=LABELS, classifier_head=("lora",), seeds=SEEDS),
 }
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 from .. import reporting as rep
 from ..experiment import RunSpec
 from ..reporting.names import method_order, task_name
-from .common import ALL_GLUE_METHODS, CPU_GLUE, GLUE_NOT_RUN, GLUE_TASKS, SEEDS3, SMOKE
-from .grids import build, seed_points
+from .common import ALL_GLUE_METHODS, CPU_DRAWS, FULL_DATA, GLUE_NOT_RUN, GLUE_TASKS, SEEDS3, SMOKE
+from .grids import build, k_points
 from .reports import Report, adamix_metric, keys_in_order, start, unipelt_metric
 
 NAME = "glue_main"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
-PARAMETERS = ("tasks", "methods")
+PARAMETERS = ("tasks", "methods", "k", "data_seeds")
 #: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
 #: fields on top of the profile's presets in peftkit.presets)
 DEFAULTS = {
-    "smoke": dict(tasks=("rte",), methods=("lora", "adamix-adapter"), seeds=(42,), budget=SMOKE),
-    "cpu": dict(tasks=("sst2",), methods=ALL_GLUE_METHODS, seeds=SEEDS3, budget=CPU_GLUE),
-    "paper": dict(tasks=GLUE_TASKS, methods=ALL_GLUE_METHODS, seeds=SEEDS3),
+    "smoke": dict(tasks=("rte",), methods=("lora", "adamix-adapter"), **FULL_DATA, seeds=(42,), budget=SMOKE),
+    "cpu": dict(tasks=("sst2",), methods=ALL_GLUE_METHODS, **CPU_DRAWS),
+    "paper": dict(tasks=GLUE_TASKS, methods=ALL_GLUE_METHODS, **FULL_DATA, seeds=SEEDS3),
 }
-points = seed_points
+points = k_points
 
 
 def grid(profile: str, **params) -> list[RunSpec]:

@@ -95,19 +95,21 @@ def method_spec(label: str) -> tuple[str, dict]:
     return method, dict(options)
 
 
-def seed_points(p: dict) -> Iterable[dict]:
-    """Every task x method x seed (the GLUE main table, efficiency)."""
-    for task, label, seed in itertools.product(p["tasks"], p["methods"], p["seeds"]):
-        yield dict(task=task, label=label, seed=seed)
+def draws(p: dict) -> Iterable[dict]:
+    """The training sets and seeds of one grid cell: every K with each data seed (the K-example draws of UniPELT's
+    low-resource protocol) x model seed; K "full" (or None): the whole training set, one draw, each model seed."""
+    for k in p["k"]:
+        full = k in (None, "full")
+        for ds, seed in itertools.product((None,) if full else p["data_seeds"], p["seeds"]):
+            yield dict(k=None if full else int(k), data_seed=ds, seed=seed)
 
 
 def k_points(p: dict) -> Iterable[dict]:
-    """Every task x method x K, with each data seed (the K-example draws) x seed; K "full" (or None): the whole
-    training set, one draw (low resource, UniPELT gates)."""
-    for task, label, k in itertools.product(p["tasks"], p["methods"], p["k"]):
-        full = k in (None, "full")
-        for ds, seed in itertools.product((None,) if full else p["data_seeds"], p["seeds"]):
-            yield dict(task=task, label=label, k=None if full else int(k), data_seed=ds, seed=seed)
+    """Every task x method x (K, data seed, seed) of :func:`draws` (GLUE main, low resource, UniPELT gates,
+    efficiency)."""
+    for task, label in itertools.product(p["tasks"], p["methods"]):
+        for d in draws(p):
+            yield dict(task=task, label=label, **d)
 
 
 def profile_defaults(study: str, profile: str, table: Mapping[str, dict]) -> dict:

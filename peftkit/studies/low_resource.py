@@ -22,8 +22,7 @@ LABELS = ("full", "bitfit", "pfeiffer", "prefix", "lora", "unipelt-AP", "unipelt
 DEFAULTS = {
     "smoke": dict(tasks=("rte",), methods=("lora", "unipelt-APL"), k=(100,), data_seeds=(111,), seeds=(42,),
                   budget=SMOKE),
-    "cpu": dict(tasks=("sst2",), methods=LABELS, k=(100,), data_seeds=LOWRES_SEEDS, seeds=(42,),
-                budget=dict(epochs=10)),
+    "cpu": dict(tasks=("sst2",), methods=LABELS, k=(100,), data_seeds=LOWRES_SEEDS, seeds=(42,)),
     "paper": dict(tasks=GLUE_TASKS, methods=LABELS, k=(100, 500, 1000), data_seeds=LOWRES_SEEDS, seeds=(42,)),
 }
 points = k_points

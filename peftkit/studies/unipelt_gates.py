@@ -20,7 +20,7 @@ PARAMETERS = ("tasks", "methods", "k", "data_seeds")
 DEFAULTS = {
     "smoke": dict(tasks=("rte",), methods=("unipelt-APL",), k=(100,), data_seeds=(111,), seeds=(42,), budget=SMOKE),
     "cpu": dict(tasks=("sst2", "cola"), methods=("unipelt-APL",), k=(100, 500, 1000), data_seeds=(111, 222),
-                seeds=(42,), budget=dict(epochs=5)),
+                seeds=(42,)),
     "paper": dict(tasks=GLUE_TASKS, methods=("unipelt-APL",), k=(100, 500, 1000, "full"), data_seeds=LOWRES_SEEDS,
                   seeds=(42,)),
 }
