@@ -19,7 +19,7 @@ export PEFTKIT_DATA_DIR
 endif
 PROFILE ?= cpu
 
-.PHONY: venv peers test reports params bench bench-peers clean
+.PHONY: venv peers test reports params bench bench-peers cuda-check clean
 
 venv: $(VENV)/.installed
 
@@ -66,6 +66,16 @@ bench: venv
 
 bench-peers: peers
 	$(PPY) -m bench $(BENCH_ARGS) --peer adapters --out $(basename $(BENCH_OUT))_adapters.json
+
+# The CUDA path in one command (bench/cuda_check.py; README "On a GPU"): at most 8 minutes on one GPU, writes
+# $(OUT)/cuda_check.json and cuda_check.md. No venv needed: where .venv is absent (a GPU machine that got the
+# repository only) it runs with that machine's python3 (torch with CUDA, transformers, peft; ray for the packing
+# section). CHECK_ARGS=--dry rehearses it on the CPU on tiny configurations (under a minute).
+OUT ?= runs/cuda_check
+CHECK_ARGS ?=
+CHECK_PY ?= $(if $(wildcard $(VPY)),$(VPY),python3)
+cuda-check:
+	$(CHECK_PY) -m bench.cuda_check --out $(OUT) $(CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache

@@ -11,4 +11,9 @@ Modules: :mod:`bench.backbones` (models, the fixed batch), :mod:`bench.contender
 :mod:`bench.measure` (peak memory; the interleaved timing and its statistics are
 :mod:`peftkit.timing`'s), :mod:`bench.suite` (groups, ratios, goals),
 :mod:`bench.report` (provenance, table, JSON, Markdown), :mod:`bench.profile`.
+
+``python -m bench.cuda_check --out DIR`` (``--dry`` on the CPU) is the one-command check of the CUDA path (README,
+"On a GPU"): :mod:`bench.cuda_check` (sections, budget, outputs), :mod:`bench.cuda_common`, :mod:`bench.cuda_models`
+(methods, routing, generation), :mod:`bench.cuda_timing`, :mod:`bench.cuda_pack` (Ray packing),
+:mod:`bench.cuda_ddp`, :mod:`bench.cuda_report` (its Markdown; ``python -m bench.cuda_report DIR/cuda_check.json``).
 """

@@ -6,6 +6,9 @@
   2-label sequence-classification head, as real tensors on the bench device. GPT-2 gets the classification head
   too (the papers use GPT-2 medium for generation; the head is the same for every contender of a backbone).
 - ``tiny``: a 2-layer random BERT (hidden 96) for ``--quick`` and the smoke test.
+
+:func:`build` makes any of the paper-size configs (or its :func:`tiny_config`, same family and code paths, hidden
+32) with a classification or a causal-LM head directly on a device; ``bench.cuda_check`` uses it.
 """
 from __future__ import annotations
 
@@ -34,7 +37,13 @@ class Backbone:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def _config(name: str):
+PAPER = ("bert-base", "roberta-large", "gpt2-medium")
+TINY_SIZES = {"bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
+              "gpt2": dict(n_embd=32, n_layer=2, n_head=4, n_inner=64)}
+TINY_VOCAB = 1000
+
+
+def config(name: str):
     """The transformers config of a paper-size backbone, exactly as ``peftkit.cli.build`` makes it."""
     from peftkit.cli import build
 
@@ -43,6 +52,45 @@ def _config(name: str):
     if cfg.model_type == "gpt2":
         cfg.pad_token_id = cfg.eos_token_id
     return cfg
+
+
+def tiny_config(name: str):
+    """``config(name)`` shrunk to 2 layers of hidden size 32 and a 1,000-token vocabulary: the same model class and
+    code paths in milliseconds (GPT-2's bos / eos / pad become the last token id)."""
+    cfg = config(name)
+    for key, value in TINY_SIZES["gpt2" if cfg.model_type == "gpt2" else "bert"].items():
+        setattr(cfg, key, value)
+    cfg.vocab_size = TINY_VOCAB
+    if cfg.model_type == "gpt2":
+        cfg.bos_token_id = cfg.eos_token_id = cfg.pad_token_id = TINY_VOCAB - 1
+    return cfg
+
+
+def wrap(name: str, model: nn.Module, source: str) -> Backbone:
+    """A :class:`Backbone` record around an already built model (sizes and padding id read off its config)."""
+    cfg = model.config
+    gpt2 = cfg.model_type == "gpt2"
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
+    hidden = cfg.n_embd if gpt2 else cfg.hidden_size
+    return Backbone(name, model, source, int(hidden), int(cfg.vocab_size), int(pad), "gpt2" if gpt2 else "bert")
+
+
+def build(name: str, device: torch.device, tiny: bool = False, head: str = "classifier", seed: int = 0) -> Backbone:
+    """Paper-size backbone ``name`` (one of ``PAPER``; ``tiny``: its :func:`tiny_config`), randomly initialised
+    (seeded) directly on ``device``, with a 2-label classification head or (``head="causal"``) an LM head."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    if name not in PAPER:
+        raise ValueError(f"invalid backbone {name!r}: allowed one of {', '.join(PAPER)}")
+    hf_logging.set_verbosity_error()
+    cfg = tiny_config(name) if tiny else config(name)
+    cls = AutoModelForCausalLM if head == "causal" else AutoModelForSequenceClassification
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = cls.from_config(cfg)
+    size = "tiny (2 layers, hidden 32) version of the" if tiny else "paper-size"
+    return wrap(name, model, f"random init, {size} peftkit.cli.build({name!r}).config, {head} head")
 
 
 def load(name: str, device: torch.device) -> Backbone:
@@ -65,14 +113,9 @@ def load(name: str, device: torch.device) -> Backbone:
         model = BertForSequenceClassification(cfg)
         source = "random 2-layer BERT, hidden 96 (smoke-test size)"
     else:
-        model = AutoModelForSequenceClassification.from_config(_config(name))
+        model = AutoModelForSequenceClassification.from_config(config(name))
         source = f"random init from peftkit.cli.build({name!r}).config, 2-label sequence-classification head"
-    cfg = model.config
-    gpt2 = cfg.model_type == "gpt2"
-    pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
-    hidden = cfg.n_embd if gpt2 else cfg.hidden_size
-    return Backbone(name, model.to(device), source, int(hidden), int(cfg.vocab_size), int(pad),
-                    "gpt2" if gpt2 else "bert")
+    return wrap(name, model.to(device), source)
 
 
 def make_batch(bb: Backbone, batch: int, seq_len: int, device: torch.device, seed: int = 0) -> dict:

@@ -63,7 +63,8 @@ def apply(model: nn.Module, method: str, *, train_head: bool = True, train_poole
     if hasattr(model, "config"):
         check_sizes(cfg, model.config)  # absurd sizes fail here, before a huge allocation
     arch = detect(model)
-    seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
+    # torch's global CPU generator, also under a CUDA default device: the same torch.manual_seed gives the same seed
+    seed = int(torch.randint(0, 2**62, (1,), device="cpu").item()) if seed is None else seed
     state = PeftState(method=method, config=cfg, arch=arch, train_head=train_head, train_pooler=train_pooler,
                       seed=seed)
     state.generator.manual_seed(seed)

@@ -46,8 +46,10 @@ class PeftState:
     before_forward: list = field(default_factory=list)  # callbacks(state) run by the model pre-hook
 
     def draw(self, n: int, groups: int = 1) -> list[int]:
-        """``groups`` module indices in [0, n), uniform, from the model's routing generator."""
-        return torch.randint(n, (groups,), generator=self.generator).tolist()
+        """``groups`` module indices in [0, n), uniform, from the model's routing generator. Drawn on the generator's
+        own device (the CPU) whatever the default device (``torch.set_default_device("cuda")`` or a ``with
+        torch.device(...)`` block), so a model routes the same on CPU and CUDA for the same seed."""
+        return torch.randint(n, (groups,), generator=self.generator, device=self.generator.device).tolist()
 
     def check_trainable_forward(self, module: nn.Module) -> None:
         if module.training and self.merged:

@@ -1,6 +1,7 @@
 """AdaMix behaviour: routing, gradients of unselected modules, inference modes, consistency route groups."""
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -134,6 +135,23 @@ def test_merged_inference_costs_one_module_and_equals_weight_average():
     with torch.no_grad():
         blk.down[0].weight.add_(torch.randn_like(blk.down[0].weight))  # not a constant: LN would cancel it
     assert not torch.allclose(logits(model, x), unmerged_eval)
+
+
+def test_routing_draws_on_its_cpu_generator_whatever_the_default_device():
+    """Routing uses a CPU generator; under another default device (``with torch.device("cuda")``, here the meta
+    device, which stands in for it on a CPU-only machine) the draws stay on the CPU and are the same as without it:
+    before, they landed on the default device (meta: no values; CUDA: a CPU generator refused)."""
+    def draws(context):
+        model = peftkit.apply(tiny("bert"), "adamix", bottleneck=8, num_modules=4, seed=5)
+        with context:
+            return [model._peftkit.draw(4, 2) for _ in range(5)]
+    assert draws(torch.device("meta")) == draws(contextlib.nullcontext())
+    models = [tiny("bert"), tiny("bert")]
+    torch.manual_seed(11)
+    with torch.device("meta"):
+        seed = peftkit.apply(models[0], "adamix", bottleneck=8)._peftkit.seed  # from the global CPU generator
+    torch.manual_seed(11)
+    assert peftkit.apply(models[1], "adamix", bottleneck=8)._peftkit.seed == seed
 
 
 def test_route_groups_route_the_two_halves_independently():
