@@ -42,7 +42,7 @@ def test_one_run_store_for_every_study():
     gates = studies.grid("unipelt_gates", "smoke")
     low = studies.grid("low_resource", "smoke")
     assert gates[0].out in {s.out for s in low}  # 07's smoke run is 02's: one directory, trained once
-    assert Path(gates[0].out).parent == studies.project_root() / "runs" / "smoke"
+    assert Path(gates[0].out).parent == studies.project_root() / "reports" / "runs" / "smoke"
 
 
 def test_paper_tasks_follow_the_data_that_can_be_loaded(monkeypatch, tmp_path, capsys):
