@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,6 +58,14 @@ def perturb(model, scale: float = 0.1, seed: int = 2) -> None:
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+def listing(root: Path) -> dict:
+    """Every path under root with its size and content hash (a directory listing that sees edits too)."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+            if p.is_file() else "dir" for p in sorted(root.rglob("*"))}
 
 
 def pytest_ignore_collect(collection_path, config):
