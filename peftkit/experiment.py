@@ -88,7 +88,7 @@ def resolve(spec: RunSpec) -> RunSpec:
     cfg = make_config(spec.method, **spec.options)  # validates method and options
     check_trains_something(cfg)
     if spec.protocol is not None:
-        protocols.get(spec.protocol)
+        protocols.check_kind(spec.protocol, kind)  # a protocol applies to its own kind of task only
     head = spec.head or PROTOCOL_DEFAULTS[kind]
     allowed_heads = {"glue": ("classifier",), "fewshot": ("prompt", "classifier"), "nlg": ("causal",)}[kind]
     if head not in allowed_heads:
