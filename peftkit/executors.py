@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .capacity import check_options as check
 
 CLAIM_FILE = ".claim"
 LOG_FILE = "train.log"
@@ -62,6 +61,15 @@ class ExecutorOptions:
                             else _float_env("PEFTKIT_CPUS_PER_RUN"))
         check(o)
         return o
+
+
+def check(o: ExecutorOptions, cli: bool = False) -> None:
+    """Raise ValueError naming the field (``cli``: the flag) for a bad executor choice, before anything starts (see
+    :func:`peftkit.capacity.check_options`; imported here, so that this module loads without the package for the
+    claim tests)."""
+    from .capacity import check_options
+
+    check_options(o, cli)
 
 
 def _float_env(name: str) -> float | None:
