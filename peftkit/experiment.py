@@ -219,9 +219,11 @@ def preflight(spec: RunSpec) -> RunSpec:
     from transformers import AutoConfig
 
     from . import backbones
+    from .runner import check_precision
     from .validate import model_sizes
 
     spec = resolve(spec)
+    check_precision(spec.precision)  # an explicit bf16 needs the hardware for it, checked before the model loads
     config = AutoConfig.from_pretrained(backbones.resolve(spec.model))
     check_sizes(make_config(spec.method, **spec.options), config)
     _, positions = model_sizes(config)
