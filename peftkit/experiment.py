@@ -18,6 +18,7 @@ from typing import Optional
 from . import presets, protocols
 from .config import make_config
 from .consistency import CE_MODES
+from .runchecks import check_applies, check_same_run
 from .validate import MIN_MAX_LENGTH, check_number, check_out_dir, check_sizes, check_trains_something
 
 PROTOCOL_DEFAULTS = {"glue": "classifier", "fewshot": "prompt", "nlg": "causal"}
@@ -151,6 +152,7 @@ def resolve(spec: RunSpec) -> RunSpec:
                               if cfg.name == "adamix" else 0.0)
     elif filled.consistency > 0 and cfg.name != "adamix":
         raise ValueError(f"invalid consistency={filled.consistency}: only AdaMix has stochastic routing")
+    check_applies(spec, filled, kind)  # a field given that cannot apply to this run is an error, not ignored
     return filled
 
 
@@ -264,6 +266,7 @@ def run(spec: RunSpec, force: bool = False, progress: bool = True) -> dict:
     spec = preflight(spec)
     out = Path(spec.out)
     if has_result(out) and not force:
+        check_same_run(out, spec)  # another run's result in out is an error, not a silent skip
         if progress:
             print(f"[peftkit] {out}: result exists, skipped (force to rerun)")
         return json.loads(result_path(out).read_text())
