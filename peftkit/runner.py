@@ -164,12 +164,10 @@ def _selection(kind: str, task: str, regression: bool, protocol: str | None = No
 
 
 def execute(spec, out: Path, *, progress: bool, started: float, label: str, world_rank: int) -> dict:
-    from transformers.trainer_utils import get_last_checkpoint
-
     from .compat import training_arguments
     from .data import task_kind
     from .features import PadCollator
-    from .trainer import BestAndPatience, PeftTrainer, RoutingState
+    from .trainer import BestAndPatience, PeftTrainer, RoutingState, last_checkpoint
 
     kind = task_kind(spec.task)
     if not progress:
@@ -217,7 +215,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    last = last_checkpoint(ckpt_dir)  # the newest complete one; what a kill during a save left is removed
     if last:
         say(f"resuming from {last}")
         RoutingState.restore(model, last)

@@ -15,17 +15,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .atomic import write_json
 from .consistency import consistency_forward, find_peft_model
-from .core import CONFIG_FILE, gate_values, load_weights, merged, save
+from .core import CONFIG_FILE, WEIGHTS_FILE, gate_values, load_weights, merged, save
 
 ROUTING_FILE = "peftkit_routing.pt"
 
@@ -77,6 +82,39 @@ class PeftTrainer(Trainer):
             self._diverged(f"parameter {bad[0]} is no longer finite")
         save(peft_model, output_dir)
         torch.save(self.args, output_dir / "training_args.bin")
+
+    def _get_output_dir(self, trial) -> str:
+        """While a checkpoint is saved (:meth:`_save_checkpoint`): the staging folder it is written into."""
+        root = super()._get_output_dir(trial)
+        return os.path.join(root, STAGING) if getattr(self, "_pk_staging", False) else root
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Checkpoints are complete or absent: the Trainer writes one (weights, optimizer, scheduler, RNG, trainer
+        state; here also the AdaMix routing state) into ``<checkpoints>/.saving/``, which is renamed into place
+        only once every rank has written its part; the older ones are rotated out after that. A kill during the
+        save leaves the last complete checkpoint as it was (:func:`last_checkpoint` resumes from it)."""
+        root = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(root / STAGING, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._pk_staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._pk_staging = False
+        if self.args.should_save:
+            RoutingState.save(self.model, root / STAGING / name)
+        self.accelerator.wait_for_everyone()  # every rank's RNG state is in the staged checkpoint
+        if self.args.should_save:
+            _retire(root / name)  # a checkpoint saved again at the same step
+            os.replace(root / STAGING / name, root / name)
+            _fsync_dir(root)
+            shutil.rmtree(root / STAGING, ignore_errors=True)
+            complete = _checkpoints(root)
+            for old in complete[:-self.args.save_total_limit] if self.args.save_total_limit else []:
+                _retire(old)
+        self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if (Path(resume_from_checkpoint) / CONFIG_FILE).is_file():
@@ -188,15 +226,70 @@ class BestAndPatience(TrainerCallback):
 
 
 class RoutingState(TrainerCallback):
-    """Save the AdaMix routing generator next to each checkpoint; ``restore`` loads it before resuming."""
+    """The AdaMix routing generator of a checkpoint: :meth:`save` (by :meth:`PeftTrainer._save_checkpoint`, into
+    the staged checkpoint, so it is complete or absent with it); ``restore`` loads it before resuming."""
 
-    def on_save(self, args, state, control, model=None, **kwargs):
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
-            torch.save(find_peft_model(model)._peftkit.generator.get_state(), ckpt / ROUTING_FILE)
+    @staticmethod
+    def save(model, checkpoint: Path) -> None:
+        torch.save(find_peft_model(model)._peftkit.generator.get_state(), Path(checkpoint) / ROUTING_FILE)
 
     @staticmethod
     def restore(model, checkpoint: str) -> None:
         path = Path(checkpoint) / ROUTING_FILE
         if path.is_file():
             find_peft_model(model)._peftkit.generator.set_state(torch.load(path))
+
+
+# ---- checkpoints: complete or absent ----------------------------------------------------------------------------
+
+STAGING = ".saving"  # where a checkpoint is written before it is renamed into place
+_RETIRED = ".retired-"  # a checkpoint being deleted (renamed first, so a kill never leaves half of one in place)
+_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _retire(checkpoint: Path) -> None:
+    if checkpoint.is_dir():
+        grave = checkpoint.with_name(_RETIRED + checkpoint.name)
+        shutil.rmtree(grave, ignore_errors=True)
+        os.replace(checkpoint, grave)
+        shutil.rmtree(grave, ignore_errors=True)
+
+
+def _complete(checkpoint: Path) -> bool:
+    """Every file a resume reads is there and the trainer state (written last by the Trainer) parses."""
+    try:
+        json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return (checkpoint / CONFIG_FILE).is_file() and (checkpoint / WEIGHTS_FILE).is_file()
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """The checkpoint folders under ``folder``, oldest step first."""
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def last_checkpoint(folder: str | os.PathLike) -> Optional[str]:
+    """The newest complete checkpoint under ``folder`` (None: none), to resume from. What a kill during a save
+    left behind is removed: the staging folder, checkpoints being retired, and checkpoint folders a resume could
+    not read (written before saves were staged)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for leftover in [folder / STAGING, *folder.glob(_RETIRED + "*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    for checkpoint in reversed(_checkpoints(folder)):
+        if _complete(checkpoint):
+            return str(checkpoint)
+        _retire(checkpoint)
+    return None
