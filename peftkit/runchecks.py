@@ -89,6 +89,11 @@ def check_applies(spec, filled, kind: str) -> None:
          "patience counts evaluations during training, and eval_steps=0 makes none; give eval_steps, or leave "
          "patience out"),
     ]
+    if spec.label_smoothing and kind == "glue":
+        from .data import glue_task
+
+        checks.append((glue_task(spec.task).label_names is None, "label_smoothing", spec.label_smoothing,
+                       f"{spec.task} is a regression task (one score, no labels to smooth); leave it out"))
     for bad, field, value, why in checks:
         if bad:
             raise ValueError(f"invalid {field}={value!r}: {why}")
