@@ -68,6 +68,17 @@ def listing(root: Path) -> dict:
             if p.is_file() else "dir" for p in sorted(root.rglob("*"))}
 
 
+@pytest.fixture
+def no_backbone(monkeypatch):
+    """Validation must happen before any weights load: loading one fails the test."""
+    from peftkit import backbones
+
+    def refuse(*a, **k):
+        raise AssertionError("a backbone was loaded before the bad input was rejected")
+    monkeypatch.setattr(backbones, "load_model", refuse)
+    monkeypatch.setattr(backbones, "load_tokenizer", refuse)
+
+
 def pytest_ignore_collect(collection_path, config):
     """``pytest -m peers`` (``make test`` in the peers venv, which lacks the runtime's data and report packages)
     collects only the test files that hold peer tests, so the others' imports cannot fail there."""

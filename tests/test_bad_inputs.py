@@ -268,17 +268,6 @@ TRAIN_CASES = [
 ]
 
 
-@pytest.fixture
-def no_backbone(monkeypatch):
-    """Validation must happen before any weights load: loading one fails the test."""
-    from peftkit import backbones
-
-    def refuse(*a, **k):
-        raise AssertionError("a backbone was loaded before the bad input was rejected")
-    monkeypatch.setattr(backbones, "load_model", refuse)
-    monkeypatch.setattr(backbones, "load_tokenizer", refuse)
-
-
 @pytest.mark.parametrize("case,args,words", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
 def test_train_rejects_bad_input_before_loading_the_model(case, args, words, tmp_path, capsys, no_backbone):
     from peftkit.cli import main
