@@ -257,7 +257,8 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
                 if outcome.html is not None and outcome.ok:  # a failure's HTML stays beside its executed copy
                     _register_html(outcome.html, name, profile, folder)
             print(f"[reproduce] {i}/{len(names)} {name}: {'finished' if outcome.ok else 'FAILED'} in "
-                  f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> {outcome.executed}", flush=True)
+                  f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> "
+                  f"{outcome.executed if outcome.executed.is_file() else 'no executed copy'}", flush=True)
             outcomes.append(outcome)
     return outcomes
 
@@ -283,8 +284,9 @@ def summary(outcomes: Sequence[Outcome]) -> str:
              f"({sum(o.seconds for o in outcomes):.1f} s)"]
     for o in failed:
         where = f"cell {o.cell}" if o.cell is not None else "before any cell ran"
+        see = f"see {o.executed}" if o.executed.is_file() else "no executed copy: its kernel never started"
         lines.append(f"[reproduce] FAILED {o.name}: {where}" + (f" `{o.source}`" if o.source else "")
-                     + f": {o.error} (see {o.executed})")
+                     + f": {o.error} ({see})")
     for o in outcomes:
         lines += [f"[reproduce] FAILED run of {o.name}: {line}" for line in o.failed_runs]
     return "\n".join(lines)
