@@ -167,7 +167,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     from .compat import training_arguments
     from .data import task_kind
     from .features import PadCollator
-    from .trainer import BestAndPatience, PeftTrainer, RoutingState, last_checkpoint
+    from .checkpoints import last_checkpoint
+    from .trainer import BestAndPatience, PeftTrainer, RoutingState
 
     kind = task_kind(spec.task)
     if not progress:

@@ -9,13 +9,13 @@
   after ``patience`` evaluations without improvement. It rebuilds its state from the log history on resume.
 - ``RoutingState``: saves the AdaMix routing generator with every checkpoint, so a resumed run draws on.
 - Checkpoints hold only what trains (``peftkit.save``: method parameters and head) plus the optimizer, scheduler
-  and RNG state, not the frozen backbone; a NaN or infinite loss stops the run (:class:`TrainingDiverged`) before
-  anything non-finite is written, so the last checkpoint on disk is the last good one.
+  and RNG state, not the frozen backbone, and are written complete or not at all (:mod:`peftkit.checkpoints`);
+  a NaN or infinite loss stops the run (:class:`TrainingDiverged`) before anything non-finite is written, so the
+  last checkpoint on disk is the last good one.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -25,12 +25,12 @@ from typing import Optional
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .atomic import write_json
+from .checkpoints import STAGING, checkpoints, fsync_dir, retire
 from .consistency import consistency_forward, find_peft_model
-from .core import CONFIG_FILE, WEIGHTS_FILE, gate_values, load_weights, merged, save
+from .core import CONFIG_FILE, gate_values, load_weights, merged, save
 
 ROUTING_FILE = "peftkit_routing.pt"
 
@@ -92,7 +92,8 @@ class PeftTrainer(Trainer):
         """Checkpoints are complete or absent: the Trainer writes one (weights, optimizer, scheduler, RNG, trainer
         state; here also the AdaMix routing state) into ``<checkpoints>/.saving/``, which is renamed into place
         only once every rank has written its part; the older ones are rotated out after that. A kill during the
-        save leaves the last complete checkpoint as it was (:func:`last_checkpoint` resumes from it)."""
+        save leaves the last complete checkpoint as it was (:func:`peftkit.checkpoints.last_checkpoint` resumes
+        from it)."""
         root = Path(super()._get_output_dir(trial))
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         if self.args.should_save:
@@ -107,13 +108,13 @@ class PeftTrainer(Trainer):
             RoutingState.save(self.model, root / STAGING / name)
         self.accelerator.wait_for_everyone()  # every rank's RNG state is in the staged checkpoint
         if self.args.should_save:
-            _retire(root / name)  # a checkpoint saved again at the same step
+            retire(root / name)  # a checkpoint saved again at the same step
             os.replace(root / STAGING / name, root / name)
-            _fsync_dir(root)
+            fsync_dir(root)
             shutil.rmtree(root / STAGING, ignore_errors=True)
-            complete = _checkpoints(root)
+            complete = checkpoints(root)
             for old in complete[:-self.args.save_total_limit] if self.args.save_total_limit else []:
-                _retire(old)
+                retire(old)
         self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -238,58 +239,3 @@ class RoutingState(TrainerCallback):
         path = Path(checkpoint) / ROUTING_FILE
         if path.is_file():
             find_peft_model(model)._peftkit.generator.set_state(torch.load(path))
-
-
-# ---- checkpoints: complete or absent ----------------------------------------------------------------------------
-
-STAGING = ".saving"  # where a checkpoint is written before it is renamed into place
-_RETIRED = ".retired-"  # a checkpoint being deleted (renamed first, so a kill never leaves half of one in place)
-_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _retire(checkpoint: Path) -> None:
-    if checkpoint.is_dir():
-        grave = checkpoint.with_name(_RETIRED + checkpoint.name)
-        shutil.rmtree(grave, ignore_errors=True)
-        os.replace(checkpoint, grave)
-        shutil.rmtree(grave, ignore_errors=True)
-
-
-def _complete(checkpoint: Path) -> bool:
-    """Every file a resume reads is there and the trainer state (written last by the Trainer) parses."""
-    try:
-        json.loads((checkpoint / TRAINER_STATE_NAME).read_text())
-    except (OSError, ValueError):
-        return False
-    return (checkpoint / CONFIG_FILE).is_file() and (checkpoint / WEIGHTS_FILE).is_file()
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    """The checkpoint folders under ``folder``, oldest step first."""
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def last_checkpoint(folder: str | os.PathLike) -> Optional[str]:
-    """The newest complete checkpoint under ``folder`` (None: none), to resume from. What a kill during a save
-    left behind is removed: the staging folder, checkpoints being retired, and checkpoint folders a resume could
-    not read (written before saves were staged)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    for leftover in [folder / STAGING, *folder.glob(_RETIRED + "*")]:
-        shutil.rmtree(leftover, ignore_errors=True)
-    for checkpoint in reversed(_checkpoints(folder)):
-        if _complete(checkpoint):
-            return str(checkpoint)
-        _retire(checkpoint)
-    return None
