@@ -68,6 +68,13 @@ def listing(root: Path) -> dict:
             if p.is_file() else "dir" for p in sorted(root.rglob("*"))}
 
 
+def one_line_error(capsys, prefix: str = "peftkit") -> str:
+    """The command's stderr: one line, ``<prefix>: error: ...`` (no traceback)."""
+    err = capsys.readouterr().err
+    assert err.startswith(f"{prefix}: error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
 @pytest.fixture
 def no_backbone(monkeypatch):
     """Validation must happen before any weights load: loading one fails the test."""
