@@ -97,18 +97,27 @@ def params_report(out: Path, arch: str = "bert-base") -> Path:
     return out / "parameters.md"
 
 
+#: what Ctrl-C leaves behind, per command (``data`` says its own, see :mod:`peftkit.datafetch`)
+INTERRUPTED = {
+    "train": "Finished runs are kept; run the same command again to resume from the last checkpoint.",
+    "reproduce": "Finished runs are kept and the interrupted notebook's reports are as they were; run the same "
+                 "command again to resume from the last checkpoint.",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return _main(argv)
     except KeyboardInterrupt:
         if os.environ.get("PEFTKIT_DEBUG"):
             raise
-        print("\npeftkit: interrupted. Finished runs are kept; run the same command again to resume from the last "
-              "checkpoint.", file=sys.stderr)
+        said = INTERRUPTED.get(argv[0] if argv else "")
+        print("\npeftkit: interrupted." + (f" {said}" if said else ""), file=sys.stderr)
         return 130
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="peftkit", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("params", help="parameter counts of a method on a paper-size backbone (JSON)")
@@ -125,7 +134,6 @@ def _main(argv: list[str] | None) -> int:
                    "peftkit data fetch --help)")
     sub.add_parser("plan", add_help=False, help="a profile's full grid: runs, examples x epochs, GPU-hours (see "
                    "peftkit plan --help)")
-    argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["reproduce"]:  # its own parser: peftkit.reproduce
         from .reproduce import main as reproduce_main
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-EXECUTORS = ("local", "ray")
+
 CLAIM_FILE = ".claim"
 LOG_FILE = "train.log"
 HEARTBEAT_S = 30.0
@@ -49,13 +49,27 @@ class ExecutorOptions:
     cpus_per_run: float | None = None  # None: 1
 
     def resolved(self) -> "ExecutorOptions":
+        """The environment's values filled in (the Ray settings only for the ray executor: a ``RAY_ADDRESS``
+        exported for other work does not turn a local grid into an error), then :func:`check`."""
         env = os.environ
-        o = ExecutorOptions(self.executor or env.get("PEFTKIT_EXECUTOR") or "local",
-                            self.address or env.get("RAY_ADDRESS") or None,
-                            self.gpus_per_run if self.gpus_per_run is not None else _float_env("PEFTKIT_GPUS_PER_RUN"),
-                            self.cpus_per_run if self.cpus_per_run is not None else _float_env("PEFTKIT_CPUS_PER_RUN"))
+        executor = self.executor or env.get("PEFTKIT_EXECUTOR") or "local"
+        ray = executor == "ray"
+        o = ExecutorOptions(executor, self.address or (env.get("RAY_ADDRESS") if ray else None) or None,
+                            self.gpus_per_run if self.gpus_per_run is not None or not ray
+                            else _float_env("PEFTKIT_GPUS_PER_RUN"),
+                            self.cpus_per_run if self.cpus_per_run is not None or not ray
+                            else _float_env("PEFTKIT_CPUS_PER_RUN"))
         check(o)
         return o
+
+
+def check(o: ExecutorOptions, cli: bool = False) -> None:
+    """Raise ValueError naming the field (``cli``: the flag) for a bad executor choice, before anything starts (see
+    :func:`peftkit.capacity.check_options`; imported here, so that this module loads without the package for the
+    claim tests)."""
+    from .capacity import check_options
+
+    check_options(o, cli)
 
 
 def _float_env(name: str) -> float | None:
@@ -66,18 +80,6 @@ def _float_env(name: str) -> float | None:
         return float(value)
     except ValueError:
         raise ValueError(f"invalid ${name}={value!r}: allowed a non-negative number") from None
-
-
-def check(o: ExecutorOptions) -> None:
-    """Raise ValueError naming the field for a bad executor choice (nothing started)."""
-    if o.executor not in EXECUTORS:
-        raise ValueError(f"invalid executor={o.executor!r}: allowed one of {', '.join(EXECUTORS)}")
-    for name in ("gpus_per_run", "cpus_per_run"):
-        v = getattr(o, name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-            raise ValueError(f"invalid {name}={v!r}: allowed a non-negative number (fractions pack runs)")
-    if o.gpus_per_run is not None and o.gpus_per_run > 1 and not float(o.gpus_per_run).is_integer():
-        raise ValueError(f"invalid gpus_per_run={o.gpus_per_run!r}: above 1 it must be a whole number")
 
 
 # ---- claims ------------------------------------------------------------------------------------------------
@@ -318,10 +320,14 @@ def _get(ray, ref, spec) -> dict:
                 "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
 
 
-def _ray_init(options: ExecutorOptions):
+def _ray_init(options: ExecutorOptions, cli: bool = False):
     """(ray, started): join ``options.address`` (or ``RAY_ADDRESS``), reuse a running ``ray.init`` of this process,
-    or start a local instance with the machine's CPUs and GPUs. ``started``: this call started it (shut it down)."""
+    or start a local instance with the machine's CPUs and GPUs. ``started``: this call started it (shut it down).
+    Before Ray is touched, the address must answer and, for a local instance, one run's GPUs and CPUs must fit
+    this machine (see :mod:`peftkit.capacity`)."""
     import logging
+
+    from .capacity import check_address, check_fits, local_offer
 
     # Ray logs "Missing packages: ['ipywidgets'] ..." when imported in a notebook kernel: not a result of the run
     logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
@@ -331,6 +337,11 @@ def _ray_init(options: ExecutorOptions):
         raise ValueError("executor='ray' needs the ray package: pip install 'ray==2.60.0'") from None
     if ray.is_initialized():
         return ray, False
+    if options.address:
+        check_address(options.address, cli)
+    else:
+        check_fits(options.gpus_per_run, options.cpus_per_run, [local_offer()],
+                   "a local Ray instance on this machine", cli)
     package_root = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
     kwargs = dict(include_dashboard=False, logging_level="WARNING", log_to_driver=False,
@@ -342,17 +353,32 @@ def _ray_init(options: ExecutorOptions):
     return ray, True
 
 
-def ray_start(options: ExecutorOptions):
-    """(ray or None, address) for several drivers to share: ``options.address`` as is, else a local Ray instance
-    started here (the caller shuts it down) and its address."""
-    if options.address:
-        return None, options.address
-    ray, started = _ray_init(options)
-    address = ray.get_runtime_context().gcs_address
-    return (ray if started else None), address
+def ray_start(options: ExecutorOptions, cli: bool = False):
+    """(ray, address) for several drivers to share: a local Ray instance started here, or the cluster at
+    ``options.address``, joined to check that one run fits a node before any notebook starts (the caller shuts
+    ``ray`` down: the local instance stops, a cluster is only left)."""
+    ray, started = _ray_init(options, cli)
+    try:
+        check_cluster(ray, options, cli)
+        address = ray.get_runtime_context().gcs_address
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+    return (ray if started else None), (options.address or address)
+
+
+def check_cluster(ray, options: ExecutorOptions, cli: bool = False) -> None:
+    """One run's ``gpus_per_run`` / ``cpus_per_run`` fit some live node of the connected cluster (else Ray would
+    hold the task as infeasible, silently, forever)."""
+    from .capacity import check_fits, cluster_offer
+
+    where = f"the Ray cluster at {options.address}" if options.address else "the Ray instance"
+    check_fits(options.gpus_per_run, options.cpus_per_run, cluster_offer(ray), where, cli)
 
 
 def _remote(ray, options: ExecutorOptions):
+    check_cluster(ray, options)
     gpus = options.gpus_per_run
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

@@ -18,6 +18,7 @@ from typing import Optional
 from . import presets, protocols
 from .config import make_config
 from .consistency import CE_MODES
+from .runchecks import check_applies, check_same_run
 from .validate import MIN_MAX_LENGTH, check_number, check_out_dir, check_sizes, check_trains_something
 
 PROTOCOL_DEFAULTS = {"glue": "classifier", "fewshot": "prompt", "nlg": "causal"}
@@ -97,7 +98,7 @@ def resolve(spec: RunSpec) -> RunSpec:
     cfg = make_config(spec.method, **spec.options)  # validates method and options
     check_trains_something(cfg)
     if spec.protocol is not None:
-        protocols.get(spec.protocol)
+        protocols.check_kind(spec.protocol, kind)  # a protocol applies to its own kind of task only
     head = spec.head or PROTOCOL_DEFAULTS[kind]
     allowed_heads = {"glue": ("classifier",), "fewshot": ("prompt", "classifier"), "nlg": ("causal",)}[kind]
     if head not in allowed_heads:
@@ -162,6 +163,7 @@ def resolve(spec: RunSpec) -> RunSpec:
                               if cfg.name == "adamix" else 0.0)
     elif filled.consistency > 0 and cfg.name != "adamix":
         raise ValueError(f"invalid consistency={filled.consistency}: only AdaMix has stochastic routing")
+    check_applies(spec, filled, kind)  # a field given that cannot apply to this run is an error, not ignored
     return filled
 
 
@@ -240,9 +242,11 @@ def preflight(spec: RunSpec) -> RunSpec:
     from transformers import AutoConfig
 
     from . import backbones
+    from .runner import check_precision
     from .validate import model_sizes
 
     spec = resolve(spec)
+    check_precision(spec.precision)  # an explicit bf16 needs the hardware for it, checked before the model loads
     config = AutoConfig.from_pretrained(backbones.resolve(spec.model))
     check_sizes(make_config(spec.method, **spec.options), config)
     _, positions = model_sizes(config)
@@ -283,6 +287,7 @@ def run(spec: RunSpec, force: bool = False, progress: bool = True) -> dict:
     spec = preflight(spec)
     out = Path(spec.out)
     if has_result(out) and not force:
+        check_same_run(out, spec)  # another run's result in out is an error, not a silent skip
         if progress:
             print(f"[peftkit] {out}: result exists, skipped (force to rerun)")
         return json.loads(result_path(out).read_text())

@@ -1,11 +1,13 @@
 """``peftkit plan``: what a profile's grids cost before anything trains.
 
-    peftkit plan [--profile paper] [--only NOTEBOOK[,NOTEBOOK]] [--gpu a100|h100|h200] [--markdown]
+    peftkit plan [--profile paper] [--only NOTEBOOK[,NOTEBOOK]] [--gpu a100|h100|h200]
 
 Per notebook: runs (and how many another notebook already trains: one run store serves every study), training
 examples x epochs summed over its runs, and GPU-hours on one GPU from the throughput model below, as a range: the
 low end stops every run at the earliest its patience allows (the best epoch is the first), the high end runs every
 run to its full budget (no early stop). The paper profile's full task lists are counted whatever data is present.
+The table is Markdown (the README's is this command's output, checked by a test). Nothing is downloaded: a
+backbone's config is read where it is cached, else its name gives its family and size.
 
 Throughput model (stated, not measured on a GPU here):
 
@@ -30,6 +32,8 @@ measurements: no GPU was available to calibrate them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -121,20 +125,39 @@ def plan(profile: str = "paper", only: str | None = None, gpu: str = "a100") -> 
     names = select_notebooks(dict.fromkeys(NOTEBOOKS), only)
     seen: set[str] = set()
     rows = []
-    for nb in names:
-        row = Row(nb)
-        for spec in grid(NOTEBOOKS[nb], profile, follow_data=False):
-            row.runs += 1
-            if spec.out in seen:
-                row.shared += 1
-                continue
-            seen.add(spec.out)
-            ex, low, high = run_cost(resolve(spec), gpu)
-            row.examples_epochs += ex
-            row.gpu_h_low += low / 3600
-            row.gpu_h_high += high / 3600
-        rows.append(row)
+    with hub_offline():
+        for nb in names:
+            row = Row(nb)
+            for spec in grid(NOTEBOOKS[nb], profile, follow_data=False):
+                row.runs += 1
+                if spec.out in seen:
+                    row.shared += 1
+                    continue
+                seen.add(spec.out)
+                ex, low, high = run_cost(resolve(spec), gpu)
+                row.examples_epochs += ex
+                row.gpu_h_low += low / 3600
+                row.gpu_h_high += high / 3600
+            rows.append(row)
     return rows
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """``HF_HUB_OFFLINE=1`` while a plan is counted: a backbone named by its hub id is looked up in the local cache
+    only (:func:`peftkit.backbones.resolve`), never downloaded (weights included) nor waited for offline."""
+    saved = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("HF_HUB_OFFLINE") if saved is None else os.environ.__setitem__("HF_HUB_OFFLINE", saved)
+
+
+def total(rows: list[Row]) -> Row:
+    """The sum of the rows (the table's last line)."""
+    return Row("total", sum(r.runs for r in rows), sum(r.shared for r in rows), sum(r.examples_epochs for r in rows),
+               sum(r.gpu_h_low for r in rows), sum(r.gpu_h_high for r in rows))
 
 
 def _hours(h: float) -> str:
@@ -147,8 +170,7 @@ def table(rows: list[Row], profile: str, gpu: str) -> str:
     for r in rows:
         lines.append(f"| {r.notebook} | {r.runs:,} | {r.shared:,} | {r.examples_epochs / 1e6:,.1f} M | "
                      f"{_hours(r.gpu_h_low)} .. {_hours(r.gpu_h_high)} |")
-    tot = Row("total", sum(r.runs for r in rows), sum(r.shared for r in rows), sum(r.examples_epochs for r in rows),
-              sum(r.gpu_h_low for r in rows), sum(r.gpu_h_high for r in rows))
+    tot = total(rows)
     lines.append(f"| **total** | **{tot.runs:,}** ({tot.runs - tot.shared:,} to train) | {tot.shared:,} | "
                  f"{tot.examples_epochs / 1e6:,.1f} M | **{tot.gpu_h_low:,.0f} .. {tot.gpu_h_high:,.0f}** |")
     return "\n".join(lines)

@@ -153,6 +153,20 @@ def get(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+#: the kind of task each protocol trains (its paper's): a protocol applies to that kind only
+KIND = {"adamix-glue": "glue", "unipelt-glue": "glue", "adamix-nlg": "nlg", "lmbff-fewshot": "fewshot"}
+
+
+def check_kind(name: str, kind: str) -> None:
+    """Raise ValueError when protocol ``name`` is not one for a ``kind`` task (e.g. unipelt-glue on E2E would
+    freeze an untrained LM head, adamix-nlg on RTE would smooth its labels), naming the protocols that apply."""
+    get(name)
+    if KIND[name] != kind:
+        fitting = [n for n in NAMES if KIND[n] == kind]
+        raise ValueError(f"invalid protocol={name!r}: it trains {KIND[name]} tasks, not {kind} ones; allowed for a "
+                         f"{kind} task: {', '.join(fitting)} (or none: the default)")
+
+
 def default_protocol(kind: str, method: str) -> str:
     """The protocol of the paper a run's published counterpart comes from: AdaMix rows on GLUE train under
     AdaMix's protocol; every other GLUE row (UniPELT's tables, and the baselines AdaMix's BERT-base table quotes

@@ -8,7 +8,13 @@ Each notebook in ``notebooks/`` runs with ``PROFILE`` (and ``REPORTS_DIR`` / ``R
 injected; the executed copy goes to ``<reports>/executed/<profile>/<name>.ipynb`` and ``.html`` (``<reports>`` is
 ``--reports-dir``, else ``reports/``), never into ``notebooks/``. Finished runs are skipped (their result files
 exist), so a rerun only trains what is missing. A failing notebook does not stop the others; at the end each
-failure is listed with its cell, and the exit status is 1. Bad arguments exit with status 2.
+failure is listed with its cell, and the exit status is 1. A notebook executes into a copy beside its executed
+copy, which replaces the old one only when it succeeds; a failed or interrupted notebook leaves every report as it
+was (the tables, figures and index it wrote are put back, see :mod:`peftkit.guard`) and its executed copy goes to
+``<reports>/executed/<profile>/failed/``, which the failure's line names. Bad arguments exit with status 2 before
+anything is written, started or connected to: a flag that cannot apply (a Ray setting with the local executor, a
+``-p`` for a parameter a flag sets) is one of them, and so are a Ray address where nothing answers and a
+``--gpus-per-run`` / ``--cpus-per-run`` no node offers (see :mod:`peftkit.capacity`).
 
 ``--executor ray`` trains each notebook's missing runs as Ray tasks (see :mod:`peftkit.executors`): on the cluster
 at ``--ray-address`` / ``$RAY_ADDRESS``, else on one local Ray instance started here for all the notebooks, with
@@ -19,19 +25,22 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import json
 import os
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .guard import TreeGuard
 from .render import write_html
+from .runfeed import grid_settings
 from .studies import NOTEBOOKS, PROFILES, command, project_root, reports_path
+from .validate import check_out_dir
+
+#: where a failed or interrupted notebook's executed copy goes (under ``<reports>/executed/<profile>/``)
+FAILED = "failed"
 
 
 @dataclass
@@ -83,10 +92,24 @@ def _parse_param(text: str) -> tuple[str, object]:
         return name, value
 
 
+#: notebook parameters that have their own flag: a -p for one of them may only repeat the flag's value
+FLAG_PARAMETERS = {"PROFILE": "--profile", "REPORTS_DIR": "--reports-dir", "RUNS_DIR": "--runs-dir"}
+
+
+def flag_parameters(parameters: dict, profile: str, reports_dir: str | None, runs_dir: str | None) -> dict:
+    """``parameters`` without the ones a flag sets; a -p that contradicts its flag (``-p PROFILE='paper'`` with
+    ``--profile cpu``, ``-p RUNS_DIR=...`` without ``--runs-dir``) is an error: one of the two would be ignored."""
+    flags = {"PROFILE": profile, "REPORTS_DIR": reports_dir, "RUNS_DIR": runs_dir}
+    for key, flag in FLAG_PARAMETERS.items():
+        if key in parameters and parameters[key] != flags[key]:
+            said = f"{flag} {flags[key]}" if flags[key] is not None else f"no {flag}"
+            raise ValueError(f"invalid -p {key}={parameters[key]!r}: {key} is set by {flag} (here {said}); give "
+                             f"{flag} {parameters[key]} instead of -p {key}")
+    return {k: v for k, v in parameters.items() if k not in FLAG_PARAMETERS}
+
+
 def declared_parameters(path: str | os.PathLike) -> list[str]:
     """The names assigned in a notebook's cell tagged ``parameters`` (papermill injects values for these)."""
-    import json
-
     try:
         cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -174,7 +197,8 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     if not available:
         raise ValueError(f"no notebooks in {notebooks_dir or project_root() / 'notebooks'}")
     names = select_notebooks(available, only)
-    injected = dict(parameters or {}, PROFILE=profile, **({"REPORTS_DIR": ""} if reports_dir else {}))
+    parameters = flag_parameters(parameters or {}, profile, reports_dir, runs_dir)
+    injected = dict(parameters, PROFILE=profile, **({"REPORTS_DIR": ""} if reports_dir else {}))
     check_parameters({n: available[n] for n in names}, injected)  # before anything runs or is written
     # the run store goes to the notebooks that train runs (they declare RUNS_DIR; the tour trains none)
     takes_runs = {n for n in names if "RUNS_DIR" in declared_parameters(available[n])}
@@ -184,43 +208,74 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     root = project_root()
     base = Path(reports_dir).resolve() if reports_dir else root / "reports"
     executed_dir = base / "executed" / profile
-    executed_dir.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get("PEFTKIT_DATA_DIR") and (root.parent / "shared" / "data").is_dir():
-        os.environ["PEFTKIT_DATA_DIR"] = str(root.parent / "shared" / "data")  # as the Makefile does
+    for path in (base, executed_dir):
+        check_out_dir(path, "--reports-dir")
+    if runs_dir:
+        check_out_dir(runs_dir, "--runs-dir")
+    folder = reports_path(profile, str(base) if reports_dir else None)  # where the notebooks write their reports
     from .executors import ExecutorOptions, check
 
-    options = ExecutorOptions(executor, ray_address or os.environ.get("RAY_ADDRESS") or None, gpus_per_run,
-                              cpus_per_run)
-    check(options)
+    check(ExecutorOptions(executor, ray_address, gpus_per_run, cpus_per_run), cli=True)  # the flags as given
+    options = ExecutorOptions(executor, ray_address or (os.environ.get("RAY_ADDRESS") if executor == "ray" else None)
+                              or None, gpus_per_run, cpus_per_run)
+    if not os.environ.get("PEFTKIT_DATA_DIR") and (root.parent / "shared" / "data").is_dir():
+        os.environ["PEFTKIT_DATA_DIR"] = str(root.parent / "shared" / "data")  # as the Makefile does
     outcomes: list[Outcome] = []
-    with _grid_settings(options, profile) as runs:
+    with grid_settings(options, profile) as runs:  # the Ray address and resources are checked here
+        executed_dir.mkdir(parents=True, exist_ok=True)
         for i, name in enumerate(names, 1):
-            params = {"PROFILE": profile, **(parameters or {})}
+            params = {"PROFILE": profile, **parameters}
             if reports_dir:
                 params["REPORTS_DIR"] = str(base)
             if runs_dir and name in takes_runs:  # one run store for every study
                 params["RUNS_DIR"] = str(Path(runs_dir).resolve())
             out = executed_dir / f"{name}.ipynb"
+            running = executed_dir / f".{name}.running.ipynb"  # moved over `out` only when the notebook succeeds
             print(f"[reproduce] {i}/{len(names)} {name} (profile {profile}): started", flush=True)
             t0, c0 = time.time(), _children_cpu()
+            guard = TreeGuard(folder, skip={"executed", *PROFILES} - {profile})
             try:
-                pm.execute_notebook(str(available[name]), str(out), parameters=params, cwd=str(root),
+                pm.execute_notebook(str(available[name]), str(running), parameters=params, cwd=str(root),
                                     progress_bar=progress_bar, log_output=log_output, kernel_name="python3")
+                guard.discard()
+                os.replace(running, out)
                 outcome = Outcome(name, True, time.time() - t0, out)
+            except KeyboardInterrupt:
+                kept = _set_aside(running, executed_dir / FAILED, name, guard, folder)
+                print(f"[reproduce] {name}: interrupted; " + (f"its partial executed copy is {kept}" if kept else
+                      "it had not started"), file=sys.stderr, flush=True)
+                raise
             except Exception as e:  # noqa: BLE001 - every failure is reported at the end; the others still run
-                cell, source, error = _failure(e, out)
-                outcome = Outcome(name, False, time.time() - t0, out, cell=cell, source=source, error=error)
+                cell, source, error = _failure(e, running)
+                kept = _set_aside(running, executed_dir / FAILED, name, guard, folder)
+                outcome = Outcome(name, False, time.time() - t0, kept or running, cell=cell, source=source,
+                                  error=error)
             outcome.cpu_seconds = _children_cpu() - c0
             outcome.failed_runs = runs.drain()
-            if html and out.is_file():
-                outcome.html = write_html(out, root)
-                if outcome.html is not None:
-                    _register_html(outcome.html, name, profile, reports_path(profile, str(base) if reports_dir
-                                                                             else None))
+            if html and outcome.executed.is_file():
+                outcome.html = write_html(outcome.executed, root)
+                if outcome.html is not None and outcome.ok:  # a failure's HTML stays beside its executed copy
+                    _register_html(outcome.html, name, profile, folder)
             print(f"[reproduce] {i}/{len(names)} {name}: {'finished' if outcome.ok else 'FAILED'} in "
-                  f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> {out}", flush=True)
+                  f"{outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s) -> "
+                  f"{outcome.executed if outcome.executed.is_file() else 'no executed copy'}", flush=True)
             outcomes.append(outcome)
     return outcomes
+
+
+def _set_aside(running: Path, failed_dir: Path, name: str, guard: TreeGuard, folder: Path) -> Path | None:
+    """After a failed or interrupted notebook: its reports folder put back as it was, its executed copy moved to
+    ``failed_dir`` (returned; None when the notebook never started). The committed copies stay as they were."""
+    undone = guard.restore()
+    if undone:
+        print(f"[reproduce] {name}: {len(undone)} report file(s) it had written or changed in {folder} were put "
+              "back as they were", flush=True)
+    if not running.is_file():
+        return None
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    kept = failed_dir / f"{name}.ipynb"
+    os.replace(running, kept)
+    return kept
 
 
 def summary(outcomes: Sequence[Outcome]) -> str:
@@ -229,117 +284,24 @@ def summary(outcomes: Sequence[Outcome]) -> str:
              f"({sum(o.seconds for o in outcomes):.1f} s)"]
     for o in failed:
         where = f"cell {o.cell}" if o.cell is not None else "before any cell ran"
+        see = f"see {o.executed}" if o.executed.is_file() else "no executed copy: its kernel never started"
         lines.append(f"[reproduce] FAILED {o.name}: {where}" + (f" `{o.source}`" if o.source else "")
-                     + f": {o.error} (see {o.executed})")
+                     + f": {o.error} ({see})")
     for o in outcomes:
         lines += [f"[reproduce] FAILED run of {o.name}: {line}" for line in o.failed_runs]
     return "\n".join(lines)
 
 
-class _Progress:
-    """Prints the run events the notebooks' kernels append to ``path`` (one JSON line per run that ends, see
-    :func:`peftkit.studies.run_specs`) as they arrive, and keeps the failed ones."""
-
-    def __init__(self, path: Path):
-        self.path, self.pos, self.failed = path, 0, []
-        self._stop, self._mutex = threading.Event(), threading.Lock()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="peftkit-progress")
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(1.0):
-            self.poll()
-
-    def poll(self) -> None:
-        with self._mutex:
-            try:
-                with open(self.path, encoding="utf-8") as f:
-                    f.seek(self.pos)
-                    chunk = f.read()
-            except FileNotFoundError:
-                return
-            lines = chunk.split("\n")
-            self.pos += len(chunk) - len(lines[-1])
-            for line in lines[:-1]:
-                if line.strip():
-                    event = json.loads(line)
-                    print(f"[reproduce]   {event['line']}", flush=True)
-                    if event["status"] == "failed":
-                        self.failed.append(f"{event['run']}: {event['error']} (log: {event['log']})")
-
-    def drain(self) -> list[str]:
-        self.poll()
-        failed, self.failed = self.failed, []
-        return failed
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-#: what the notebooks' kernels inherit so that the executed copies carry results, not the environment's notices:
-#: tqdm's "IProgress not found" (no ipywidgets in a headless kernel), transformers' "Loading weights" bars (through
-#: huggingface_hub's switch) and the FutureWarnings of transformers' deprecated aliases (e.g. peft reading
-#: ``is_gradient_checkpointing``). Other warnings, stderr and errors stay. Ray's ipywidgets notice is a log line,
-#: quieted where the kernel imports Ray (:func:`peftkit.executors.ray_start`).
-QUIET_WARNINGS = ("ignore:IProgress not found:Warning", "ignore::FutureWarning:transformers.modeling_utils")
-QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-
-
-def quiet_kernel_env(environ=os.environ) -> dict[str, str]:
-    """The environment variables :data:`QUIET_WARNINGS` and :data:`QUIET_ENV` add for the kernels (any
-    ``PYTHONWARNINGS`` of the caller's is kept, after ours)."""
-    mine = ",".join(QUIET_WARNINGS)
-    theirs = environ.get("PYTHONWARNINGS")
-    return {"PYTHONWARNINGS": f"{mine},{theirs}" if theirs else mine, **QUIET_ENV}
-
-
-@contextlib.contextmanager
-def _grid_settings(options, profile: str):
-    """The executor settings for the notebooks' kernels (environment variables they inherit, the quiet ones of
-    :func:`quiet_kernel_env` included), one local Ray instance for all of them when ``ray`` is asked without an
-    address, and the run-event feed; all undone afterwards."""
-    keys = ("PEFTKIT_EXECUTOR", "RAY_ADDRESS", "PEFTKIT_GPUS_PER_RUN", "PEFTKIT_CPUS_PER_RUN", "PEFTKIT_PROGRESS_FILE",
-            "PYTHONWARNINGS", *QUIET_ENV)
-    saved = {k: os.environ.get(k) for k in keys}
-    ray = None
-    with tempfile.TemporaryDirectory(prefix="peftkit-progress-") as tmp:
-        progress = None
-        try:
-            os.environ.update(quiet_kernel_env())
-            os.environ["PEFTKIT_EXECUTOR"] = options.executor
-            for key, value in (("PEFTKIT_GPUS_PER_RUN", options.gpus_per_run),
-                               ("PEFTKIT_CPUS_PER_RUN", options.cpus_per_run)):
-                if value is not None:
-                    os.environ[key] = str(value)
-            if options.executor == "ray":
-                from .executors import ray_start
-
-                ray, address = ray_start(options)
-                os.environ["RAY_ADDRESS"] = address
-                print(f"[reproduce] executor ray at {address}", flush=True)
-            os.environ["PEFTKIT_PROGRESS_FILE"] = str(Path(tmp) / "events.jsonl")
-            progress = _Progress(Path(tmp) / "events.jsonl")
-            yield progress
-        finally:
-            if progress is not None:
-                progress.stop()
-            if ray is not None:
-                ray.shutdown()
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="peftkit reproduce", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default cpu)")
+    ap.add_argument("--profile", help=f"one of {', '.join(PROFILES)} (default cpu)")
     ap.add_argument("--only", help="comma-separated notebook names (e.g. 01_glue_main,05_ablation_bottleneck) "
                                    "or study names (glue_main); default: all")
     ap.add_argument("--reports-dir", help="REPORTS_DIR of every notebook; executed notebooks go to "
                                           "DIR/executed/<profile>/ (default: each notebook's own, reports/ for cpu, "
                                           "reports/<profile>/ otherwise; executed to reports/executed/<profile>/)")
     ap.add_argument("--runs-dir", help="the run store, every notebook's RUNS_DIR (default reports/runs/<profile>)")
-    ap.add_argument("--executor", default="local", help="local (default: in the notebook's process, one run after "
+    ap.add_argument("--executor", help="local (default: in the notebook's process, one run after "
                                                         "another) | ray (one Ray task per missing run)")
     ap.add_argument("--ray-address", help="join this Ray cluster (default $RAY_ADDRESS; else a local instance)")
     ap.add_argument("--gpus-per-run", type=float, help="GPUs per Ray task, fractional allowed (0.25: four runs per "
@@ -351,25 +313,39 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     ap.add_argument("-v", "--verbose", action="store_true", help="also print the notebooks' output (one line per "
                                                                        "run) as they execute")
-    ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    ap.add_argument("--list", action="store_true", help="list the notebooks (--only: the selected ones) and exit")
     return ap
+
+
+def _list_only(args) -> None:
+    """--list lists notebooks: a flag about executing them would be ignored, so it is an error."""
+    ignored = [flag for flag, value in (("--profile", args.profile), ("--reports-dir", args.reports_dir),
+                                        ("--runs-dir", args.runs_dir), ("--executor", args.executor),
+                                        ("--ray-address", args.ray_address), ("--gpus-per-run", args.gpus_per_run),
+                                        ("--cpus-per-run", args.cpus_per_run), ("-p", args.param),
+                                        ("--no-html", args.no_html), ("--verbose", args.verbose))
+               if value not in (None, [], False)]
+    if ignored:
+        raise ValueError(f"invalid {ignored[0]} with --list: --list only lists the notebooks (with --only and "
+                         "--notebooks-dir); leave --list out to execute them")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.list:
-            print("\n".join(notebooks(args.notebooks_dir)))
+            _list_only(args)
+            print("\n".join(select_notebooks(notebooks(args.notebooks_dir), args.only)))
             return 0
         params = dict(_parse_param(p) for p in args.param)
         if args.verbose:  # papermill logs the notebooks' output through the logging module
             import logging
 
             logging.basicConfig(level=logging.INFO, format="%(message)s")
-        outcomes = reproduce(args.profile, args.only, args.reports_dir, args.runs_dir, params, args.notebooks_dir,
-                             html=not args.no_html, log_output=args.verbose, executor=args.executor,
-                             ray_address=args.ray_address, gpus_per_run=args.gpus_per_run,
-                             cpus_per_run=args.cpus_per_run)
+        outcomes = reproduce(args.profile or "cpu", args.only, args.reports_dir, args.runs_dir, params,
+                             args.notebooks_dir, html=not args.no_html, log_output=args.verbose,
+                             executor=args.executor or "local", ray_address=args.ray_address,
+                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
     except ValueError as e:
         print(f"peftkit reproduce: error: {e}", file=sys.stderr)
         return 2

@@ -77,6 +77,16 @@ def use_bf16(precision: str) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def check_precision(precision: str) -> None:
+    """An explicit ``bf16`` needs what ``auto`` would pick bf16 on (:func:`use_bf16`): a CPU without native bf16
+    would emulate it silently (slowly), a GPU without it would fail only after the model loads."""
+    if precision == "bf16" and not use_bf16("auto"):
+        why = (f"GPU {torch.cuda.get_device_name()} has no bf16 support" if torch.cuda.is_available() else
+               "this CPU has no native bf16 (AVX512-BF16 or AMX), so autocast would emulate it, slowly")
+        raise ValueError(f"invalid precision='bf16': {why}; allowed here: auto (bf16 where native, else fp32) or "
+                         "fp32")
+
+
 def _distributed() -> bool:
     import os
 
@@ -187,8 +197,7 @@ def training_args(spec, ckpt_dir: Path, train_rows: int, progress: bool = False)
 
 
 def execute(spec, out: Path, *, progress: bool, started: float, label: str, world_rank: int) -> dict:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    from .checkpoints import last_checkpoint
     from .data import task_kind
     from .features import PadCollator
     from .trainer import BestAndPatience, PeftTrainer, RoutingState
@@ -221,7 +230,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    last = last_checkpoint(ckpt_dir)  # the newest complete one; what a kill during a save left is removed
     if last:
         say(f"resuming from {last}")
         RoutingState.restore(model, last)

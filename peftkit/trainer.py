@@ -12,21 +12,26 @@
   zero-filled gradients, so AdaMix experts that were drawn once keep moving when not drawn), unless ``optim`` says
   otherwise.
 - Checkpoints hold only what trains (``peftkit.save``: method parameters and head) plus the optimizer, scheduler
-  and RNG state, not the frozen backbone; a NaN or infinite loss stops the run (:class:`TrainingDiverged`) before
-  anything non-finite is written, so the last checkpoint on disk is the last good one.
+  and RNG state, not the frozen backbone, and are written complete or not at all (:mod:`peftkit.checkpoints`);
+  a NaN or infinite loss stops the run (:class:`TrainingDiverged`) before anything non-finite is written, so the
+  last checkpoint on disk is the last good one.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .atomic import write_json
+from .checkpoints import STAGING, checkpoints, fsync_dir, retire
 from .consistency import consistency_forward, find_peft_model
 from .core import CONFIG_FILE, gate_values, load_weights, merged, save
 
@@ -93,6 +98,40 @@ class PeftTrainer(Trainer):
             self._diverged(f"parameter {bad[0]} is no longer finite")
         save(peft_model, output_dir)
         torch.save(self.args, output_dir / "training_args.bin")
+
+    def _get_output_dir(self, trial) -> str:
+        """While a checkpoint is saved (:meth:`_save_checkpoint`): the staging folder it is written into."""
+        root = super()._get_output_dir(trial)
+        return os.path.join(root, STAGING) if getattr(self, "_pk_staging", False) else root
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Checkpoints are complete or absent: the Trainer writes one (weights, optimizer, scheduler, RNG, trainer
+        state; here also the AdaMix routing state) into ``<checkpoints>/.saving/``, which is renamed into place
+        only once every rank has written its part; the older ones are rotated out after that. A kill during the
+        save leaves the last complete checkpoint as it was (:func:`peftkit.checkpoints.last_checkpoint` resumes
+        from it)."""
+        root = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(root / STAGING, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._pk_staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._pk_staging = False
+        if self.args.should_save:
+            RoutingState.save(self.model, root / STAGING / name)
+        self.accelerator.wait_for_everyone()  # every rank's RNG state is in the staged checkpoint
+        if self.args.should_save:
+            retire(root / name)  # a checkpoint saved again at the same step
+            os.replace(root / STAGING / name, root / name)
+            fsync_dir(root)
+            shutil.rmtree(root / STAGING, ignore_errors=True)
+            complete = checkpoints(root)
+            for old in complete[:-self.args.save_total_limit] if self.args.save_total_limit else []:
+                retire(old)
+        self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if (Path(resume_from_checkpoint) / CONFIG_FILE).is_file():
@@ -204,12 +243,12 @@ class BestAndPatience(TrainerCallback):
 
 
 class RoutingState(TrainerCallback):
-    """Save the AdaMix routing generator next to each checkpoint; ``restore`` loads it before resuming."""
+    """The AdaMix routing generator of a checkpoint: :meth:`save` (by :meth:`PeftTrainer._save_checkpoint`, into
+    the staged checkpoint, so it is complete or absent with it); ``restore`` loads it before resuming."""
 
-    def on_save(self, args, state, control, model=None, **kwargs):
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
-            torch.save(find_peft_model(model)._peftkit.generator.get_state(), ckpt / ROUTING_FILE)
+    @staticmethod
+    def save(model, checkpoint: Path) -> None:
+        torch.save(find_peft_model(model)._peftkit.generator.get_state(), Path(checkpoint) / ROUTING_FILE)
 
     @staticmethod
     def restore(model, checkpoint: str) -> None:

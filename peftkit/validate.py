@@ -82,33 +82,36 @@ def check_number(field: str, value: Any, low: float, high: float, *, low_open: b
         raise ValueError(f"invalid {field}={value!r}: allowed a finite number in {interval}")
 
 
-def check_out_dir(out: Any) -> Path:
-    """A run directory that can be created and written: not a file, not under a file, writable, name not too long."""
+def check_out_dir(out: Any, field: str = "out") -> Path:
+    """A run directory that can be created and written: not a file, not under a file, writable, name not too long.
+    ``field``: how the messages name it (``out``, or a flag such as ``--reports-dir``)."""
+    label = (lambda v: f"{field} {v!r}") if field.startswith("-") else (lambda v: f"{field}={v!r}")
     if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
-        raise ValueError(f"invalid out={out!r}: allowed a directory path (it is created if missing)")
+        raise ValueError(f"invalid {label(out)}: allowed a directory path (it is created if missing)")
     path = Path(out).expanduser()
     name_max = 255
     try:
-        name_max = os.pathconf(_existing_parent(path), "PC_NAME_MAX")
+        name_max = os.pathconf(existing_parent(path), "PC_NAME_MAX")
     except (OSError, ValueError):
         pass
     long = [p for p in path.parts if len(os.fsencode(p)) > name_max]
     if long:
-        raise ValueError(f"invalid out={str(out)!r}: the name {long[0][:40]!r}... is {len(os.fsencode(long[0]))} "
+        raise ValueError(f"invalid {label(str(out))}: the name {long[0][:40]!r}... is {len(os.fsencode(long[0]))} "
                          f"bytes long; allowed at most {name_max} bytes per path component")
     if len(os.fsencode(str(path.absolute()))) > 4000:
-        raise ValueError(f"invalid out={str(out)[:60]!r}...: the path is too long (allowed up to 4000 bytes)")
+        raise ValueError(f"invalid {label(str(out)[:60])}...: the path is too long (allowed up to 4000 bytes)")
     if path.exists() and not path.is_dir():
-        raise ValueError(f"invalid out={str(out)!r}: it is an existing file; allowed a directory (new or existing)")
-    parent = _existing_parent(path)
+        raise ValueError(f"invalid {label(str(out))}: it is an existing file; allowed a directory (new or existing)")
+    parent = existing_parent(path)
     if not parent.is_dir():
-        raise ValueError(f"invalid out={str(out)!r}: {parent} is a file, so the directory cannot be created")
+        raise ValueError(f"invalid {label(str(out))}: {parent} is a file, so the directory cannot be created")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"invalid out={str(out)!r}: {parent} is not writable; allowed a directory you can write to")
+        raise ValueError(f"invalid {label(str(out))}: {parent} is not writable; allowed a directory you can write to")
     return path
 
 
-def _existing_parent(path: Path) -> Path:
+def existing_parent(path: Path) -> Path:
+    """``path`` itself when it exists, else its nearest existing ancestor (which may be a file)."""
     p = path.absolute()
     while not p.exists() and p != p.parent:
         p = p.parent

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,6 +58,32 @@ def perturb(model, scale: float = 0.1, seed: int = 2) -> None:
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+def listing(root: Path) -> dict:
+    """Every path under root with its size and content hash (a directory listing that sees edits too)."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+            if p.is_file() else "dir" for p in sorted(root.rglob("*"))}
+
+
+def one_line_error(capsys, prefix: str = "peftkit") -> str:
+    """The command's stderr: one line, ``<prefix>: error: ...`` (no traceback)."""
+    err = capsys.readouterr().err
+    assert err.startswith(f"{prefix}: error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture
+def no_backbone(monkeypatch):
+    """Validation must happen before any weights load: loading one fails the test."""
+    from peftkit import backbones
+
+    def refuse(*a, **k):
+        raise AssertionError("a backbone was loaded before the bad input was rejected")
+    monkeypatch.setattr(backbones, "load_model", refuse)
+    monkeypatch.setattr(backbones, "load_tokenizer", refuse)
 
 
 def pytest_ignore_collect(collection_path, config):

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import peftkit
-from conftest import tiny
+from conftest import listing, tiny
 from peftkit.core import CONFIG_FILE, WEIGHTS_FILE
 
 DATA = os.environ.get("PEFTKIT_DATA_DIR")
@@ -38,16 +38,6 @@ def assert_unchanged(model, before: dict) -> None:
     assert after["peftkit"] is before["peftkit"]
     assert after["state"].keys() == before["state"].keys()
     assert all(torch.equal(after["state"][k], before["state"][k]) for k in before["state"])
-
-
-def listing(root: Path) -> dict:
-    """Every path under root with its size and content hash (a directory listing that sees edits too)."""
-    import hashlib
-
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
-            if p.is_file() else "dir" for p in sorted(root.rglob("*"))}
 
 
 # --- peftkit.load / load_weights: corrupt and mismatched checkpoints ---------------------------------------------
@@ -276,17 +266,6 @@ TRAIN_CASES = [
     ("out-read-only", ["--out", "{readonly}/run"], ["not writable"]),
     ("out-empty", ["--out", ""], ["out=''"]),
 ]
-
-
-@pytest.fixture
-def no_backbone(monkeypatch):
-    """Validation must happen before any weights load: loading one fails the test."""
-    from peftkit import backbones
-
-    def refuse(*a, **k):
-        raise AssertionError("a backbone was loaded before the bad input was rejected")
-    monkeypatch.setattr(backbones, "load_model", refuse)
-    monkeypatch.setattr(backbones, "load_tokenizer", refuse)
 
 
 @pytest.mark.parametrize("case,args,words", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])

@@ -1,5 +1,6 @@
 """``peftkit data fetch`` against a file:// mirror built from a few files of the shared data: digests verified, a
-corrupted file rejected with nothing written, an interrupted fetch resumed, an unreachable source named."""
+corrupted file rejected with nothing written, an interrupted fetch resumed, an unreachable source named (a server
+that closes the connection mid-file, and bad data directories: tests/test_bad_inputs_cli.py)."""
 from __future__ import annotations
 
 import os
@@ -60,14 +61,17 @@ def test_an_interrupted_fetch_resumes_from_its_partial_file(tmp_path, monkeypatc
     mirror = _mirror(tmp_path, [src])
     src = _source(src.path, mirror)
     real_open = datafetch._open
+    served = {"reads": 0}
 
     class Dropped:
+        """The connection fails after the first chunk of the whole fetch, on every resume too."""
+
         def __init__(self, body):
-            self.body, self.calls = body, 0
+            self.body = body
 
         def read(self, n):
-            self.calls += 1
-            if self.calls > 1:
+            served["reads"] += 1
+            if served["reads"] > 1:
                 raise ConnectionResetError("connection reset by peer")
             return self.body.read(n)
 
@@ -77,9 +81,14 @@ def test_an_interrupted_fetch_resumes_from_its_partial_file(tmp_path, monkeypatc
         def __exit__(self, *exc):
             self.body.close()
 
-    monkeypatch.setattr(datafetch, "_open", lambda url, start: (Dropped(real_open(url, start)[0]), start > 0))
-    with pytest.raises(datafetch.FetchError, match="interrupted"):
-        datafetch.fetch_one(src, tmp_path / "data")
+    def dropping(url, start):
+        body, resumed, total = real_open(url, start)
+        return Dropped(body), resumed, total
+    monkeypatch.setattr(datafetch, "_open", dropping)
+    said = []
+    with pytest.raises(datafetch.FetchError, match="interrupted after 1,048,576 of .* the partial file .* is kept"):
+        datafetch.fetch_one(src, tmp_path / "data", log=said.append)
+    assert len(said) == datafetch.RESUMES and all("resuming from there" in line for line in said)
     target = tmp_path / "data" / src.path
     part = target.with_name(f".{target.name}.part")
     assert not target.exists() and part.stat().st_size == datafetch.CHUNK  # no half-written target
@@ -89,8 +98,9 @@ def test_an_interrupted_fetch_resumes_from_its_partial_file(tmp_path, monkeypatc
     # a bad partial file (not a prefix of the real one) fails the digest and is fetched again from the start
     target.unlink()
     part.write_bytes(b"garbage" * 1000)
-    assert datafetch.fetch_one(src, tmp_path / "data") == "fetched" and not part.exists()
+    assert datafetch.fetch_one(src, tmp_path / "data", log=said.append) == "fetched" and not part.exists()
     assert target.read_bytes() == (Path(DATA) / src.path).read_bytes()
+    assert "the partial file did not continue into the right file" in said[-1]
 
 
 def test_unreachable_source_fails_at_once_naming_the_url_and_bad_only_exits_2(tmp_path, capsys):

@@ -333,4 +333,6 @@ def test_reproduce_one_notebook_then_a_failing_one_among_others(tmp_path, smoke)
     assert len(failed) == 1 and "00_broken" in failed[0] and "cell 4" in failed[0]  # after the injected cell
     assert 'raise RuntimeError("deliberately broken")' in failed[0] and "RuntimeError" in failed[0]
     assert "07_unipelt_gates: finished" in proc.stdout and "1/2 notebooks finished" in proc.stdout
-    assert (tmp_path / "r2/executed/smoke/00_broken.ipynb").is_file()  # the failed copy, with its traceback
+    assert (tmp_path / "r2/executed/smoke/failed/00_broken.ipynb").is_file()  # the failed copy, with its traceback
+    assert f"(see {tmp_path / 'r2/executed/smoke/failed/00_broken.ipynb'})" in failed[0]
+    assert not (tmp_path / "r2/executed/smoke/00_broken.ipynb").exists()  # never where a good copy goes

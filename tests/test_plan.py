@@ -2,6 +2,7 @@
 following the data that can be loaded, and the Makefile's data directory rule."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -86,3 +87,56 @@ def test_makefile_sets_the_data_dir_only_where_it_exists(tmp_path):
     (tmp_path / "shared" / "data").mkdir(parents=True)
     assert show() == f"[{tmp_path / 'shared' / 'data'}]"
     assert show(PEFTKIT_DATA_DIR="/elsewhere") == "[/elsewhere]"  # the user's choice wins
+
+
+def _readme_table(title: str) -> str:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| notebook ({title}"))
+    end = next(i for i in range(start, len(lines) + 1) if i == len(lines) or not lines[i].startswith("|"))
+    return "\n".join(lines[start:end])
+
+
+def test_the_readme_plan_figures_are_the_commands_live_output():
+    """The README's plan table and its cpu run count are what `peftkit plan` prints today (regenerate them with
+    `peftkit plan --profile paper` / `--profile cpu` when a grid changes)."""
+    import re
+
+    from peftkit.plan import table, total
+
+    live = table(plan("paper"), "paper", "a100")
+    assert _readme_table("paper profile") == live, f"the README's table is stale; today's:\n{live}"
+    cpu = total(plan("cpu"))
+    said = re.search(r"`peftkit plan --profile cpu` counts ([\d,]+) runs \(([\d,]+) to train\)",
+                     (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert said and said.groups() == (f"{cpu.runs:,}", f"{cpu.runs - cpu.shared:,}"), \
+        f"the README's cpu count is stale: today {cpu.runs:,} runs ({cpu.runs - cpu.shared:,} to train)"
+
+
+def test_plan_downloads_nothing(monkeypatch):
+    """A paper plan names hub backbones (GPT-2 medium here): their configs are read from the cache only, never
+    downloaded (weights included) nor waited for without a network."""
+    import huggingface_hub
+
+    asked = []
+
+    def snapshot_download(name, local_files_only=False, **k):
+        asked.append((name, local_files_only))
+        raise OSError("not in the cache")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    rows = plan("paper", only="04_nlg")
+    assert rows[0].runs == 12 and asked and all(offline for _, offline in asked), asked
+    assert "HF_HUB_OFFLINE" not in os.environ  # put back as it was
+
+
+def test_plan_accepts_every_flag_its_docstring_names(capsys):
+    import re
+
+    from peftkit import plan as plan_module
+
+    usage = plan_module.__doc__.split("\n\n")[1]
+    flags = re.findall(r"--[a-z-]+", usage)
+    assert flags == ["--profile", "--only", "--gpu"], usage
+    assert main(["plan", "--profile", "smoke", "--only", "08_efficiency", "--gpu", "h100"]) == 0
+    assert "| 08_efficiency |" in capsys.readouterr().out

@@ -104,6 +104,46 @@ def test_sigkill_then_rerun_resumes_and_a_sweep_loses_nothing(tmp_path):
     assert (third / "result.json").exists()
 
 
+KILLED_IN_SAVE = """
+import pathlib, sys, time
+from peftkit.trainer import PeftTrainer
+real = PeftTrainer._save_rng_state
+def stalled(self, output_dir):  # inside the save: weights and optimizer written, the trainer state not yet
+    real(self, output_dir)
+    if self.state.global_step >= int(sys.argv[1]):
+        pathlib.Path(sys.argv[2]).write_text(str(output_dir))
+        time.sleep(600)
+PeftTrainer._save_rng_state = stalled
+from peftkit.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_kill_inside_a_checkpoint_save_resumes_from_the_last_complete_one(tmp_path):
+    """SIGKILL while checkpoint-10 is half written: it never appears among the checkpoints, and the rerun resumes
+    from checkpoint-5 (the old code left checkpoint-10 in place without its trainer state: the resume failed)."""
+    out, saving = tmp_path / "run", tmp_path / "saving"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_IN_SAVE, "10", str(saving), *_cli(out, 10)[3:]], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.time()
+    while not saving.exists():
+        assert proc.poll() is None, "the run ended before its second save"
+        assert time.time() - start < 240, "the second save never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = Path(saving.read_text())
+    assert (partial / "peftkit_weights.safetensors").is_file() and not (partial / "trainer_state.json").exists()
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-5"]
+    rerun = subprocess.run(_cli(out, 10), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [e["step"] for e in json.loads((out / "result.json").read_text())["evaluations"]] == [5, 10]
+    assert not (out / "checkpoints").exists()  # the finished run keeps best/ only
+
+
 @needs_data
 def test_fewshot_prompt_and_unipelt_gates(tmp_path):
     res = run(RunSpec("fewshot:sst-2", "lora", str(tmp_path / "p"), {"r": 4}, data_seed=13, **SMOKE), progress=False)

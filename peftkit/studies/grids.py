@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from ..executors import GridError, progress_bar
 from ..experiment import RunSpec, method_label, resolve
+from ..runchecks import canonical_options, settings_key
 from .common import COMMON_PARAMETERS, METHODS, check_profile, check_study, runs_path
 from .tasks import PAPER_TASKS, grid_tasks
 
@@ -35,14 +36,6 @@ _IN_LABEL = ("base", "variant", "gates")  # method_label already says these
 def _tag(key: str, value) -> str:
     text = f"{_TAGS.get(key, key + '-')}{value}"
     return re.sub(r"[^A-Za-z0-9.+-]", "", text.replace("_", "-"))
-
-
-def canonical_options(method: str, options: dict) -> dict:
-    """``options`` without the values that equal the method's defaults: the same run has one spelling."""
-    from ..config import make_config
-
-    full, default = make_config(method, **options).to_dict(), make_config(method).to_dict()
-    return {k: v for k, v in options.items() if full.get(k) != default.get(k)}
 
 
 def run_name(spec: RunSpec) -> str:
@@ -62,12 +55,7 @@ def run_name(spec: RunSpec) -> str:
     if spec.data_seed is not None:
         parts.append(f"d{spec.data_seed}")
     parts.append(f"s{spec.seed}")
-    resolved = dataclasses.asdict(resolve(spec))
-    resolved["options"] = canonical_options(spec.method, spec.options)
-    unset = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-             for f in dataclasses.fields(RunSpec) if f.default is not dataclasses.MISSING
-             or f.default_factory is not dataclasses.MISSING}
-    kept = {k: v for k, v in resolved.items() if k not in ("out", "data_dir") and (k not in unset or v != unset[k])}
+    kept = settings_key(dataclasses.asdict(resolve(spec)), canonical_options(spec.method, spec.options))
     digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return "_".join(parts + [digest])
 
