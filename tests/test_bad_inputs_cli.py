@@ -245,7 +245,7 @@ TRAIN_CASES = [
      ["precision='bf16'", "GPU Tesla V100-SXM2-16GB has no bf16 support"]),
     ("out-holds-another-run", ["--task", "rte", "--lr", "1e-3", "@other"],
      ["holds the result of another run", "lr 0.0005 there, 0.001 here", "--force"]),
-    ("data-seed-full-glue", ["--task", "rte", "--data-seed", "13"], ["data_seed=13", "full training set"]),
+    ("data-seed-full-glue", ["--task", "rte", "--profile", "paper", "--data-seed", "13"], ["data_seed=13", "full training set"]),
     ("data-seed-nlg", ["--task", "e2e", "--data-seed", "13"], ["data_seed=13"]),
     ("inference-modes-not-adamix", ["--task", "rte", "--inference-modes"], ["inference_modes=True", "lora"]),
     ("inference-modes-nlg", ["--task", "e2e", "--method", "adamix", "--inference-modes"], ["inference_modes"]),

@@ -74,15 +74,17 @@ def test_reproduce_keeps_the_environments_notices_out_of_the_executed_copies(tmp
 
 
 def test_plan_table_shows_whole_run_ids_and_no_empty_columns():
-    """06's plan cut its run ids and showed k and data_seed columns that no run sets."""
+    """06's plan cut its run ids and showed k and data_seed columns that no run sets (the NLG grid sets neither)."""
     from peftkit import studies
 
-    specs = studies.grid("ablation_adamix", "cpu", runs_dir="/nonexistent/runs")
+    specs = studies.grid("nlg", "cpu", runs_dir="/nonexistent/runs")
     table = studies.plan(specs)
     assert table.index.name == "run" and list(table.index) == [Path(s.out).name for s in specs]
     assert "k" not in table.columns and "data_seed" not in table.columns and table.notna().all().all()
     html = table._repr_html_()
     assert all(Path(s.out).name in html for s in specs)  # whole, never "sst2_adamix-lora_expert_in..."
+    assert all(Path(s.out).name in studies.plan(studies.grid("ablation_adamix", "cpu", runs_dir="/nonexistent/runs"))
+               ._repr_html_() for s in studies.grid("ablation_adamix", "cpu", runs_dir="/nonexistent/runs"))
     low = studies.plan(studies.grid("low_resource", "cpu", runs_dir="/nonexistent/runs"))
     assert {"k", "data_seed"} <= set(low.columns)  # where runs set them, they stay
 

@@ -712,6 +712,11 @@ def test_figures_say_what_they_plot(tmp_path, monkeypatch):
     assert seen["legend"] == ["majority class (chance)", "mean (n = 1)"]  # RTE dev: its majority class drawn
 
 
+def _draw(kind: str, spec) -> int:
+    """0, 1, 2 for GLUE's data seeds 111, 222, 333 (the cpu tables' replicates), else 0."""
+    return (spec.data_seed - 111) // 111 if kind == "glue" and spec.data_seed else 0
+
+
 def grid_results(study: str, profile: str, **params) -> list[dict]:
     """Synthetic results of exactly the runs of a study's grid (names, fields and budget as the grid's specs)."""
     import dataclasses
@@ -725,7 +730,7 @@ def grid_results(study: str, profile: str, **params) -> list[dict]:
         kind, task = spec.task.split(":", 1) if ":" in spec.task else ("glue", spec.task)  # "fewshot:sst-2"
         res = make_result(task, spec.method, method_label(spec.method, spec.options), seed=spec.seed, k=spec.k,
                           data_seed=r.data_seed, model=r.model, profile=profile, run_id=Path(spec.out).name,
-                          config=spec.options, kind=kind, metrics={"accuracy": 0.7 + 0.001 * spec.seed})
+                          config=spec.options, kind=kind, metrics={"accuracy": 0.7 + 0.001 * (spec.seed + _draw(kind, r))})
         res["head"] = r.head
         res["training"].update({k: v for k, v in dataclasses.asdict(r).items() if k in res["training"]})
         out.append(res)
@@ -740,7 +745,7 @@ def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypa
     assert studies.variant("glue_main", "cpu", default) == {}
     r = studies.glue_main_report(default, "cpu")
     assert r.reports_dir == tmp_path / "reports" and not r.variant
-    committed = (tmp_path / "reports/tables/01_glue_main_vs_adamix.md").read_text()
+    committed = (tmp_path / "reports/tables/01_glue_main_vs_unipelt_k1000.md").read_text()
     index = (tmp_path / "reports/index.json").read_text()
 
     changed = grid_results("glue_main", "cpu", max_steps=1)
@@ -749,13 +754,13 @@ def test_non_default_runs_never_overwrite_the_profile_reports(tmp_path, monkeypa
     v = studies.glue_main_report(changed, "cpu")
     assert v.reports_dir == tmp_path / "reports" / "variants" / studies.variant_folder(diff)
     assert "max-steps-1" in v.reports_dir.name
-    assert (tmp_path / "reports/tables/01_glue_main_vs_adamix.md").read_text() == committed  # untouched
-    text = (v.reports_dir / "tables/01_glue_main_vs_adamix.md").read_text()
+    assert (tmp_path / "reports/tables/01_glue_main_vs_unipelt_k1000.md").read_text() == committed  # untouched
+    text = (v.reports_dir / "tables/01_glue_main_vs_unipelt_k1000.md").read_text()
     assert "with non-default parameters" in text.splitlines()[0] and "max_steps=1" in text
     assert (tmp_path / "reports/index.json").read_text() == index  # the profile's index and README too
-    assert "tables/01_glue_main_vs_adamix.md" in rep.read_index(v.reports_dir)
-    fewer = [x for x in default if x["seeds"]["seed"] != 44]  # a subset of the default runs is a variant too
-    assert studies.variant("glue_main", "cpu", fewer) == {"seeds": "42,43"}
+    assert "tables/01_glue_main_vs_unipelt_k1000.md" in rep.read_index(v.reports_dir)
+    fewer = [x for x in default if x["data_seed"] != 333]  # a subset of the default runs is a variant too
+    assert studies.variant("glue_main", "cpu", fewer) == {"data_seeds": "111,222"}
     own = studies.glue_main_report(changed, "cpu", tmp_path / "elsewhere")  # an explicit REPORTS_DIR is used as is
     assert own.reports_dir == tmp_path / "elsewhere" and own.variant
 
@@ -869,21 +874,21 @@ def test_single_run_tables_say_n_1_once_and_mixed_tables_per_cell(tmp_path):
     reused by comparison_table and ours_table); mixed n: each cell keeps its n."""
     from peftkit import studies
 
-    one = grid_results("glue_main", "cpu", seeds=(42,))
+    one = grid_results("glue_main", "cpu", data_seeds=(111,))
     r = studies.glue_main_report(one, "cpu", tmp_path / "one")
-    assert r.tables["vs_adamix"].loc["LoRA", "SST-2 ours"] == "74.20"
-    b = studies.ablation_bottleneck_report(grid_results("ablation_bottleneck", "cpu", seeds=(42,)), "cpu",
+    assert r.tables["vs_unipelt_k1000"].loc["LoRA", "SST-2 ours"] == "74.20"
+    b = studies.ablation_bottleneck_report(grid_results("ablation_bottleneck", "cpu", data_seeds=(111,)), "cpu",
                                            tmp_path / "one")
     assert b.tables["results"].loc["Adapter (Pfeiffer), b=48", "SST-2 ours"] == "74.20"
-    for stem in ("01_glue_main_vs_adamix", "01_glue_main_vs_unipelt", "05_ablation_bottleneck_results"):
+    for stem in ("01_glue_main_vs_unipelt_k1000", "05_ablation_bottleneck_results"):
         text = (tmp_path / "one" / "tables" / f"{stem}.md").read_text()
         assert "n=1" not in text and text.count("(n = 1), so no interval") == 1, stem
         assert "Student-t" not in text, stem  # no interval is described where none is printed
     more = [x for x in grid_results("glue_main", "cpu") if x["method_label"] == "lora"]
-    r = studies.glue_main_report(one + [x for x in more if x["seeds"]["seed"] != 42], "cpu", tmp_path / "mixed")
-    t = r.tables["vs_adamix"]
+    r = studies.glue_main_report(one + [x for x in more if x["data_seed"] != 111], "cpu", tmp_path / "mixed")
+    t = r.tables["vs_unipelt_k1000"]
     assert t.loc["BitFit", "SST-2 ours"] == "74.20 (n=1, no CI)" and t.loc["LoRA", "SST-2 ours"].endswith("n=3")
-    text = (tmp_path / "mixed" / "tables" / "01_glue_main_vs_adamix.md").read_text()
+    text = (tmp_path / "mixed" / "tables" / "01_glue_main_vs_unipelt_k1000.md").read_text()
     assert "(n = 1), so no interval" not in text and "Student-t" in text
 
 
@@ -902,8 +907,7 @@ def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_p
     table, per inference mode / variant in 06) and, where the paper has numbers, ours | paper | Δ columns."""
     from peftkit import studies
 
-    expected = {("glue_main", "vs_adamix"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
-                ("glue_main", "vs_unipelt"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+    expected = {("glue_main", "vs_unipelt_k1000"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
                 ("low_resource", "k100"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
                 ("low_resource", "upper_bound"): ["ours | paper | Δ"],
                 ("fewshot", "results"): [],  # no paper numbers transcribed: ours only
