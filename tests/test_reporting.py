@@ -730,7 +730,8 @@ def grid_results(study: str, profile: str, **params) -> list[dict]:
         kind, task = spec.task.split(":", 1) if ":" in spec.task else ("glue", spec.task)  # "fewshot:sst-2"
         res = make_result(task, spec.method, method_label(spec.method, spec.options), seed=spec.seed, k=spec.k,
                           data_seed=r.data_seed, model=r.model, profile=profile, run_id=Path(spec.out).name,
-                          config=spec.options, kind=kind, metrics={"accuracy": 0.7 + 0.001 * (spec.seed + _draw(kind, r))})
+                          config=spec.options, kind=kind,
+                          metrics={"accuracy": 0.7 + 0.001 * (spec.seed + _draw(kind, r))})
         res["head"] = r.head
         res["training"].update({k: v for k, v in dataclasses.asdict(r).items() if k in res["training"]})
         out.append(res)
