@@ -51,9 +51,11 @@ test: venv peers
 params: venv
 	$(VPY) -m peftkit.cli params-report --out reports
 
-# Every notebook headlessly (papermill) in the $(PROFILE) profile (cpu by default: hours on 2 cores; runs resume).
+# Every notebook headlessly (papermill) in the $(PROFILE) profile (cpu by default). Runs whose record (result.json)
+# exists are read, not trained: with the committed cpu records this re-renders every report without training.
+# FRESH=1 retrains every run (hours on 2 cores; it prints the --retrain-before time that resumes it).
 reports: params
-	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE)
+	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE) $(if $(FRESH),--fresh --executor ray --cpus-per-run 1,)
 
 # MiniLM only by default, written under runs/bench/ (the committed reports/benchmarks.* are only replaced when asked:
 # make bench bench-peers BENCH_ARGS="--backbone all --threads 2" BENCH_OUT=reports/benchmarks.json). `bench` times

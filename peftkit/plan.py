@@ -70,6 +70,7 @@ class Row:
     examples_epochs: float = 0.0  # training examples seen, summed over runs (full budget)
     gpu_h_low: float = 0.0
     gpu_h_high: float = 0.0
+    cpu_h: float = 0.0  # this machine: estimated wall hours with cpucost.SLOTS runs at a time (peftkit.cpucost)
 
 
 def _backbone(model: str) -> tuple[float, int]:
@@ -116,6 +117,7 @@ def run_cost(spec, gpu: str = "a100") -> tuple[float, float, float]:
 
 
 def plan(profile: str = "paper", only: str | None = None, gpu: str = "a100") -> list[Row]:
+    from .cpucost import SLOTS, run_seconds
     from .experiment import resolve
     from .reproduce import select_notebooks
     from .studies import NOTEBOOKS, grid
@@ -134,7 +136,9 @@ def plan(profile: str = "paper", only: str | None = None, gpu: str = "a100") -> 
                     row.shared += 1
                     continue
                 seen.add(spec.out)
-                ex, low, high = run_cost(resolve(spec), gpu)
+                r = resolve(spec)
+                ex, low, high = run_cost(r, gpu)
+                row.cpu_h += run_seconds(r) / SLOTS / 3600
                 row.examples_epochs += ex
                 row.gpu_h_low += low / 3600
                 row.gpu_h_high += high / 3600
@@ -157,7 +161,7 @@ def hub_offline():
 def total(rows: list[Row]) -> Row:
     """The sum of the rows (the table's last line)."""
     return Row("total", sum(r.runs for r in rows), sum(r.shared for r in rows), sum(r.examples_epochs for r in rows),
-               sum(r.gpu_h_low for r in rows), sum(r.gpu_h_high for r in rows))
+               sum(r.gpu_h_low for r in rows), sum(r.gpu_h_high for r in rows), sum(r.cpu_h for r in rows))
 
 
 def _hours(h: float) -> str:
@@ -165,15 +169,25 @@ def _hours(h: float) -> str:
 
 
 def table(rows: list[Row], profile: str, gpu: str) -> str:
+    """The plan as Markdown; the scaled profiles (cpu, smoke) add this machine's estimated wall time
+    (:mod:`peftkit.cpucost`, its calibration stated there)."""
+    here = profile != "paper"
     lines = [f"| notebook ({profile} profile) | runs | of which trained by an earlier notebook | training examples "
-             f"x epochs | GPU-hours on one {gpu.upper()} (early stop .. full budget) |", "|---|---:|---:|---:|---:|"]
+             f"x epochs | GPU-hours on one {gpu.upper()} (early stop .. full budget) |"
+             + (" wall time here, 2 runs at a time (estimate) |" if here else ""),
+             "|---|---:|---:|---:|---:|" + ("---:|" if here else "")]
     for r in rows:
         lines.append(f"| {r.notebook} | {r.runs:,} | {r.shared:,} | {r.examples_epochs / 1e6:,.1f} M | "
-                     f"{_hours(r.gpu_h_low)} .. {_hours(r.gpu_h_high)} |")
+                     f"{_hours(r.gpu_h_low)} .. {_hours(r.gpu_h_high)} |" + (f" {_minutes(r.cpu_h)} |" if here else ""))
     tot = total(rows)
     lines.append(f"| **total** | **{tot.runs:,}** ({tot.runs - tot.shared:,} to train) | {tot.shared:,} | "
-                 f"{tot.examples_epochs / 1e6:,.1f} M | **{tot.gpu_h_low:,.0f} .. {tot.gpu_h_high:,.0f}** |")
+                 f"{tot.examples_epochs / 1e6:,.1f} M | **{tot.gpu_h_low:,.0f} .. {tot.gpu_h_high:,.0f}** |"
+                 + (f" **{_minutes(tot.cpu_h)}** |" if here else ""))
     return "\n".join(lines)
+
+
+def _minutes(hours: float) -> str:
+    return f"{hours * 60:,.0f} min" if hours < 2 else f"{hours:.1f} h"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,10 +186,11 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
               runs_dir: str | None = None, parameters: dict | None = None, notebooks_dir: str | None = None,
               html: bool = True, progress_bar: bool = True, log_output: bool = False, executor: str = "local",
               ray_address: str | None = None, gpus_per_run: float | None = None,
-              cpus_per_run: float | None = None) -> list[Outcome]:
+              cpus_per_run: float | None = None, retrain_before: str | None = None) -> list[Outcome]:
     """Execute the selected notebooks in order; returns one :class:`Outcome` per notebook (never raises for a
-    failing notebook). ``runs_dir``: every notebook's RUNS_DIR (the shared run store)."""
-    import papermill as pm
+    failing notebook). ``runs_dir``: every notebook's RUNS_DIR (the shared run store). ``retrain_before`` (UTC,
+    ISO 8601): every run whose result finished earlier trains again (a fresh rebuild; the same time resumes it)."""
+    from .results import RETRAIN_BEFORE, TIME_FORMAT
 
     if profile not in PROFILES:
         raise ValueError(f"invalid --profile {profile!r}: allowed one of {', '.join(PROFILES)}")
@@ -220,6 +221,29 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
                               or None, gpus_per_run, cpus_per_run)
     if not os.environ.get("PEFTKIT_DATA_DIR") and (root.parent / "shared" / "data").is_dir():
         os.environ["PEFTKIT_DATA_DIR"] = str(root.parent / "shared" / "data")  # as the Makefile does
+    if retrain_before is not None:
+        try:
+            time.strptime(retrain_before, TIME_FORMAT)
+        except ValueError:
+            raise ValueError(f"invalid --retrain-before {retrain_before!r}: allowed a UTC time like "
+                             f"{time.strftime(TIME_FORMAT, time.gmtime())}") from None
+        print(f"[reproduce] fresh rebuild: every run finished before {retrain_before} trains again; to resume it "
+              f"after an interruption: peftkit reproduce ... --retrain-before {retrain_before}", flush=True)
+    saved = os.environ.get(RETRAIN_BEFORE)
+    if retrain_before is not None:
+        os.environ[RETRAIN_BEFORE] = retrain_before  # the notebooks' kernels inherit it
+    try:
+        return _execute(names, available, profile, parameters, base, executed_dir, folder, root, takes_runs,
+                        reports_dir, runs_dir, options, html, progress_bar, log_output)
+    finally:
+        if retrain_before is not None:
+            os.environ.pop(RETRAIN_BEFORE) if saved is None else os.environ.__setitem__(RETRAIN_BEFORE, saved)
+
+
+def _execute(names, available, profile, parameters, base, executed_dir, folder, root, takes_runs, reports_dir,
+             runs_dir, options, html, progress_bar, log_output) -> list[Outcome]:
+    import papermill as pm
+
     outcomes: list[Outcome] = []
     with grid_settings(options, profile) as runs:  # the Ray address and resources are checked here
         executed_dir.mkdir(parents=True, exist_ok=True)
@@ -314,6 +338,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("-v", "--verbose", action="store_true", help="also print the notebooks' output (one line per "
                                                                        "run) as they execute")
     ap.add_argument("--list", action="store_true", help="list the notebooks (--only: the selected ones) and exit")
+    fresh = ap.add_mutually_exclusive_group()
+    fresh.add_argument("--fresh", action="store_true", help="retrain every run, the committed records included "
+                       "(a fresh rebuild; it prints the --retrain-before time that resumes it)")
+    fresh.add_argument("--retrain-before", metavar="UTC_TIME", help="retrain every run whose result finished before "
+                       "this time (e.g. 2026-12-06T10:45:00Z): resumes a fresh rebuild")
     return ap
 
 
@@ -323,7 +352,8 @@ def _list_only(args) -> None:
                                         ("--runs-dir", args.runs_dir), ("--executor", args.executor),
                                         ("--ray-address", args.ray_address), ("--gpus-per-run", args.gpus_per_run),
                                         ("--cpus-per-run", args.cpus_per_run), ("-p", args.param),
-                                        ("--no-html", args.no_html), ("--verbose", args.verbose))
+                                        ("--no-html", args.no_html), ("--verbose", args.verbose),
+                                        ("--fresh", args.fresh), ("--retrain-before", args.retrain_before))
                if value not in (None, [], False)]
     if ignored:
         raise ValueError(f"invalid {ignored[0]} with --list: --list only lists the notebooks (with --only and "
@@ -345,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = reproduce(args.profile or "cpu", args.only, args.reports_dir, args.runs_dir, params,
                              args.notebooks_dir, html=not args.no_html, log_output=args.verbose,
                              executor=args.executor or "local", ray_address=args.ray_address,
-                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                             retrain_before=(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if args.fresh
+                                             else args.retrain_before))
     except ValueError as e:
         print(f"peftkit reproduce: error: {e}", file=sys.stderr)
         return 2

@@ -62,8 +62,25 @@ def result_path(out_dir: str | os.PathLike) -> Path:
     return Path(out_dir) / RESULT_FILE
 
 
+#: a fresh rebuild (``peftkit reproduce --fresh``): results finished before this UTC time (ISO 8601, e.g.
+#: 2026-12-06T10:45:00Z) count as missing, so every run trains again once, and a rerun with the same time resumes
+RETRAIN_BEFORE = "PEFTKIT_RETRAIN_BEFORE"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # result.json's finished_at
+
+
 def has_result(out_dir: str | os.PathLike) -> bool:
-    return result_path(out_dir).is_file()
+    """Whether the run in ``out_dir`` has finished (and, during a fresh rebuild, finished after it began)."""
+    p = result_path(out_dir)
+    if not p.is_file():
+        return False
+    since = os.environ.get(RETRAIN_BEFORE)
+    if not since:
+        return True
+    try:
+        finished = json.loads(p.read_text()).get("finished_at") or ""
+    except ValueError:
+        return False
+    return finished >= since  # the same ISO format: text order is time order
 
 
 def read_result(out_dir: str | os.PathLike) -> dict:

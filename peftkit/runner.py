@@ -374,3 +374,37 @@ def load_trained(result: dict):
     else:
         model = load(backbones.load_model(result["model"], head), best)
     return model.eval(), tok
+
+
+def attached_model(result: dict):
+    """A finished run's model as its structure alone: a fresh backbone with the run's head, and the run's method
+    attached with the run's options (the seed it trained with), untrained. Inference cost depends on the structure
+    (the merged or unmerged form, the sizes), not on the trained values, so 08's timing measures these: it needs
+    no trained weights, only the run record. Returns (model, tokenizer) in eval mode."""
+    from transformers import set_seed
+
+    from . import backbones
+
+    spec = result.get("spec") or {}
+    name, head = result["task"], result.get("head") or "classifier"
+    tok = backbones.load_tokenizer(result["model"])
+    set_seed((result.get("seeds") or {}).get("seed", 42))
+    options = dict(spec.get("options") or {})
+    common = dict(train_head=(result.get("training") or {}).get("train_head", True),
+                  seed=(result.get("seeds") or {}).get("routing_seed"))
+    if head == "classifier":
+        from .data import glue_task
+
+        model = backbones.load_model(result["model"], "classifier", glue_task(name).num_labels)
+        apply(model, result["method"], train_pooler=(result.get("training") or {}).get("train_pooler", False),
+              **common, **options)
+    elif head == "prompt":
+        from . import features
+
+        mlm = backbones.load_model(result["model"], "mlm")
+        apply(mlm, result["method"], **common, **options)
+        model = features.PromptClassifier(mlm, features.label_word_ids(name, tok))
+    else:
+        model = backbones.load_model(result["model"], head)
+        apply(model, result["method"], **common, **options)
+    return model.eval(), tok

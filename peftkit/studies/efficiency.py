@@ -89,22 +89,25 @@ def _batch(result: dict, tok, batch_size: int, device) -> tuple[dict, dict]:
 
 def _choose(results: list[dict], seed: int | None) -> tuple[str | None, int | None, dict, str | None]:
     """(task, seed, {method_label: result}, why not) for the timing: the first task (GLUE order) and the given or
-    smallest seed that has a full-FT run."""
-    ours = [r for r in results if r.get("task_kind") == "glue" and r.get("k") is None]
+    smallest seed that has a full-FT run, on its first training set (K and data seed, where the runs have them)."""
+    ours = [r for r in results if r.get("task_kind") == "glue"]
     tasks = keys_in_order((r["task"] for r in ours), GLUE_TASKS)
     if not tasks:
-        return None, None, {}, "no full-data GLUE runs among the results"
+        return None, None, {}, "no GLUE runs among the results"
     task = tasks[0]
-    full = sorted(r["seeds"]["seed"] for r in ours if r["task"] == task and r["method_label"] == "full")
+    draw = lambda r: (r.get("k") or 0, r.get("data_seed") or 0)  # noqa: E731 - the training set
+    full = sorted((r["seeds"]["seed"], draw(r)) for r in ours if r["task"] == task and r["method_label"] == "full")
     if not full:
         return task, None, {}, f"no full fine-tuning run of {task} to time against"
     if seed is None:
-        seed = full[0]
-    elif seed not in full:
-        raise ValueError(f"invalid seed={seed!r}: full fine-tuning of {task} ran with seeds {full}")
+        seed = full[0][0]
+    elif seed not in {s for s, _ in full}:
+        seeds = sorted({s for s, _ in full})
+        raise ValueError(f"invalid seed={seed!r}: full fine-tuning of {task} ran with seeds {seeds}")
+    first = min(d for s, d in full if s == seed)
     runs = {}
     for r in ours:
-        if r["task"] == task and r["seeds"]["seed"] == seed:
+        if r["task"] == task and r["seeds"]["seed"] == seed and draw(r) == first:
             runs.setdefault(r["method_label"], r)
     return task, seed, {m: runs[m] for m in method_order(runs)}, None
 
@@ -115,9 +118,11 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
     """Time one eval forward of every trained model of one seed, interleaved, with an A/A control; write the JSON
     the report reads (atomically, beside the study's tables; :func:`timing_path`) and return it.
 
-    Each method's run of ``seed`` (default: the smallest seed with a full-FT run) on the first task is loaded from
-    the run store (:func:`peftkit.runner.load_trained`) and put in the form it was scored in (merged where the
-    method merges: LoRA, AdaMix, prefix; as trained otherwise; :func:`peftkit.trainer.inference_form`); full FT is
+    Each method's run of ``seed`` (default: the smallest seed with a full-FT run) on the first task is rebuilt from
+    its record as its structure (:func:`peftkit.runner.attached_model`: the run's method and options attached to a
+    fresh backbone; inference cost depends on the form and sizes, not on the trained values, so no trained weights
+    are needed) and put in the form it was scored in (merged where the method merges: LoRA, AdaMix, prefix; as
+    trained otherwise; :func:`peftkit.trainer.inference_form`); full FT is
     loaded twice, as two contenders (the A/A control). All of them run one forward (``torch.no_grad``, bf16
     autocast where the runs trained with it) on one fixed batch of the reported set, in rotating order, for
     ``rounds`` timed rounds after ``warmup`` untimed ones (:func:`peftkit.timing.time_group`; defaults per profile
@@ -132,7 +137,7 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
     from ..atomic import write_json
     from ..consistency import find_peft_model
     from ..core import state_of
-    from ..runner import load_trained
+    from ..runner import attached_model
     from ..timing import ratio, summary, time_group
     from ..trainer import inference_form
 
@@ -149,7 +154,8 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
         print(f"[efficiency] inference timing skipped: {why}", flush=True)
         return {"rows": [], "skipped": why}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    settings.update(task=task, seed=seed, runs={m: x["run_id"] for m, x in runs.items()}, device=device.type)
+    settings.update(task=task, seed=seed, runs={m: x["run_id"] for m, x in runs.items()}, device=device.type,
+                    weights="attached")  # the methods' structure, freshly attached (no trained weights needed)
     if path.is_file() and not force:
         stored = json.loads(path.read_text())
         if stored.get("schema") == TIMING_SCHEMA and stored.get("settings") == settings:
@@ -164,8 +170,8 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
         for label, result in runs.items():
             for copy in ((1, 2) if label == "full" else (1,)):
                 try:
-                    model, tok = load_trained(result)
-                except FileNotFoundError as e:
+                    model, tok = attached_model(result)
+                except (FileNotFoundError, KeyError) as e:
                     missing[label] = str(e)
                     break
                 model.to(device)

@@ -261,13 +261,16 @@ def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = Fal
     run never stops the others: after the grid, :class:`GridError` lists the failures. A killed run resumes from
     its last checkpoint when rerun (see :func:`peftkit.experiment.run`).
     """
+    from ..cpucost import Eta, run_seconds
     from ..executors import ExecutorOptions, execute_grid
     from ..results import has_result
 
-    for s in specs:
-        resolve(s)
+    resolved = {s.out: resolve(s) for s in specs}
     options = ExecutorOptions(executor, ray_address, gpus_per_run, cpus_per_run).resolved()
     todo = sum(force or not has_result(s.out) for s in specs)
+    # the ETA: the cost model's estimate of each run to train (peftkit.cpucost), scaled as runs finish
+    slots = max(1, int(os.cpu_count() // (options.cpus_per_run or 1))) if options.executor == "ray" else 1
+    eta = Eta({s.out: run_seconds(resolved[s.out]) for s in specs if force or not has_result(s.out)}, slots=slots)
     root = Path(specs[0].out).parent if specs else None
     print(f"[studies] {len(specs)} runs in {root}: {len(specs) - todo} done, {todo} to train "
           f"(executor {options.executor})", flush=True)
@@ -282,6 +285,9 @@ def run_specs(specs: Sequence[RunSpec], force: bool = False, verbose: bool = Fal
         else:
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(o["result"]["best_metrics"].items()))
             what = f"done in {o['seconds']:.0f} s ({metrics})"
+        if o["status"] in ("trained", "failed"):  # its estimate leaves the ETA
+            eta.finished(o["out"], o["seconds"])
+            what += eta.text()
         line = f"{progress_bar(done, total)} {name}: {what}"
         print(f"[studies] {line}", flush=True)
         feed = os.environ.get("PEFTKIT_PROGRESS_FILE")

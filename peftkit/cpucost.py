@@ -1,0 +1,127 @@
+"""What a run costs on a CPU: the estimate behind ``peftkit plan --profile cpu`` and the ETA of a grid's progress.
+
+A run's time on one CPU thread is modelled from what its resolved spec says it will do:
+
+- training: ``steps x (STEP_S + batch x tokens x TOKEN_S x c)``, tokens = the run's max length (UniPELT's protocol
+  pads every batch to it; the other protocols' random batches of 8-64 reach about it), ``c`` = the method's cost per
+  token relative to a frozen-backbone method (:data:`METHOD_COST`; AdaMix with consistency doubles its batch);
+- evaluation: every evaluation during training scores the selection split (``rows x tokens x EVAL_TOKEN_S``), the
+  final one the reported set (x4 with AdaMix's inference modes); generation adds ``DECODE_S`` per decoded source;
+- length under early stopping: the protocol's patience counts from the best evaluation, assumed to come at
+  :data:`BEST_AT` of the epochs (the measured runs' median), so a run trains ``min(epochs, BEST_AT x epochs +
+  patience)`` epochs; without patience, all of them.
+
+A notebook's wall time is the sum over the runs it trains divided by the runs that share the machine at a time
+(:data:`SLOTS`: two, one thread each, as ``peftkit reproduce --executor ray --cpus-per-run 1`` runs them on 2
+cores). The constants are a calibration: :data:`CALIBRATION` says on which runs it was measured, and
+docs/protocols.md puts each notebook's estimate beside its measured wall time.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+#: seconds per optimiser step (fixed part: the optimiser, the data collation, Python)
+STEP_S = 0.05
+#: seconds per training token of a frozen-backbone method (forward and backward, bf16 autocast, one thread)
+TOKEN_S = 3.0e-4
+#: seconds per evaluated token (forward only, batch 64)
+EVAL_TOKEN_S = 9.0e-5
+#: seconds per decoded source (beam search; the cpu profile's beam 5, 48 new tokens, MiniLM as a decoder)
+DECODE_S = 3.0
+#: cost per token relative to a frozen-backbone method
+METHOD_COST = {"full": 1.6}
+#: where the best evaluation falls, as a fraction of the protocol's epochs (early-stopped runs)
+BEST_AT = 0.3
+#: runs sharing the machine at a time (2 cores, one thread each)
+SLOTS = 2
+#: the runs these constants were fitted on
+CALIBRATION = "to be measured"
+
+
+def _train_rows(spec) -> int:
+    from .plan import FEWSHOT_CLASSES, TRAIN_ROWS
+
+    name = spec.task.split(":", 1)[-1]
+    if spec.task.startswith("fewshot:"):
+        return 16 * FEWSHOT_CLASSES.get(name.lower(), 2)
+    rows = spec.k or TRAIN_ROWS.get(name.lower().replace("-", ""), 1000)
+    return min(rows, spec.max_train) if spec.max_train else rows
+
+
+def _eval_rows(spec) -> tuple[int, int]:
+    """(selection rows per evaluation during training, reported rows at the end)."""
+    from .plan import DEV_ROWS, TEST_SOURCES
+
+    name = spec.task.split(":", 1)[-1].lower().replace("-", "")
+    if spec.task.startswith("fewshot:"):
+        return 32 * 2, 872
+    if name in TEST_SOURCES:  # NLG: the dev loss on max_eval rows, then decoding
+        n = spec.max_eval or DEV_ROWS[name]
+        return n, 0
+    dev = 1000 if spec.k else DEV_ROWS.get(name, 1000)
+    return (min(dev, spec.max_eval) if spec.max_eval else dev), DEV_ROWS.get(name, 1000)
+
+
+def epochs_trained(spec) -> float:
+    """Epochs a run is expected to train: all of them, or under early stopping the best epoch (:data:`BEST_AT`) plus
+    the patience."""
+    if not spec.epochs:
+        return 0.0
+    if spec.patience and spec.eval_steps is None:
+        return float(min(spec.epochs, math.ceil(BEST_AT * spec.epochs) + spec.patience))
+    return float(spec.epochs)
+
+
+def run_seconds(spec) -> float:
+    """Estimated seconds of one resolved run on one CPU thread (see the module docstring)."""
+    rows = _train_rows(spec)
+    per_epoch = rows // spec.batch_size if spec.drop_last else -(-rows // spec.batch_size)
+    epochs = epochs_trained(spec)
+    steps = spec.max_steps or per_epoch * epochs
+    c = METHOD_COST.get(spec.method, 1.0) * (2.0 if spec.method == "adamix" and spec.consistency else 1.0)
+    tokens = spec.max_length
+    train = steps * (STEP_S + spec.batch_size * tokens * TOKEN_S * c)
+    sel, reported = _eval_rows(spec)
+    if spec.eval_steps == 0:
+        n_evals = 0
+    elif spec.eval_steps:
+        n_evals = steps // spec.eval_steps
+    else:
+        n_evals = epochs
+    final = reported * (4 if spec.inference_modes else 1)
+    evals = (n_evals * sel + final) * tokens * EVAL_TOKEN_S
+    decode = (spec.max_eval or 0) * DECODE_S if not reported and spec.task.split(":")[0] not in ("fewshot",) else 0
+    return train + evals + decode
+
+
+def wall_seconds(specs, slots: int = SLOTS) -> float:
+    """A grid's estimated wall time with ``slots`` runs at a time (resolved specs)."""
+    return sum(run_seconds(s) for s in specs) / max(1, slots)
+
+
+@dataclass
+class Eta:
+    """The ETA of a grid in progress: the estimates of the runs still to train, scaled by how the finished ones
+    compared with their estimates, over the runs that share the machine."""
+
+    estimates: dict  # run directory -> estimated seconds
+    slots: int = SLOTS
+    spent: float = 0.0
+    estimated_done: float = 0.0
+    started: float = field(default_factory=time.time)
+
+    def finished(self, out: str, seconds: float) -> None:
+        est = self.estimates.pop(out, None)
+        if est is not None:
+            self.spent += seconds
+            self.estimated_done += est
+
+    def text(self) -> str:
+        left = sum(self.estimates.values())
+        if not left:
+            return ""
+        ratio = self.spent / self.estimated_done if self.estimated_done else 1.0
+        minutes = left * ratio / max(1, self.slots) / 60
+        return f", ETA ~{minutes:.0f} min" if minutes >= 1 else ", ETA < 1 min"
