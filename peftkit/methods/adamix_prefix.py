@@ -110,17 +110,27 @@ class PrefixMixture(nn.Module):
         if choices[0] == "merged":
             return self.merged_kv()
         if choices[0] == "ensemble":
-            n = max(self.n_emb, self.n_mlp)
+            pairs = [(i % self.n_emb, i % self.n_mlp) for i in range(max(self.n_emb, self.n_mlp))]
             self.averages_outputs = True
-            return torch.stack([self.module_kv(i % self.n_emb, i % self.n_mlp) for i in range(n)], 1)
-        drawn = {}
-        for pairs in choices:
-            for pair in pairs:
-                if pair not in drawn:  # only the drawn modules are computed (the others get no gradient)
-                    drawn[pair] = self.module_kv(*pair)
+            kv = self._modules_kv(pairs)
+            return torch.stack([kv[p] for p in pairs], 1)
+        drawn = self._modules_kv(dict.fromkeys(p for pairs in choices for p in pairs))  # only the drawn ones
         per_layer = [drawn[pairs[0]][layer] if len(pairs) == 1 else torch.stack([drawn[p][layer] for p in pairs])
                      for layer, pairs in enumerate(choices)]
         return torch.stack(per_layer)
+
+    def _modules_kv(self, pairs) -> dict:
+        """{(i, j): :meth:`module_kv`} for the given pairs, one MLP call per MLP over its drawn embeddings stacked
+        (the modules not asked for are not computed, so they get no gradient)."""
+        by_mlp: dict = {}
+        for i, j in pairs:
+            by_mlp.setdefault(j, []).append(i)
+        out = {}
+        for j, embs in by_mlp.items():
+            kv = self.mlps[j](torch.stack([self.embeddings[i].weight for i in embs]))  # [k, L, layers * 2 * h]
+            kv = kv.view(len(embs), self.length, self.num_layers, 2, self.hidden).permute(0, 2, 3, 1, 4)
+            out.update({(i, j): kv[n] for n, i in enumerate(embs)})
+        return out
 
     def _record(self, choices: list) -> None:
         for site, choice in zip(self.sites, choices):
