@@ -334,6 +334,9 @@ def test_protocol_rate_and_options_follow_the_base_method(tmp_path):
 def test_mixtures_are_the_registered_modules():
     from peftkit.layers import expert_spread
 
+    fresh = peftkit.apply(tiny("bert"), "adamix", seed=0, **PREFIX).pk_prefix
+    assert not torch.equal(fresh.embeddings[0].weight, fresh.embeddings[1].weight)  # expert_init: independent draws
+    assert abs(float(fresh.embeddings[0].weight.std()) - 0.02) < 0.005  # init: bert, N(0, 0.02) as prefix-tuning's
     model = _adamix()
     assert isinstance(model.pk_prefix, PrefixMixture) and len(model.pk_prefix.embeddings) == 4
     assert len(model.pk_prefix.mlps) == 1  # share="up" (default): one reparameterisation MLP
