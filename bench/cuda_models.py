@@ -14,8 +14,8 @@ from .cuda_common import TIME_BUDGET, Context, free_memory, log, max_abs, partia
 
 METHODS = (("full", {}), ("bitfit", {}), ("houlsby", {}), ("pfeiffer", {}), ("lora", {}), ("prefix", {}),
            ("prompt", {}), ("adamix", {"base": "adapter"}), ("adamix", {"base": "pfeiffer"}),
-           ("adamix", {"base": "houlsby"}), ("adamix", {"base": "lora"}), ("unipelt", {"variant": "AP"}),
-           ("unipelt", {"variant": "APL"}))
+           ("adamix", {"base": "houlsby"}), ("adamix", {"base": "lora"}), ("adamix", {"base": "prefix"}),
+           ("adamix", {"base": "prompt"}), ("unipelt", {"variant": "AP"}), ("unipelt", {"variant": "APL"}))
 LR = 1e-3  # AdamW, no schedule, every method but full fine-tuning (Sizes.full_lr)
 PRECISIONS = ("fp32", "bf16")
 DECREASING = "mean of the last 5 losses < mean of the first 5 (one fixed batch, repeated)"
@@ -199,7 +199,8 @@ def routing(ctx: Context) -> dict:
     return result(verdict([r["ok"] for r in rows]), summary, {"tolerance": tol, "steps": 3, "rows": rows})
 
 
-GEN_METHODS = (("lora", {}), ("adamix", {"base": "lora"}), ("prefix", {}), ("unipelt", {"gates": False}))
+GEN_METHODS = (("lora", {}), ("adamix", {"base": "lora"}), ("prefix", {}), ("adamix", {"base": "prefix"}),
+               ("unipelt", {"gates": False}))
 
 
 def generation(ctx: Context) -> dict:

@@ -168,6 +168,10 @@ NOTES = [
     "Merged LoRA / AdaMix / prefix do the base model's arithmetic (LoRA folded into W, AdaMix averaged) plus, for "
     "prefix-tuning, 10 extra keys per attention; UniPELT cannot merge (input-dependent gates), so it runs the "
     "adapter, the gated LoRA and the prefix at inference.",
+    "AdaMix over prefix-tuning (peftkit's extension): M=4 prefix embeddings before one shared MLP, a module drawn per "
+    "layer in training; merged, one prefix of the same length (the mean of the modules' key/values), so its "
+    "inference goal is to sit inside the A/A band of a single merged prefix timed in the same group "
+    "(infer-adamix-prefix).",
     "Goals below 1.0 against a peer (LoRA, Pfeiffer <= 0.95) ask peftkit to be faster than a library doing the "
     "same arithmetic; on CPU the step is dominated by the backbone's matrix products, which neither side can skip.",
 ]
@@ -224,8 +228,8 @@ def markdown(result: dict) -> str:
              "BitFit vs plain PyTorch freezing by hand. Every peer trains the same task head as peftkit (the "
              "parameters `peftkit.arch.is_head_param` names: the classifier; BERT's pooler stays frozen on both "
              "sides), so both sides of a ratio train the same parameters (the `trainable` column). AdaMix: M=4, "
-             "shared up-projection / LoRA B; consistency via `peftkit.consistency.consistency_forward(weight=1.0)` "
-             "(a doubled batch in one forward).",
+             "shared up-projection / LoRA B (over prefix: one shared MLP); consistency via "
+             "`peftkit.consistency.consistency_forward(weight=1.0)` (a doubled batch in one forward).",
              ""]
     for name, b in result["backbones"].items():
         sub = " CPU subset of the groups (the full set needs a GPU)." if b["cpu_subset"] else ""

@@ -61,8 +61,8 @@ def groups(hidden: int) -> list[Group]:
         _peer_train("full", pk("full"), Spec("torch", "full"), 1.0),
         _peer_train("bitfit", pk("bitfit"), Spec("torch", "bitfit"), 1.0),
     ]
-    for base, single in (("adapter", pk("pfeiffer")), ("lora", pk("lora"))):
-        opts = {"base": "pfeiffer" if base == "adapter" else "lora"}
+    for base, single in (("adapter", pk("pfeiffer")), ("lora", pk("lora")), ("prefix", pk("prefix"))):
+        opts = {"base": "pfeiffer" if base == "adapter" else base}
         mix, cons = pk("adamix", **opts), pk("adamix", consistency=True, **opts)
         out.append(Group(f"adamix-{base}", "train", (single, mix, cons), (
             Ratio(f"AdaMix-{base} / single {base} train step", mix, single, 1.05),
@@ -73,6 +73,7 @@ def groups(hidden: int) -> list[Group]:
     single_l, mix_l = inf("lora", merged=True), inf("adamix", merged=True, base="lora")
     ap, apl = inf("unipelt", variant="AP", **uni), inf("unipelt", variant="APL", **uni)
     prefix = inf("prefix", merged=True)
+    mix_p = inf("adamix", merged=True, base="prefix")  # peftkit's extension: merged to one prefix (merge="kv")
     lora = pk("lora")
     out += [
         # A/A controls: two identical contenders, built and timed like any pair. Their ratio is 1 by construction,
@@ -85,6 +86,10 @@ def groups(hidden: int) -> list[Group]:
               (Ratio("merged AdaMix-adapter / single adapter inference", mix_a, single_a, 1.02),)),
         Group("infer-adamix-lora", "infer", (single_l, mix_l),
               (Ratio("merged AdaMix-LoRA / single merged LoRA inference", mix_l, single_l, 1.02),)),
+        # goal: merged AdaMix-prefix inside the A/A band of a single prefix, timed in the same interleaved group
+        Group("infer-adamix-prefix", "infer", (prefix, mix_p, replace(prefix, replica=1)), (
+            Ratio("merged AdaMix-prefix / single merged prefix inference", mix_p, prefix, 1.02),
+            Ratio("A/A control: identical merged prefix contenders, inference", replace(prefix, replica=1), prefix))),
         Group("infer-lora", "infer", (base, single_l),
               (Ratio("merged LoRA / base model inference", single_l, base, 1.02,
                      paper=f"paper (unmerged LoRA vs FT): {PAPER_INFER_VS_FT['LoRA']:.2f}"),)),

@@ -64,7 +64,11 @@ REPORT_ROWS = [
     ("Houlsby adapter (b=48)", "houlsby", {}, None),
     ("LoRA (r=8, q,v)", "lora", {}, 294912),
     ("Prefix-tuning (L=10)", "prefix", {}, 184320),
+    # AdaMix over prefix / prompt: peftkit's extension (docs/adamix_prefix.md); merged, one prefix / one prompt
+    ("AdaMix-prefix (M=4, L=10, shared MLP)", "adamix", {"base": "prefix"}, 184320),
+    ("AdaMix-prefix (M=4, L=10, no sharing: 4 MLPs)", "adamix", {"base": "prefix", "share": "none"}, 184320),
     ("Prompt-tuning (20 tokens)", "prompt", {}, None),
+    ("AdaMix-prompt (M=4, 20 tokens)", "adamix", {"base": "prompt"}, None),
     ("AdaMix-Adapter (M=4, b=48, shared up)", "adamix", {}, 894528),
     ("AdaMix-LoRA (M=4, r=8, shared B)", "adamix", {"base": "lora"}, 294912),
     ("UniPELT (AP)", "unipelt", {"variant": "AP"}, 1097304),

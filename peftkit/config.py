@@ -15,7 +15,7 @@ REGISTRY: dict[str, "Method"] = {}
 
 ACTIVATIONS = ("relu", "gelu", "swish", "tanh")
 SHARE = ("none", "up", "down")
-BASES = ("adapter", "pfeiffer", "houlsby", "lora")
+BASES = ("adapter", "pfeiffer", "houlsby", "lora", "prefix", "prompt")
 
 
 def fail(field: str, value: Any, allowed: str) -> None:

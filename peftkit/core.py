@@ -210,7 +210,9 @@ def gate_values(model: nn.Module) -> dict[str, torch.Tensor]:
 def routing(model: nn.Module) -> dict[str, Any]:
     """Last forward's AdaMix routing, {mixture module name: choice}: a list of (down, up) -- LoRA: (A, B) --
     module indices, one pair per independently routed batch chunk (two under :func:`route_groups`), or the
-    string "merged" / "ensemble" for the eval modes that do not pick a module."""
+    string "merged" / "ensemble" for the eval modes that do not pick a module. AdaMix over prefix draws per layer
+    and reports each layer's (embedding, MLP) pair under that layer's self-attention module's name; over prompt,
+    (prompt, 0) under the prompt module's."""
     state_of(model)
     return {n: m.last_route for n, m in model.named_modules() if getattr(m, "last_route", None) is not None}
 

@@ -145,7 +145,7 @@ def resolve(spec: RunSpec) -> RunSpec:
         else:
             filled.epochs = base["epochs"]
     if filled.lr is None:
-        filled.lr = protocols.learning_rate(filled.protocol, spec.method, filled.model)
+        filled.lr = protocols.learning_rate(filled.protocol, spec.method, filled.model, options)
     if filled.train_head is None:
         filled.train_head = spec.method not in protocols.get(filled.protocol).frozen_head
     if kind == "fewshot" and filled.k is None:

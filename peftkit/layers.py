@@ -201,13 +201,14 @@ def bind_call(fn: Callable, args: tuple, kwargs: dict) -> dict:
 
 def expert_spread(model: nn.Module) -> Optional[dict]:
     """How far apart an AdaMix model's M modules are: over every mixture with several down-projections (LoRA: A
-    matrices), the mean pairwise Frobenius distance between them and their mean norm, averaged over mixtures
-    (``result["expert_spread"]``); None when the model has no such mixture. Weight averaging merges them, so the
-    spread says how much the merge averages away."""
+    matrices; prefix: embeddings; prompt: prompts), the mean pairwise Frobenius distance between them and their
+    mean norm, averaged over mixtures (``result["expert_spread"]``); None when the model has no such mixture.
+    Weight averaging merges them, so the spread says how much the merge averages away."""
     distances, norms = [], []
     for m in model.modules():
-        experts = getattr(m, "down", None) if isinstance(getattr(m, "down", None), nn.ModuleList) else \
-            getattr(m, "A", None) if isinstance(getattr(m, "A", None), nn.ModuleList) else None
+        # the per-module side: adapter down-projections, LoRA A, AdaMix-prefix embeddings, AdaMix-prompt prompts
+        experts = next((getattr(m, a) for a in ("down", "A", "embeddings", "tables")
+                        if isinstance(getattr(m, a, None), nn.ModuleList)), None)
         if experts is None or len(experts) < 2:
             continue
         w = torch.stack([e.weight.detach().float().flatten() for e in experts])

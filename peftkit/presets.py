@@ -72,7 +72,8 @@ def generation_settings(profile: str) -> dict:
 
 
 def learning_rate(method: str, profile: str = "cpu", model: str | None = None, protocol: str | None = None,
-                  kind: str = "glue") -> float:
-    """The protocol's rate for ``method`` on ``model`` (keyed by architecture family and size from its config)."""
+                  kind: str = "glue", options: dict | None = None) -> float:
+    """The protocol's rate for ``method`` (``options``: AdaMix's base) on ``model`` (keyed by architecture family
+    and size from its config)."""
     name = protocol or protocols.default_protocol(kind, method)
-    return protocols.learning_rate(name, method, model or protocols.SCALING[profile][kind]["model"])
+    return protocols.learning_rate(name, method, model or protocols.SCALING[profile][kind]["model"], options)

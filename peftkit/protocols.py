@@ -44,6 +44,15 @@ GPT2_DOUBLE_NEWLINE = 628
 # UniPELT's per-method rates (BERT-base); prompt tuning is in neither paper (0.3: Lester et al.).
 _UNIPELT_LR = {"full": 2e-5, "bitfit": 1e-4, "pfeiffer": 1e-4, "houlsby": 1e-4, "prefix": 2e-4, "lora": 5e-4,
                "unipelt": 5e-4, "adamix": 4e-4, "prompt": 3e-1}
+#: AdaMix over prefix / prompt tuning (peftkit's extension, docs/adamix_prefix.md) has no rate of its own in any
+#: paper: under every protocol it takes its base method's rate (key "adamix-<base>"), so that AdaMix-prefix and
+#: prefix-tuning compared under one protocol differ only by the mixture. "adamix" alone keeps AdaMix's own rate,
+#: tuned for its adapters and LoRA.
+ADAMIX_EXTENSION_BASES = ("prefix", "prompt")
+
+
+def _with_base_rates(lr: dict) -> dict:
+    return {**lr, **{f"adamix-{b}": lr[b] for b in ADAMIX_EXTENSION_BASES}}
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ PROTOCOLS = {
         "adamix-glue", "adamix",
         training={**_HF, "batch_size": 64, "max_length": 128, "epochs": 40, "patience": None, "warmup_ratio": 0.06,
                   "weight_decay": 0.1, "selection": "task"},
-        lr={m: _UNIPELT_LR[m] for m in _UNIPELT_LR} | {"adamix": 4e-4},
+        lr=_with_base_rates({m: _UNIPELT_LR[m] for m in _UNIPELT_LR} | {"adamix": 4e-4}),
         lr_by_arch={("adamix", "roberta-large"): 3e-4},
         by_arch={"roberta-large": {"epochs": 20}},
         method_options_by_arch={"roberta-large": {"adamix": {"bottleneck": 16}}},
@@ -93,7 +102,7 @@ PROTOCOLS = {
         # included (the method's default gate_average="all"), so the padding is part of the method's behaviour.
         training={**_HF, "batch_size": 16, "max_length": 128, "epochs": 50, "patience": 10, "selection": "unipelt",
                   "pad_to_max_length": True},
-        lr=dict(_UNIPELT_LR),
+        lr=_with_base_rates(_UNIPELT_LR),
         # run_glue.py's freeze_params leaves the classifier frozen for the LoRA-only, prefix-only and BitFit runs
         # (BitFit still trains every bias, the classifier's included): those baselines train without the head.
         frozen_head=("lora", "prefix", "bitfit"),
@@ -106,7 +115,7 @@ PROTOCOLS = {
                   "extra_eos": (GPT2_DOUBLE_NEWLINE,), "evaluate_model": "final", "selection": "loss",
                   # gpt2_ft.py: --clip 0.0 (no clipping), DataLoader(drop_last=True), one weight-decay group
                   "max_grad_norm": 0.0, "drop_last": True, "weight_decay_scope": "all"},
-        lr={m: 2e-4 for m in _UNIPELT_LR} | {"full": 2e-5, "prompt": 3e-1},
+        lr=_with_base_rates({m: 2e-4 for m in _UNIPELT_LR} | {"full": 2e-5, "prompt": 3e-1}),
         by_task={"e2e": {"epochs": 20, "warmup_steps": 2000}, "webnlg": {"epochs": 25, "warmup_steps": 2500},
                  "dart": {"epochs": 20, "warmup_steps": 2000, "label_smoothing": 0.0, "weight_decay": 0.0}},
         # AdaMix's NLG code is AdaMix over LoRA (base=lora, the adamix-lora label); its LoRA settings apply to the
@@ -124,7 +133,7 @@ PROTOCOLS = {
         "lmbff-fewshot", "lmbff",
         training={**_HF, "batch_size": 8, "max_length": 128, "max_steps": 1000, "eval_steps": 100, "patience": None,
                   "selection": "task"},
-        lr=dict(_UNIPELT_LR),
+        lr=_with_base_rates(_UNIPELT_LR),
     ),
 }
 
@@ -231,23 +240,35 @@ def settings(name: str, model: str, task: str | None = None, with_tasks: bool = 
     return out
 
 
-def learning_rate(name: str, method: str, model: str) -> float:
+def _adamix_base(method: str, options: dict | None) -> str | None:
+    if method != "adamix":
+        return None
+    from .config import make_config
+
+    return (options or {}).get("base") or make_config("adamix").base
+
+
+def learning_rate(name: str, method: str, model: str, options: dict | None = None) -> float:
+    """The protocol's rate for ``method`` (with ``options``: AdaMix over prefix / prompt takes its base method's
+    rate, key "adamix-<base>", :data:`ADAMIX_EXTENSION_BASES`) on ``model`` (per arch key first)."""
     p = get(name)
-    rate = _first({k[1]: v for k, v in p.lr_by_arch.items() if k[0] == method}, _keys(model))
-    return rate if rate is not None else p.lr[method]
+    base = _adamix_base(method, options)
+    key = f"adamix-{base}" if base in ADAMIX_EXTENSION_BASES else method
+    rate = _first({k[1]: v for k, v in p.lr_by_arch.items() if k[0] == key}, _keys(model))
+    return rate if rate is not None else p.lr[key]
 
 
 def method_options(name: str, method: str, model: str, given: dict | None = None, task: str | None = None) -> dict:
     """The options of a run: what the protocol sets for ``method`` on ``model`` (keys ``method`` and, for AdaMix,
-    ``adamix-<base>``) and for ``task``, overridden by the run's own ``given`` options."""
+    ``adamix-<base>``) and for ``task``, overridden by the run's own ``given`` options. The key "adamix" holds
+    AdaMix's own settings (its adapter and LoRA runs); AdaMix over prefix / prompt takes only "adamix-<base>"."""
     p, given = get(name), dict(given or {})
     per_arch = _first(p.method_options_by_arch, _keys(model), {})
     per_task = p.method_options_by_task.get((task or "").split(":", 1)[-1].lower(), {})
-    keys = [method]
-    if method == "adamix":
-        from .config import make_config
-
-        keys.append(f"adamix-{given.get('base', make_config('adamix').base)}")
+    base = _adamix_base(method, given)
+    keys = [method] if base not in ADAMIX_EXTENSION_BASES else []
+    if base is not None:
+        keys.append(f"adamix-{base}")
     out = {}
     for table in (p.method_options, per_arch, per_task):
         for key in keys:

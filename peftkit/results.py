@@ -24,8 +24,9 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
   the metric names of the evaluate modules (accuracy, f1, matthews_correlation, pearson, spearmanr, bleu, ...);
   classification also "predicted_classes" (distinct labels predicted: 1 means the run collapsed)
 - ``selection_metric`` (str), ``best_step`` (int)
-- ``inference_modes``: AdaMix only, {"merged": {...}, "random": {...}, "fixed-0": {...}, "ensemble": {...}}
-  metrics of the same trained model under each inference mode, else null
+- ``inference_modes``: AdaMix only, {"merged": {...}, "random": {...}, "fixed-0": {...}, "ensemble": {...}}:
+  metrics of the same trained model under each inference mode, else null; AdaMix over prefix also "merged-kv" and
+  "merged-weights" (the same model merged under each of its two merge options)
 - ``expert_spread``: AdaMix only, {"mixtures", "mean_pairwise_distance", "mean_norm"} of the scored weights'
   down-projections (LoRA: A matrices) before merging (:func:`peftkit.layers.expert_spread`), else null; absent in
   runs written before it

@@ -335,6 +335,12 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
             set_inference(peft_model, mode)
             modes[mode] = evaluate()[0]
         set_inference(peft_model, "merged")
+        if peft_model._peftkit.config.base == "prefix":  # both merge options of the same model (06 measures them)
+            from .methods.adamix_prefix import MERGES, merging_by
+
+            for how in MERGES:
+                with merging_by(peft_model, how):
+                    modes[f"merged-{how}"] = evaluate()[0]
     return final, modes, gates, None, round(rate, 3)
 
 

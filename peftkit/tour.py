@@ -235,6 +235,35 @@ def inference_modes(model: nn.Module, b: dict) -> "object":
     return pd.DataFrame(rows).set_index("mode")
 
 
+def adamix_prefix(model: nn.Module, b: dict) -> dict:
+    """AdaMix over prefix-tuning (peftkit's extension, docs/adamix_prefix.md) in one look: the (embedding, MLP)
+    module each layer drew in one training-mode forward (dropout off), then the merge: the merged key/values against
+    the formula (the mean of the M modules' key/values, computed module by module), logits merged twice, and the
+    parameter counts beside one prefix of the same length (``layers x 2 x L x h``)."""
+    import pandas as pd
+
+    enc = model.pk_prefix
+    model.train()
+    with no_dropout(model), torch.no_grad():
+        model(**_inputs(b))
+    routes = routing(model)
+    drawn = [{"layer": layer, "site": name.rsplit(f".{layer}.", 1)[-1], "embedding": int(pairs[0][0]),
+              "MLP": int(pairs[0][1])} for layer, (name, pairs) in enumerate(routes.items())]
+    with torch.no_grad():
+        formula = torch.stack([enc.module_kv(i, j) for i in range(enc.n_emb) for j in range(enc.n_mlp)]).mean(0)
+    model.eval()
+    set_inference(model, "merged")
+    with merged(model), torch.no_grad():
+        first, second = model(**_inputs(b)).logits, model(**_inputs(b)).logits
+        diff = float((enc.kv - formula).abs().max())
+        counts = count_parameters(model)
+    return {"routes": pd.DataFrame(drawn), "drawn": [(d["embedding"], d["MLP"]) for d in drawn],
+            "distinct_modules": len({d["embedding"] for d in drawn}),
+            "merge": state_of(model).config.merge or enc.merge_how, "max_abs_diff_vs_formula": diff,
+            "deterministic": bool(torch.equal(first, second)), "trainable": count_parameters(model)["trainable"],
+            "inference": counts["inference"], "one_prefix": enc.inference_numel()}
+
+
 def gate_frame(model: nn.Module, b: dict, names: Sequence[str] | None = None) -> "object":
     """UniPELT gate values of one eval forward, long form: layer, component, example, gate."""
     import pandas as pd
@@ -300,9 +329,12 @@ def export_roundtrip(model: nn.Module, b: dict, model_name: str = "minilm", dire
             "peft_class": type(reloaded).__name__}
 
 
-def record(model: nn.Module, passes: dict, merge: dict, modes, gates, export: dict, log: Sequence[dict]) -> dict:
-    """What the tour showed, as plain numbers (the JSON the tests read); ``model``: the AdaMix model."""
+def record(model: nn.Module, passes: dict, merge: dict, modes, gates, export: dict, log: Sequence[dict],
+           prefix: dict | None = None) -> dict:
+    """What the tour showed, as plain numbers (the JSON the tests read); ``model``: the AdaMix model, ``prefix``:
+    :func:`adamix_prefix`'s result."""
     return {
+        "adamix_prefix": {k: v for k, v in prefix.items() if k != "routes"} if prefix else None,
         "adamix": state_of(model).config.to_dict(),
         "routing": {"pass1": {k: list(map(list, v)) for k, v in passes["first"]["routes"].items()},
                     "pass2": {k: list(map(list, v)) for k, v in passes["second"]["routes"].items()},

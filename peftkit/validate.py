@@ -43,7 +43,8 @@ def check_sizes(cfg, config) -> None:
     hidden, positions = model_sizes(config)
     where = f"for this model (hidden size {hidden}, {positions} positions)"
     values = cfg.to_dict()
-    uses_adapter = cfg.name in ("pfeiffer", "houlsby", "unipelt") or (cfg.name == "adamix" and values["base"] != "lora")
+    adamix_base = values["base"] if cfg.name == "adamix" else None
+    uses_adapter = cfg.name in ("pfeiffer", "houlsby", "unipelt") or adamix_base in ("adapter", "pfeiffer", "houlsby")
     uses_lora = cfg.name == "lora" or (cfg.name == "adamix" and values["base"] == "lora") or \
         (cfg.name == "unipelt" and values["variant"] == "APL")
     if hidden:
@@ -57,7 +58,8 @@ def check_sizes(cfg, config) -> None:
             fail("prefix_hidden", values["prefix_hidden"], f"an integer <= {limit} {where}")
     if positions:
         for name in ("prefix_length", "prompt_length"):
-            if cfg.name in ("prefix", "prompt", "unipelt") and values.get(name, 0) > positions:
+            applies = cfg.name in ("prefix", "prompt", "unipelt") or f"{adamix_base}_length" == name
+            if applies and values.get(name, 0) > positions:
                 fail(name, values[name], f"an integer <= {positions} (the model's positions) {where}")
     if cfg.name == "adamix" and values["num_modules"] > MAX_MODULES:
         fail("num_modules", values["num_modules"], f"an integer <= {MAX_MODULES}")

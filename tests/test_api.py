@@ -20,6 +20,9 @@ BERT_BASE = [
     ("prefix", {"prefix_length": 10}, None, 184_320),
     ("adamix", {"base": "pfeiffer", "bottleneck": 48, "num_modules": 4, "share": "up"}, 2_223_360, 894_528),
     ("adamix", {"base": "lora", "r": 8, "num_modules": 4, "share": "up"}, 737_280, 294_912),
+    # AdaMix over prefix: 4 embeddings (10 x 768) and one reparameterisation MLP; merged, one prefix
+    ("adamix", {"base": "prefix", "num_modules": 4, "share": "up"}, 4 * 7_680 + 9_849_344, 184_320),
+    ("adamix", {"base": "prompt", "num_modules": 4}, 61_440, 15_360),
     ("unipelt", {"variant": "APL"}, None, 1_410_672),
     ("unipelt", {"variant": "AP"}, None, 1_097_304),
 ]
@@ -75,7 +78,9 @@ BAD = [
     ("adamix", {"base": "lora", "r": 0}, "r="),
     ("adamix", {"num_modules": 0}, "num_modules"),
     ("adamix", {"share": "both"}, "share"),
-    ("adamix", {"base": "prompt"}, "base"),
+    ("adamix", {"base": "bitfit"}, "base"),
+    ("adamix", {"base": "prefix", "bottleneck": 16}, "bottleneck"),  # a flag that cannot apply to the base
+    ("adamix", {"base": "adapter", "merge": "kv"}, "merge"),
     ("adamix", {"inference": "fixed-9", "num_modules": 4}, "inference"),
     ("adamix", {"inference": "average"}, "inference"),
     ("adamix", {"targets": ["query"]}, "targets"),

@@ -53,7 +53,7 @@ def test_every_section_reports_a_status_with_its_numbers(dry):
 def test_the_sections_ran_what_they_say(dry):
     secs = dry[0]["sections"]
     methods = secs["methods"]["details"]
-    assert len(methods["rows"]) == 13 * 2 * 3  # every method x fp32 / bf16 x BERT, RoBERTa, GPT-2
+    assert len(methods["rows"]) == 15 * 2 * 3  # every method x fp32 / bf16 x BERT, RoBERTa, GPT-2
     for row in methods["rows"]:
         assert len(row["losses"]) == methods["steps"] == 10 and row["finite"] and row["decreasing"], row["method"]
         assert row["merge"]["ok"] and (row["merge"]["applicable"] or row["method"] == "unipelt-APL")
@@ -70,7 +70,7 @@ def test_the_sections_ran_what_they_say(dry):
     ddp = secs["ddp"]
     assert ddp["status"] == "pass" and ddp["details"]["world_size"] == 2 and ddp["details"]["weights_equal"]
     gen = secs["generation"]["details"]["rows"]
-    assert len(gen) == 4 and all(r["same_beams"] for r in gen)
+    assert len(gen) == 5 and all(r["same_beams"] for r in gen)
 
 
 def test_markdown_summarises_every_section(dry):

@@ -62,7 +62,7 @@ def test_closing_finding_gives_each_claim_its_verdict_and_interval(tmp_path):
             x["inference_modes"] = {"merged": {"accuracy": 0.74 + 0.001 * s}, "random": {"accuracy": 0.73}}
     r = studies.ablation_adamix_report(results, "cpu", tmp_path)
     text = r.finding_text()
-    assert len(r.claims) == 4
+    assert len(r.claims) == 5  # the adapter's four and AdaMix-prefix (merged) > prefix-tuning (no modes recorded here)
     for c in r.claims:
         t = c["tasks"][0]
         assert (f"{c['claim']}: **{c['verdict']}**; SST-2: Δ {t['diff_mean']:+.2f} [{t['ci_lo']:+.2f}, "

@@ -35,6 +35,41 @@ def test_lora_export_loads_in_peft_with_same_logits(arch, method, opts, tmp_path
     torch.testing.assert_close(logits(loaded, x), ours, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("method,opts", [("prefix", {"prefix_length": 3, "prefix_hidden": 16}),
+                                         ("adamix", {"base": "prefix", "prefix_length": 3, "prefix_hidden": 16,
+                                                     "num_modules": 3, "share": "none"})])
+def test_prefix_export_loads_in_peft_with_same_logits_on_gpt2(method, opts, tmp_path):
+    """A merged AdaMix-prefix is a plain prefix of fixed key/values: peft's prefix format (prefix_projection=False)
+    holds it, and peft's model gives the same logits once its positions start at 0 as peftkit's do (peft numbers
+    them from L: without position_ids it differs)."""
+    peft = pytest.importorskip("peft")
+    from peftkit.export import peft_position_ids
+
+    base = tiny("gpt2")
+    model = peftkit.apply(copy.deepcopy(base), method, seed=0, **opts)
+    perturb(model)
+    peftkit.merge(model)
+    x = batch("gpt2")
+    ours = logits(model.eval(), x)
+    peftkit.export_peft(model, tmp_path)
+    loaded = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path)).eval()
+    assert type(loaded).__name__ == "PeftModelForCausalLM"
+    assert loaded.peft_config["default"].peft_type == "PREFIX_TUNING"
+    at_zero = logits(loaded, {**x, "position_ids": peft_position_ids(x["input_ids"], 3)})
+    torch.testing.assert_close(at_zero, ours, atol=1e-6, rtol=0)
+    assert (logits(loaded, x) - ours).abs().max() > 1e-3  # peft's own numbering: positions L..L+T-1
+
+
+def test_prefix_export_refuses_encoders_that_peft_cannot_run(tmp_path):
+    """peft runs a prefix as past key/values; transformers 5's BERT takes none, so the export says so."""
+    model = peftkit.apply(tiny("bert"), "adamix", base="prefix", prefix_length=3, prefix_hidden=16, seed=0)
+    peftkit.merge(model)
+    with pytest.raises(ValueError, match="past_key_values"):
+        peftkit.export_peft(model, tmp_path)
+    with pytest.raises(ValueError, match="base=prefix"):
+        peftkit.export_peft(peftkit.apply(tiny("bert"), "adamix", base="prompt", prompt_length=3), tmp_path)
+
+
 def _hub_model(arch, config):
     model = tiny(arch)
     _peers().init(model)

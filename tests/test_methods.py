@@ -21,6 +21,10 @@ METHODS = [
     ("adamix", {"base": "houlsby", "bottleneck": 8, "num_modules": 2, "share": "none"}),
     ("adamix", {"base": "lora", "r": 4, "num_modules": 3}),
     ("adamix", {"base": "lora", "r": 4, "num_modules": 2, "share": "down"}),
+    ("adamix", {"base": "prefix", "prefix_length": 5, "prefix_hidden": 16, "num_modules": 3}),
+    ("adamix", {"base": "prefix", "prefix_length": 5, "prefix_hidden": 16, "num_modules": 2, "share": "none",
+                "merge": "weights"}),
+    ("adamix", {"base": "prompt", "prompt_length": 4, "num_modules": 3}),
     ("unipelt", {"variant": "AP", "bottleneck": 8, "prefix_length": 5}),
     ("unipelt", {"variant": "APL", "bottleneck": 8, "prefix_length": 5, "r": 4}),
     ("unipelt", {"variant": "APL", "gates": False, "bottleneck": 8, "prefix_length": 5, "r": 4}),
@@ -100,8 +104,10 @@ def test_merge_matches_and_unmerge_restores(arch, method, opts):
 
 
 def _has_blocks(model):
+    from peftkit.methods.adamix_prefix import PrefixMixture, PromptMixture
+
     return any(n.split(".")[-1].startswith("pk_lora") or n.split(".")[-1] == "pk_adapter"
-               for n, _ in model.named_modules())
+               or isinstance(m, (PrefixMixture, PromptMixture)) for n, m in model.named_modules())
 
 
 class _nullcontext:
@@ -159,7 +165,8 @@ def test_mlm_head_trains_but_tied_decoder_does_not():
 
 
 @pytest.mark.parametrize("method,opts", [("prefix", {"prefix_length": 3, "prefix_hidden": 16}),
-                                         ("unipelt", {"prefix_length": 3, "bottleneck": 8, "r": 4, "gates": False})])
+                                         ("unipelt", {"prefix_length": 3, "bottleneck": 8, "r": 4, "gates": False}),
+                                         ("adamix", {"base": "prefix", "prefix_length": 3, "prefix_hidden": 16})])
 def test_gpt2_prefix_generation_with_cache_matches_without(method, opts):
     """The prefix layers find the KV cache under every release's keyword (5.x: ``cache=``); one that missed it
     attends to the newest token only. Compared on the scores (a tiny model's greedy tokens repeat and hide it).

@@ -187,7 +187,8 @@ def test_tour_parameters():
     assert params["PROFILE"]["default"] == '"cpu"' and params["MODEL"]["default"] == '"minilm"'
     assert all(params[p]["help"] for p in params)
     source = "\n".join(c.source for c in _code(TOUR))
-    assert "base=" not in source  # AdaMix's own defaults, whatever they are
+    # AdaMix's own defaults, whatever they are; the one other base is the AdaMix-over-prefix cell's, named as such
+    assert "base=" not in source.replace('peftkit.apply(prefix_model, "adamix", base="prefix"', "")
 
 
 @needs_data
@@ -234,6 +235,10 @@ def test_tour_notebook_shows_routing_merge_and_gates(tmp_path):
     modes = rec["inference_modes"]
     assert {"merged", "random", "random (call 2)", "ensemble"} | {f"fixed-{k}" for k in range(m)} == set(modes)
     assert modes["random"] != modes["random (call 2)"] and modes["fixed-0"] != modes["fixed-1"]
+    prefix = rec["adamix_prefix"]  # AdaMix over prefix: a module per layer, merged to exactly one prefix
+    assert len(prefix["drawn"]) == 6 and all(0 <= e < 4 and mlp == 0 for e, mlp in prefix["drawn"])
+    assert prefix["inference"] == prefix["one_prefix"] < prefix["trainable"] and prefix["merge"] == "kv"
+    assert prefix["deterministic"] and prefix["max_abs_diff_vs_formula"] <= 1e-6
     gates = rec["gates"]
     assert gates["shape"] == [6, 4, 4] and len(gates["values"]) == 6 * 4 * 4  # layers x components x sentences
     assert set(gates["components"]) == {"adapter", "prefix", "lora_query", "lora_value"}

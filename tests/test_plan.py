@@ -34,7 +34,7 @@ def test_paper_plan_counts_every_run_once_and_shares_repeated_ones(monkeypatch):
 def test_plan_cli_prints_the_table_and_rejects_bad_arguments(capsys):
     assert main(["plan", "--profile", "paper", "--only", "06_ablation_adamix"]) == 0
     out = capsys.readouterr().out
-    assert "| 06_ablation_adamix | 72 |" in out and "GPU-hours on one A100" in out and "**total**" in out
+    assert "| 06_ablation_adamix | 90 |" in out and "GPU-hours on one A100" in out and "**total**" in out
     assert main(["plan", "--profile", "gpu"]) == 2 and "invalid --profile" in capsys.readouterr().err
     assert main(["plan", "--gpu", "tpu"]) == 2 and "a100, h100, h200" in capsys.readouterr().err
 

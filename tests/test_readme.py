@@ -30,8 +30,10 @@ def test_readme_train_commands_parse_and_set_a_small_budget(monkeypatch):
                         {"best_metrics": {}})
     text = "\n".join(_blocks("bash")).replace("\\\n", " ")
     lines = [line.split("#")[0] for line in text.splitlines() if line.startswith("peftkit train")]
-    assert len(lines) == 4
+    assert len(lines) == 5
     for line in lines:
         assert main(shlex.split(line)[1:]) == 0, line
+    prefix = [s for s in seen if s.options.get("base") == "prefix"][0]  # AdaMix over prefix: prefix-tuning's rate
+    assert prefix.protocol == "adamix-glue" and prefix.lr == 2e-4 and prefix.inference_modes
     e2e = [s for s in seen if s.task == "e2e"][0]
     assert e2e.max_steps and e2e.max_eval and e2e.max_eval <= 10  # beam search over the eval set dominates

@@ -915,12 +915,11 @@ def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_p
                 ("ablation_bottleneck", "results"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
                 ("ablation_adamix", "modes"): [],
                 ("ablation_adamix", "variants"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
-                ("ablation_adamix", "expert_init"): []}
+                ("ablation_adamix", "expert_init"): [],
+                ("ablation_adamix", "prefix_modes"): [],  # AdaMix over prefix: peftkit's extension, no paper
+                ("ablation_adamix", "prefix"): []}
     for study in dict.fromkeys(s for s, _ in expected):
-        results = grid_results(study, "cpu")
-        for x in results:
-            if x["method_label"] == "adamix-adapter":
-                x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
+        results = _with_modes(grid_results(study, "cpu"))
         r = studies.report(study, results, "cpu", tmp_path / study)
         for (s, name), groups in expected.items():
             if s != study:
@@ -943,17 +942,29 @@ def test_every_claim_of_the_cpu_grids_is_checked(tmp_path):
     from peftkit import studies
 
     expected = {"fewshot": ["AdaMix (adapter) > Adapter (Pfeiffer)", "AdaMix (LoRA) > LoRA",
+                            "AdaMix (prefix-tuning) > Prefix-tuning",
                             "LoRA with the prompt (MLM) head > LoRA with a classification head"],
                 "ablation_adamix": ["merging ≥ random routing (AdaMix adapter)",
                                     "AdaMix-adapter > a single adapter of the same inference size (M=1)",
-                                    "sharing the up-projection > no sharing", "consistency regularisation > none"]}
+                                    "sharing the up-projection > no sharing", "consistency regularisation > none",
+                                    "merging ≥ random routing (AdaMix-prefix)",
+                                    "merge=kv ≥ merge=weights (AdaMix-prefix: the default's measurement)",
+                                    "AdaMix-prefix (merged) > prefix-tuning"]}
     for study, claims in expected.items():
-        results = grid_results(study, "cpu")
-        for x in results:
-            if x["method_label"] == "adamix-adapter":
-                x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
-        r = studies.report(study, results, "cpu", tmp_path / study)
+        r = studies.report(study, _with_modes(grid_results(study, "cpu")), "cpu", tmp_path / study)
         assert [c["claim"] for c in r.claims] == claims, study
+
+
+def _with_modes(results: list[dict]) -> list[dict]:
+    """The inference modes the runs with ``inference_modes`` record (06's AdaMix bases): merged and random, and for
+    AdaMix-prefix both merge options."""
+    for x in results:
+        if x["method_label"] == "adamix-adapter":
+            x["inference_modes"] = {"merged": {"accuracy": 0.74}, "random": {"accuracy": 0.73}}
+        if x["method_label"] == "adamix-prefix" and x["task_kind"] == "glue":
+            x["inference_modes"] = {"merged": {"accuracy": 0.74}, "merged-kv": {"accuracy": 0.74},
+                                    "merged-weights": {"accuracy": 0.72}, "random": {"accuracy": 0.73}}
+    return results
 
 
 def test_gate_table_says_each_cells_score_and_which_runs_collapsed(tmp_path):

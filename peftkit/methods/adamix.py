@@ -23,6 +23,10 @@
   index per forward); ``independent`` draws per slice.
 - Consistency regularisation needs two independently routed passes: ``peftkit.route_groups(model, 2)`` routes
   the two halves of a doubled batch independently inside one forward (see the trainer).
+- ``base="prefix"`` / ``"prompt"``: AdaMix over prefix-tuning or prompt-tuning, peftkit's extension (the paper's
+  future work): ``prefix_length``, ``prefix_hidden``, ``merge`` (kv | weights) / ``prompt_length``; see
+  :mod:`peftkit.methods.adamix_prefix` and docs/adamix_prefix.md. An option that cannot apply to the chosen base
+  (``bottleneck`` with a prefix, ``merge`` with an adapter, ...) is an error.
 """
 from __future__ import annotations
 
@@ -32,13 +36,15 @@ from typing import Optional
 from ..config import ACTIVATIONS, BASES, SHARE, MethodConfig, check_choice, check_float, check_int, check_targets
 from ..config import fail, register
 from ..layers import EXPERT_INITS, PeftState, parse_inference
+from . import adamix_prefix
 from .adapter import INITS, HoulsbyConfig, PfeifferConfig, attach_bottleneck
 from .lora import FUSED_QV, attach_lora
 
 
 @dataclass
 class AdaMixConfig(MethodConfig):
-    """AdaMix over ``base`` (adapter | pfeiffer | houlsby | lora). GLUE defaults: M = 4, bottleneck 48, shared up."""
+    """AdaMix over ``base`` (adapter | pfeiffer | houlsby | lora | prefix | prompt). GLUE defaults: M = 4,
+    bottleneck 48, shared up."""
 
     name = "adamix"
     base: str = "adapter"
@@ -54,15 +60,26 @@ class AdaMixConfig(MethodConfig):
     init: str = "bert"
     expert_init: Optional[str] = None  # None: independent for adapter bases, identical for lora (the authors')
     fused_qv: str = "shared"  # base=lora on GPT-2's c_attn: one A/B draw and one dropout mask for q and v
+    prefix_length: int = 10  # base=prefix (methods/adamix_prefix.py)
+    prefix_hidden: int = 512  # base=prefix: the reparameterisation MLP's width
+    merge: Optional[str] = None  # base=prefix: kv (None: the default, adamix_prefix.DEFAULT_MERGE) | weights
+    prompt_length: int = 20  # base=prompt
 
     def validate(self) -> None:
         check_choice("base", self.base, BASES)
-        check_choice("init", self.init, INITS)
         if self.expert_init is not None:
             check_choice("expert_init", self.expert_init, EXPERT_INITS)
         check_int("num_modules", self.num_modules, 1)
         check_choice("share", self.share, SHARE)
         parse_inference(self.inference, self.num_modules)
+        if self.base in adamix_prefix.PROMPT_BASES:
+            adamix_prefix.validate(self)
+            return
+        check_choice("init", self.init, INITS)
+        for name, default in (("prefix_length", 10), ("prefix_hidden", 512), ("merge", None), ("prompt_length", 20)):
+            if getattr(self, name) != default:
+                fail(name, getattr(self, name), f"only with base={'prompt' if name == 'prompt_length' else 'prefix'}"
+                     f", not with base={self.base}; leave it out")
         if self.base == "lora":
             if self.init != "bert":
                 fail("init", self.init, "bert only with base=lora (LoRA: Kaiming-uniform A, zero B)")
@@ -93,6 +110,9 @@ class AdaMixConfig(MethodConfig):
 def attach(model, cfg: AdaMixConfig, arch, state: PeftState) -> None:
     n_first, n_second = cfg.sides()
     state.inference = cfg.inference
+    if cfg.base in adamix_prefix.PROMPT_BASES:
+        adamix_prefix.attach(model, cfg, arch, state)
+        return
     if cfg.base == "lora":
         attach_lora(model, arch, state, cfg.r, cfg.alpha, cfg.dropout, cfg.targets, n_first, n_second,
                     expert_init=cfg.experts_start(), fused_qv=cfg.fused_qv)

@@ -118,33 +118,56 @@ def prefix_attention(m: nn.Module, hidden_states: torch.Tensor, *args, layer: in
     q, k, v = (x.view(b, t, heads, d).transpose(1, 2) for x in (q, k, v))
     if cache is not None:
         k, v = cache_update(cache, k, v, m.layer_idx, kwargs)
-    kv = state.prefix_kv if state.prefix_kv is not None else m._pk_prefix_encoder.compute()
-    pk, pv = (x.to(k.dtype).view(1, -1, heads, d).transpose(1, 2).expand(b, -1, -1, -1) for x in kv[layer])
-    if getattr(m, "pk_prefix_gate", None) is not None:
-        g = m.pk_prefix_gate(hidden_states).to(k.dtype).view(b, 1, 1, 1)
-        pk, pv = pk * g, pv * g
+    enc = m._pk_prefix_encoder
+    kv = state.prefix_kv if state.prefix_kv is not None else enc.compute()
+    entry = kv[layer]  # [2, L, h]; AdaMix (methods/adamix_prefix.py): [G, 2, L, h], G routing groups or M experts
+    gate = m.pk_prefix_gate(hidden_states).to(k.dtype).view(b, 1, 1, 1) \
+        if getattr(m, "pk_prefix_gate", None) is not None else None
     attn_mask = _mask_for(mask, b, t, k.shape[2], family == "gpt2", q.device, q.dtype)
-    attn_mask = _pad_prefix(attn_mask, pk.shape[2])
-    out = F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2), attn_mask=attn_mask,
-                                         dropout_p=p_drop if m.training else 0.0, scale=scale)
+    attend = functools.partial(_attend, q, k, v, gate=gate, attn_mask=attn_mask,
+                               dropout_p=p_drop if m.training else 0.0, scale=scale)
+    if entry.dim() == 4 and getattr(enc, "averages_outputs", False):  # AdaMix ensemble: mean of the M attentions
+        out = sum(attend(e) for e in entry) / entry.shape[0]
+    else:
+        out = attend(entry)
     out = out.transpose(1, 2).reshape(b, t, heads * d)
     if family == "gpt2":
         out = m.resid_dropout(m.c_proj(out))
     return out, None
 
 
-def _compute_prefix(enc: PrefixEncoder, state: PeftState) -> None:
+def _attend(q, k, v, entry: torch.Tensor, *, gate, attn_mask, dropout_p: float, scale: float) -> torch.Tensor:
+    """SDPA of queries ``q`` over [prefix; keys]. ``entry``: one layer's prefix, [2, L, h] for the whole batch or
+    [G, 2, L, h] for G equal batch chunks (AdaMix's routing groups: one prefix per chunk)."""
+    b, heads, _, d = q.shape
+    if entry.dim() == 3:
+        pk, pv = (x.to(k.dtype).view(1, -1, heads, d).transpose(1, 2).expand(b, -1, -1, -1) for x in entry)
+    else:
+        if b % entry.shape[0]:
+            raise ValueError(f"batch of {b} cannot be split into {entry.shape[0]} routing groups")
+        rows = entry.repeat_interleave(b // entry.shape[0], dim=0)  # [b, 2, L, h]
+        pk, pv = (rows[:, i].to(k.dtype).view(b, -1, heads, d).transpose(1, 2) for i in (0, 1))
+    if gate is not None:
+        pk, pv = pk * gate, pv * gate
+    return F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2),
+                                          attn_mask=_pad_prefix(attn_mask, pk.shape[2]), dropout_p=dropout_p,
+                                          scale=scale)
+
+
+def _compute_prefix(enc: nn.Module, state: PeftState) -> None:
     state.prefix_kv = enc.compute()  # once per model forward, shared by all layers
 
 
 def attach_prefix(model, arch, state: PeftState, length: int, mlp_hidden: int, gated: bool = False,
-                  init: str = "bert") -> None:
-    """Prefix-tuning on every layer. Shared by prefix and UniPELT (which adds a gate per layer)."""
+                  init: str = "bert", encoder: Optional[nn.Module] = None) -> None:
+    """Prefix-tuning on every layer. Shared by prefix, UniPELT (which adds a gate per layer) and AdaMix over prefix
+    (which passes its mixture as ``encoder``: anything whose ``compute()`` gives the forward's key/values)."""
     arch.require(("bert", "gpt2"), "prefix-tuning")
     pet = getattr(model.config, "position_embedding_type", "absolute")
     if pet not in (None, "absolute"):
         raise ValueError(f"prefix-tuning needs absolute position embeddings (model has {pet!r})")
-    enc = PrefixEncoder(length, arch.hidden, arch.num_layers, mlp_hidden, state, init)
+    enc = encoder if encoder is not None else PrefixEncoder(length, arch.hidden, arch.num_layers, mlp_hidden, state,
+                                                            init)
     model.pk_prefix = enc
     state.before_forward.append(functools.partial(_compute_prefix, enc))
     for i in range(arch.num_layers):

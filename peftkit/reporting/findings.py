@@ -244,7 +244,18 @@ def tour_finding(record: dict) -> str:
         f"components x {g['shape'][2]} pairs) lie between {min(g['values']):.3f} and {max(g['values']):.3f}.",
         f"**Export.** LoRA exported to peft {e['peft_version']} and reloaded as {e['peft_class']}: logits "
         f"{e['max_abs_diff']:.3g} apart.",
+        *([_prefix_line(record["adamix_prefix"])] if record.get("adamix_prefix") else []),
         "**Scale.** A few steps on a handful of sentences, to show the mechanics: no number here measures how "
         "well a method learns (the study notebooks do).",
     ]
     return "\n\n".join(lines)
+
+
+def _prefix_line(p: dict) -> str:
+    """The tour's AdaMix-prefix cell in one sentence (:func:`peftkit.tour.adamix_prefix`)."""
+    return (f"**AdaMix over prefix** (peftkit's extension). In one training forward its {len(p['drawn'])} layers "
+            f"drew {p['distinct_modules']} distinct modules, each layer its own. Merged (merge={p['merge']}) it keeps "
+            f"{p['inference']:,} of its {p['trainable']:,} trained parameters, as many as one prefix of the same "
+            f"length ({p['one_prefix']:,}); its key/values are {p['max_abs_diff_vs_formula']:.3g} from the mean of the "
+            f"modules' key/values, and two merged forwards give {'identical' if p['deterministic'] else 'different'} "
+            "logits.")

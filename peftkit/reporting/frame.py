@@ -152,7 +152,7 @@ def _run_fields(r: dict) -> dict:
     params = r.get("parameters") or {}
     method = r.get("method")
     bottleneck = cfg.get("bottleneck") if method in ("pfeiffer", "houlsby", "unipelt") or (
-        method == "adamix" and cfg.get("base") != "lora") else None
+        method == "adamix" and cfg.get("base") not in ("lora", "prefix", "prompt")) else None
     lora_based = method in ("lora", "unipelt") or (method == "adamix" and cfg.get("base") == "lora")
     r_dim = cfg.get("r") if lora_based else None
     base = _base_parameters(method, params)

@@ -28,13 +28,14 @@ TASK_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "rte": "RTE", "qn
 
 # Every method_label the runner writes (peftkit.experiment.method_label), in the order tables and figures use.
 METHOD_LABELS = ("full", "bitfit", "prompt", "prefix", "lora", "pfeiffer", "houlsby", "adamix-adapter",
-                 "adamix-pfeiffer", "adamix-houlsby", "adamix-lora", "unipelt-AP", "unipelt-APL", "unipelt-AP-nogates",
-                 "unipelt-APL-nogates")
+                 "adamix-pfeiffer", "adamix-houlsby", "adamix-lora", "adamix-prefix", "adamix-prompt", "unipelt-AP",
+                 "unipelt-APL", "unipelt-AP-nogates", "unipelt-APL-nogates")
 METHOD_NAMES = {"full": "Full FT", "bitfit": "BitFit", "prompt": "Prompt-tuning", "prefix": "Prefix-tuning",
                 "lora": "LoRA", "pfeiffer": "Adapter (Pfeiffer)", "houlsby": "Houlsby adapter",
                 "adamix-adapter": "AdaMix (adapter)", "adamix-pfeiffer": "AdaMix (Pfeiffer adapter)",
                 "adamix-houlsby": "AdaMix (Houlsby adapter)",
-                "adamix-lora": "AdaMix (LoRA)", "unipelt-AP": "UniPELT (AP)", "unipelt-APL": "UniPELT (APL)",
+                "adamix-lora": "AdaMix (LoRA)", "adamix-prefix": "AdaMix (prefix-tuning)",
+                "adamix-prompt": "AdaMix (prompt-tuning)", "unipelt-AP": "UniPELT (AP)", "unipelt-APL": "UniPELT (APL)",
                 "unipelt-AP-nogates": "UniPELT (AP) without gates",
                 "unipelt-APL-nogates": "UniPELT (APL) without gates"}
 # Spellings callers may use for the same label.

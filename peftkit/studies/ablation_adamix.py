@@ -1,5 +1,6 @@
 """06 AdaMix ablations: inference modes of the same trained models, sharing, consistency, the number of modules
-(M=1: a single adapter of the same inference size), AdaMix-LoRA's expert initialisation."""
+(M=1: a single adapter of the same inference size), AdaMix-LoRA's expert initialisation, and AdaMix over
+prefix-tuning (peftkit's extension, docs/adamix_prefix.md) against prefix-tuning under the same protocol."""
 from __future__ import annotations
 
 import itertools
@@ -17,29 +18,34 @@ from .reports import Report, adamix_metric, keys_in_order, metric_note, ours_tab
 
 NAME = "ablation_adamix"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
-PARAMETERS = ("tasks", "num_modules", "share", "consistency", "lora_expert_init", "adapter_baseline", "k",
-              "data_seeds")
+PARAMETERS = ("tasks", "num_modules", "share", "consistency", "lora_expert_init", "adapter_baseline", "prefix_rows",
+              "k", "data_seeds")
 # AdaMix (adapter) variants; M=1 is the single adapter of the same inference size the claim compares with.
 # consistency: None = the protocol's weight (0 on BERT-family classifiers), 1.0 = the RoBERTa setting.
 # lora_expert_init: AdaMix-LoRA runs with identical (the NLG code's) or independent starting modules.
+# prefix_rows: AdaMix-prefix (M=4, shared MLP, with inference modes and both merge options) and prefix-tuning, both
+# under adamix-glue on the same training sets (the rate of both: prefix-tuning's, protocols.ADAMIX_EXTENSION_BASES).
 #: the grid's defaults per profile (every notebook parameter left at None) and the training budget (RunSpec
 #: fields on top of the profile's presets in peftkit.presets)
 DEFAULTS = {
     "smoke": dict(tasks=("rte",), **FULL_DATA, seeds=(42,), num_modules=(1, 4), share=("up",), consistency=(None,),
-                  lora_expert_init=(), adapter_baseline=False, budget=SMOKE),
+                  lora_expert_init=(), adapter_baseline=False, prefix_rows=False, budget=SMOKE),
     # five data seeds: a claim verdict needs 5 pairs per task (reporting.claims.MIN_PAIRS)
     "cpu": dict(tasks=("sst2",), **CPU_DRAWS5, num_modules=(1, 2, 4, 8), share=("up", "none"),
-                consistency=(None, 1.0), lora_expert_init=("identical", "independent"), adapter_baseline=False),
+                consistency=(None, 1.0), lora_expert_init=("identical", "independent"), adapter_baseline=False,
+                prefix_rows=True),
     "paper": dict(tasks=("sst2", "mrpc", "rte"), **FULL_DATA, seeds=SEEDS3, num_modules=(1, 2, 4, 8),
                   share=("up", "none"), consistency=(None, 1.0), lora_expert_init=("identical", "independent"),
-                  adapter_baseline=False),
+                  adapter_baseline=False, prefix_rows=True),
 }
+PREFIX_LABEL = "adamix-prefix"
 
 
 def points(p: dict) -> Iterable[dict]:
     """The base (M=4, shared up-projection, the protocol's consistency; with inference modes), each variant that
-    differs from it, the AdaMix-LoRA expert inits and (adapter_baseline) a Pfeiffer adapter, per task and training
-    set (K, data seed, seed)."""
+    differs from it, the AdaMix-LoRA expert inits, (adapter_baseline) a Pfeiffer adapter and (prefix_rows)
+    AdaMix-prefix with inference modes beside prefix-tuning under the same protocol, per task and training set (K,
+    data seed, seed)."""
     variants = [dict(inference_modes=True)]  # the base: M=4, shared up-projection, default consistency
     variants += [dict(options={"num_modules": int(m)}) for m in p["num_modules"] if int(m) != 4]
     variants += [dict(options={"share": s}) for s in p["share"] if s != "up"]
@@ -54,6 +60,11 @@ def points(p: dict) -> Iterable[dict]:
         for task in p["tasks"]:
             for d in draws(p):
                 yield dict(task=task, label="pfeiffer", **d)
+    if p["prefix_rows"]:
+        for task in p["tasks"]:
+            for d in draws(p):
+                yield dict(task=task, label=PREFIX_LABEL, inference_modes=True, **d)
+                yield dict(task=task, label="prefix", protocol="adamix-glue", **d)  # not UniPELT's: the same protocol
 
 
 def grid(profile: str, **params) -> list[RunSpec]:
@@ -111,7 +122,7 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
              "M=1": "AdaMix (adapter), M=1: a single adapter of the same inference size"}
     rows = [(names.get(v, f"AdaMix (adapter): {v}"), {"method_label": label, "variant": v}) for v in variants]
     rows += [(method_name(m), {"method_label": m}) for m in method_order(reported["method_label"])
-             if m not in (label, "adamix-lora")]
+             if m not in (label, "adamix-lora", PREFIX_LABEL, "prefix")]
     t = ours_table(reported, rows, tasks, adamix_metric, paper=lambda w, task: paper_glue(
         {**w, "method_label": {"base": label, "M=1": "pfeiffer"}.get(w.get("variant"), w["method_label"]),
          "variant": None if w.get("variant") in ("base", "M=1", None) else w["variant"]}, task),
@@ -147,5 +158,55 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
             (b, {"method_label": label, "variant": "no consistency"})
         checks.append(rep.claim_check(reported, better, worse, adamix_metric, tasks,
                                       claim="consistency regularisation > none"))
+    checks += _prefix_section(r, frame, tasks)
     r.claim_file(checks, "AdaMix ablation claims")
     return r
+
+
+def _prefix_section(r: Report, frame: pd.DataFrame, tasks: list) -> list:
+    """AdaMix over prefix-tuning (peftkit's extension): its inference modes and merge options of the same trained
+    models, AdaMix-prefix (merged) beside prefix-tuning under the same protocol, and the claims on both."""
+    base = rep.select(frame, method_label=PREFIX_LABEL, variant="base")
+    reported = frame[frame["mode"] == "reported"]
+    checks = []
+    modes = keys_in_order(base.loc[base["mode"] != "reported", "mode"], ("merged", "merged-kv", "merged-weights",
+                                                                          "random"))
+    extension = ("AdaMix over prefix-tuning is peftkit's extension (the AdaMix paper's future work; "
+                 "docs/adamix_prefix.md), not a paper's method: no paper column.")
+    if modes:
+        rows = [(m, {"method_label": PREFIX_LABEL, "variant": "base", "mode": m}) for m in modes]
+        t = ours_table(base, rows, tasks, adamix_metric, index_name="inference mode")
+        r.table("prefix_modes", t, "AdaMix-prefix inference modes and merge options of the same trained models, GLUE "
+                "dev", "AdaMix-prefix inference modes (merged, merged-kv, merged-weights, random, fixed, ensemble)",
+                frame=base, notes=[metric_note(tasks, adamix_metric), extension,
+                                   "merged is the run's merge option (the default, kv); merged-kv averages the "
+                                   "modules' key/values, merged-weights their embeddings and MLP weights: the "
+                                   "measurement that confirms or overturns the default."])
+        r.figure("prefix_modes", rep.strip_by_mode, "AdaMix-prefix inference modes of the same trained models, one "
+                 "point per seed", base, tasks=tasks, metric=adamix_metric, method=PREFIX_LABEL)
+        if "random" in modes:
+            checks.append(rep.claim_check(base, {"method_label": PREFIX_LABEL, "mode": "merged"},
+                                          {"method_label": PREFIX_LABEL, "mode": "random"}, adamix_metric, tasks,
+                                          at_least=True, claim="merging ≥ random routing (AdaMix-prefix)"))
+        if {"merged-kv", "merged-weights"} <= set(modes):
+            checks.append(rep.claim_check(base, {"method_label": PREFIX_LABEL, "mode": "merged-kv"},
+                                          {"method_label": PREFIX_LABEL, "mode": "merged-weights"}, adamix_metric,
+                                          tasks, at_least=True,
+                                          claim="merge=kv ≥ merge=weights (AdaMix-prefix: the default's measurement)"))
+    sides = [(f"{method_name(PREFIX_LABEL)}, merged (M=4, shared MLP)", {"method_label": PREFIX_LABEL,
+                                                                      "variant": "base"}),
+             (method_name("prefix"), {"method_label": "prefix"})]
+    present = [(n, w) for n, w in sides if len(rep.select(reported, **w))]
+    if present:
+        t = ours_table(reported, present, tasks, adamix_metric, index_name="method (adamix-glue protocol)")
+        t.insert(0, "inference params", [f"{int(v):,}" if not pd.isna(v) else MISSING for v in
+                                         (rep.select(reported, **w)["inference_params"].max() for _, w in present)])
+        r.table("prefix", t, "AdaMix over prefix-tuning vs prefix-tuning, same protocol and training sets, GLUE dev",
+                "AdaMix-prefix (merged) beside prefix-tuning under the same protocol", frame=reported,
+                notes=[metric_note(tasks, adamix_metric), extension, "Both under adamix-glue at prefix-tuning's "
+                       "learning rate (2e-4 at BERT-base; AdaMix-prefix takes its base method's rate), with the "
+                       "task head trained; merged AdaMix-prefix runs one prefix of the same length."])
+    if len(present) == 2:
+        checks.append(rep.claim_check(reported, sides[0][1], sides[1][1], adamix_metric, tasks,
+                                      claim="AdaMix-prefix (merged) > prefix-tuning"))
+    return checks

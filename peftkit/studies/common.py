@@ -23,6 +23,8 @@ METHODS = {
     "adamix-adapter": ("adamix", {"base": "adapter"}),
     "adamix-pfeiffer": ("adamix", {"base": "pfeiffer"}), "adamix-houlsby": ("adamix", {"base": "houlsby"}),
     "adamix-lora": ("adamix", {"base": "lora"}),
+    # AdaMix over prefix- / prompt-tuning: peftkit's extension (the AdaMix paper's future work, docs/adamix_prefix.md)
+    "adamix-prefix": ("adamix", {"base": "prefix"}), "adamix-prompt": ("adamix", {"base": "prompt"}),
     "unipelt-AP": ("unipelt", {"variant": "AP"}), "unipelt-APL": ("unipelt", {"variant": "APL"}),
 }
 #: The parameters every study's grid takes (each study module's PARAMETERS adds its own), notebook names upper case.

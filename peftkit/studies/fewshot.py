@@ -1,5 +1,5 @@
-"""03 few-shot: LM-BFF splits (K=16 per class, five seeds), AdaMix vs single-module PEFT vs full fine-tuning,
-prompt (masked-LM) head vs classification head."""
+"""03 few-shot: LM-BFF splits (K=16 per class, five seeds), AdaMix vs single-module PEFT vs full fine-tuning (and
+AdaMix-prefix, peftkit's extension, beside prefix-tuning), prompt (masked-LM) head vs classification head."""
 from __future__ import annotations
 
 import itertools
@@ -14,9 +14,10 @@ from .reports import Report, keys_in_order, kit_metric, metric_note, ours_table,
 NAME = "fewshot"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
 PARAMETERS = ("tasks", "methods", "classifier_head")
-LABELS = ("full", "pfeiffer", "lora", "adamix-adapter", "adamix-lora")
+#: adamix-prefix: AdaMix over prefix-tuning, peftkit's extension (docs/adamix_prefix.md), beside prefix-tuning
+LABELS = ("full", "pfeiffer", "lora", "prefix", "adamix-adapter", "adamix-lora", "adamix-prefix")
 #: the claims checked (prompt head): each AdaMix against the single module of its kind that the grid trains
-FEWSHOT_CLAIMS = (("adamix-adapter", "pfeiffer"), ("adamix-lora", "lora"))
+FEWSHOT_CLAIMS = (("adamix-adapter", "pfeiffer"), ("adamix-lora", "lora"), ("adamix-prefix", "prefix"))
 LM_BFF_TASKS = ("sst-2", "sst-5", "mr", "cr", "mpqa", "subj", "trec", "cola", "mrpc", "qnli", "rte")
 SEEDS = (13, 21, 42, 87, 100)
 # smoke: its 32 examples, 64 tokens (room for the prompt), 2 steps, one evaluation on 16

@@ -62,6 +62,10 @@ def run_name(spec: RunSpec) -> str:
 
 # ---- grids -------------------------------------------------------------------------------------------------
 
+#: study parameters that are one true / false (not lists): 06's adapter baseline and AdaMix-prefix rows
+FLAGS = ("adapter_baseline", "prefix_rows")
+
+
 def listify(value, name: str) -> tuple:
     if value is None:
         return None
@@ -135,7 +139,7 @@ def build(study: str, profile: str, table: Mapping[str, dict], allowed: Sequence
     p["seeds"] = listify(seeds, "seeds") or d["seeds"]
     for name, value in params.items():
         if value is not None:
-            p[name] = value if name == "adapter_baseline" else listify(value, name)
+            p[name] = value if name in FLAGS else listify(value, name)
     if "tasks" in p and study != "fewshot":
         given = listify(params.get("tasks"), "tasks")
         full = PAPER_TASKS.get(study) if profile == "paper" else None
@@ -224,6 +228,7 @@ def _settings(s: RunSpec) -> str:
     opts = [f"{k}={v}" for k, v in s.options.items() if k not in _IN_LABEL]
     opts += [f"consistency={s.consistency:g}"] if s.consistency is not None else []
     opts += ["inference modes"] if s.inference_modes else []
+    opts += [f"protocol {s.protocol}"] if s.protocol else []  # set by the grid, not the method's default
     return ", ".join(opts) or "–"
 
 
