@@ -25,19 +25,22 @@ from dataclasses import dataclass, field
 #: seconds per optimiser step (fixed part: the optimiser, the data collation, Python)
 STEP_S = 0.05
 #: seconds per training token of a frozen-backbone method (forward and backward, bf16 autocast, one thread)
-TOKEN_S = 3.0e-4
+TOKEN_S = 2.0e-4
 #: seconds per evaluated token (forward only, batch 64)
-EVAL_TOKEN_S = 9.0e-5
+EVAL_TOKEN_S = 9.1e-5
 #: seconds per decoded source (beam search; the cpu profile's beam 5, 48 new tokens, MiniLM as a decoder)
 DECODE_S = 3.0
-#: cost per token relative to a frozen-backbone method
-METHOD_COST = {"full": 1.6}
+#: cost per token relative to a frozen-backbone adapter (full fine-tuning: weight gradients and the update of every
+#: weight; prefix-tuning: the prefix keys in every attention; UniPELT: its three modules and gates)
+METHOD_COST = {"full": 1.6, "prefix": 1.1, "unipelt": 1.3}
 #: where the best evaluation falls, as a fraction of the protocol's epochs (early-stopped runs)
 BEST_AT = 0.3
 #: runs sharing the machine at a time (2 cores, one thread each)
 SLOTS = 2
 #: the runs these constants were fitted on
-CALIBRATION = "to be measured"
+CALIBRATION = ("AdaMix (adapter, M = 4) on SST-2, K = 1,000, max length 44, batch 64, bf16 autocast, one thread, "
+               "beside a second run: 0.62 s a step, 4.0 s per evaluation of the 1,000-example selection split (the 06 base "
+               "runs of docs/protocols.md); the other methods' relative costs are estimates until 01 measures them")
 
 
 def _train_rows(spec) -> int:
