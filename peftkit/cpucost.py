@@ -40,8 +40,8 @@ SLOTS = 2
 #: the runs these constants were fitted on
 CALIBRATION = ("AdaMix (adapter, M = 4) on SST-2, K = 1,000, max length 44, batch 64, bf16 autocast, one thread, "
                "beside a second run: 0.62 s a step, 4.0 s per evaluation of the 1,000-example selection split (the "
-               "precision runs of docs/protocols.md); the other methods' relative costs are estimates until 01 measures "
-               "them")
+               "precision runs of docs/protocols.md); the other methods' relative costs are estimates until 01 "
+               "measures them")
 
 
 def _train_rows(spec) -> int:
