@@ -7,7 +7,6 @@ directory, created with ``O_CREAT | O_EXCL``, holding pid, host and time, refres
 drivers on one grid never train the same run twice, writes the trainer's output to ``train.log`` beside it, and
 releases the claim whatever happens. A claim whose process is gone (same host) or whose heartbeat stopped
 (``PEFTKIT_CLAIM_STALE_S``, default 600 s) is stale and taken over; a killed run then resumes from its checkpoint.
-
 ``import ray`` happens only when the ``ray`` executor is used.
 """
 from __future__ import annotations
@@ -23,7 +22,6 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
-
 
 CLAIM_FILE = ".claim"
 LOG_FILE = "train.log"
@@ -328,7 +326,6 @@ def _ray_init(options: ExecutorOptions, cli: bool = False):
     import logging
 
     from .capacity import check_address, check_fits, local_offer
-
     # Ray logs "Missing packages: ['ipywidgets'] ..." when imported in a notebook kernel: not a result of the run
     logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
     try:
