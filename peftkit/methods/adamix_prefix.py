@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from ..config import check_choice, check_int, fail
 from ..layers import INITS as PREFIX_INITS
 from ..layers import PeftState, copy_first, init_module, routed
-from .prefix import attach_prefix
+from .prefix import MergesToKV, attach_prefix
 from .prompt import SoftPrompt, attach_prompt
 
 MERGES = ("kv", "weights")
@@ -55,8 +55,10 @@ DEFAULT_MERGE = "kv"  # the reasoned default (docs/adamix_prefix.md); 06 measure
 PROMPT_BASES = ("prefix", "prompt")
 
 
-class PrefixMixture(nn.Module):
+class PrefixMixture(MergesToKV):
     """M prefix modules (``n_emb`` embeddings, ``n_mlp`` MLPs), routed per layer; one prefix once merged."""
+
+    reparameterisation = ("embeddings", "mlps")
 
     def __init__(self, length: int, hidden: int, num_layers: int, mlp_hidden: int, state: PeftState, n_emb: int,
                  n_mlp: int, merge: str = DEFAULT_MERGE, init: str = "bert", expert_init: str = "independent"):
@@ -135,24 +137,6 @@ class PrefixMixture(nn.Module):
     def _record(self, choices: list) -> None:
         for site, choice in zip(self.sites, choices):
             site.last_route = choice
-
-    def merge(self) -> None:
-        with torch.no_grad():
-            kv = self.merged_kv().detach().clone()
-        self._stash = (self.embeddings, self.mlps)
-        del self.embeddings, self.mlps
-        self.kv = nn.Parameter(kv, requires_grad=False)
-
-    def unmerge(self) -> None:
-        if self._stash is None:
-            return
-        self.embeddings, self.mlps = self._stash
-        self._stash = None
-        del self.kv
-        self.kv = None
-
-    def inference_numel(self) -> int:
-        return self.num_layers * 2 * self.length * self.hidden
 
 
 class PromptMixture(nn.Module):

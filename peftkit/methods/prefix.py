@@ -28,8 +28,41 @@ from ..config import MethodConfig, check_choice, check_int, register
 from ..layers import INITS, Gate, PeftState, init_module, patch_forward
 
 
-class PrefixEncoder(nn.Module):
+class MergesToKV(nn.Module):
+    """Prefixes held by a reparameterisation (the submodules named in ``reparameterisation``) until merged: then one
+    plain parameter ``kv`` [layers, 2, L, h] (:meth:`merged_kv`) and the reparameterisation set aside, brought back
+    by ``unmerge``. Subclasses set ``length``, ``hidden``, ``num_layers``, ``kv = None`` and ``_stash = None``."""
+
+    reparameterisation: tuple = ()
+
+    def merged_kv(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def merge(self) -> None:
+        with torch.no_grad():
+            kv = self.merged_kv().detach().clone()
+        self._stash = tuple(getattr(self, name) for name in self.reparameterisation)
+        for name in self.reparameterisation:
+            delattr(self, name)
+        self.kv = nn.Parameter(kv, requires_grad=False)
+
+    def unmerge(self) -> None:
+        if self._stash is None:
+            return
+        for name, module in zip(self.reparameterisation, self._stash):
+            setattr(self, name, module)
+        self._stash = None
+        del self.kv
+        self.kv = None
+
+    def inference_numel(self) -> int:
+        return self.num_layers * 2 * self.length * self.hidden
+
+
+class PrefixEncoder(MergesToKV):
     """All layers' prefixes. Reparameterised while unmerged; a plain parameter once merged."""
+
+    reparameterisation = ("embedding", "mlp")
 
     def __init__(self, length: int, hidden: int, num_layers: int, mlp_hidden: int, state: PeftState,
                  init: str = "bert"):
@@ -50,23 +83,8 @@ class PrefixEncoder(nn.Module):
         out = self.mlp(self.embedding.weight)  # [L, layers * 2 * h]
         return out.view(self.length, self.num_layers, 2, self.hidden).permute(1, 2, 0, 3)
 
-    def merge(self) -> None:
-        with torch.no_grad():
-            kv = self.compute().detach().clone()
-        self._stash = (self.embedding, self.mlp)
-        del self.embedding, self.mlp
-        self.kv = nn.Parameter(kv, requires_grad=False)
-
-    def unmerge(self) -> None:
-        if self._stash is None:
-            return
-        self.embedding, self.mlp = self._stash
-        self._stash = None
-        del self.kv
-        self.kv = None
-
-    def inference_numel(self) -> int:
-        return self.num_layers * 2 * self.length * self.hidden
+    def merged_kv(self) -> torch.Tensor:
+        return self.compute()
 
 
 def _mask_for(mask, b: int, t: int, s: int, causal: bool, device, dtype):
