@@ -37,20 +37,11 @@ import os
 import sys
 from dataclasses import dataclass
 
-#: training rows per task (GLUE train sets, NLG training references); low-resource runs train on K rows, few-shot on
-#: 16 per class.
-TRAIN_ROWS = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "rte": 2490, "qnli": 104743, "mnli": 392702,
-              "qqp": 363846, "e2e": 42061, "webnlg": 18102, "dart": 62659}
-#: evaluation rows per evaluation during training (GLUE dev; low-resource: its 1,000-row dev split)
-DEV_ROWS = {"cola": 1043, "sst2": 872, "mrpc": 408, "stsb": 1500, "rte": 277, "qnli": 5463, "mnli": 19647,
-            "qqp": 40430, "e2e": 4672, "webnlg": 2268, "dart": 6980}
-#: NLG test sources decoded once at the end
-TEST_SOURCES = {"e2e": 630, "webnlg": 1862, "dart": 5097}
+from .cpucost import DEV_ROWS, FEWSHOT_CLASSES, TEST_SOURCES, TRAIN_ROWS
+
 #: mean tokens per example after length grouping (assumed from the tasks' mean lengths; few-shot adds the prompt)
 TOKENS = {"cola": 16, "sst2": 32, "mrpc": 56, "stsb": 40, "rte": 80, "qnli": 56, "mnli": 48, "qqp": 40, "e2e": 64,
           "webnlg": 72, "dart": 72, "fewshot": 64}
-FEWSHOT_CLASSES = {"sst-2": 2, "sst-5": 5, "mr": 2, "cr": 2, "mpqa": 2, "subj": 2, "trec": 6, "cola": 2, "mrpc": 2,
-                   "qnli": 2, "rte": 2, "snli": 3, "mnli": 3, "qqp": 2, "sts-b": 2}
 #: backbone -> (non-embedding parameters, layers)
 BACKBONES = {"bert-base-uncased": (85e6, 12), "roberta-large": (302e6, 24), "gpt2-medium": (302e6, 24),
              "minilm": (21e6, 6)}

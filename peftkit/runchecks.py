@@ -22,16 +22,13 @@ def canonical_options(method: str, options: dict) -> dict:
     return {k: v for k, v in options.items() if full.get(k) != default.get(k)}
 
 
-def settings_key(spec: dict, options: dict) -> dict:
+def settings_key(spec: dict, options: dict, fields) -> dict:
     """A RunSpec (as a dict, ``dataclasses.asdict``) reduced to what sets its run apart: ``options`` in place of
     its own, without :data:`NOT_SETTINGS`, unknown fields, or fields at RunSpec's defaults (so a field added
-    later with a default keeps the earlier runs' keys)."""
-    from .experiment import RunSpec
-
+    later with a default keeps the earlier runs' keys). ``fields``: RunSpec's (``dataclasses.fields``)."""
     unset = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-             for f in dataclasses.fields(RunSpec) if f.default is not dataclasses.MISSING
-             or f.default_factory is not dataclasses.MISSING}
-    known = {f.name for f in dataclasses.fields(RunSpec)}
+             for f in fields if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    known = {f.name for f in fields}
     spec = {**spec, "options": options}
     return {k: v for k, v in spec.items() if k in known and k not in NOT_SETTINGS and (k not in unset or v != unset[k])}
 
@@ -51,10 +48,10 @@ def check_same_run(out: str | os.PathLike, spec) -> None:
     if done.get("inference_modes") and not asked["inference_modes"]:
         asked["inference_modes"] = True
     try:
-        there = settings_key(done, canonical_options(done["method"], done["options"]))
+        there = settings_key(done, canonical_options(done["method"], done["options"]), dataclasses.fields(spec))
     except ValueError:  # options of a method this version no longer accepts: certainly another run
         there = {"method": done["method"], "options": done["options"]}
-    here = settings_key(asked, canonical_options(asked["method"], asked["options"]))
+    here = settings_key(asked, canonical_options(asked["method"], asked["options"]), dataclasses.fields(spec))
     differs = sorted(k for k in set(there) | set(here) if there.get(k) != here.get(k))
     if differs:
         said = "; ".join(f"{k} {there.get(k, 'default')!r} there, {here.get(k, 'default')!r} here" for k in differs[:3])

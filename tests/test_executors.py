@@ -216,7 +216,7 @@ def test_torchrun_records_world_size_and_effective_batch_and_decodes_on_rank_0_o
 def test_a_moved_run_store_still_finds_its_trained_models(tmp_path):
     """Results read back from the store carry the file they came from, so the trained model is found where the
     store is now, not where the run trained (``spec.out`` inside the result keeps the old directory)."""
-    from peftkit.runner import load_trained, run_dir
+    from peftkit.reload import load_trained, run_dir
 
     specs = _grid(tmp_path / "first", seeds=(42,), methods=("lora",))
     studies.run_specs(specs, executor="local")

@@ -88,19 +88,28 @@ def test_smoke_grids_are_tiny():
 @needs_data
 @pytest.mark.parametrize("name", STUDY_NAMES)
 def test_the_budget_prose_matches_the_cpu_grid(name):
-    """The introduction's "**cpu budget.**" paragraph states the grid's run count ("= N runs") and the run store;
-    both drift when a default changes (06 said "3 seeds = 24 runs" of a 40-run grid, every notebook named a per-study
-    run store after the store became one per profile)."""
+    """The introduction's "**cpu budget.**" paragraph states the grid's run count ("= N runs"), its training sets
+    (every K as "K = 1,000"), its token lengths (every max length as "N tokens"), a measured wall time ("measured:
+    ... minutes") and the run store; they drift when a default changes (06 said "3 seeds = 24 runs" of a 40-run
+    grid, every notebook named a per-study run store after the store became one per profile)."""
     import re
 
     from peftkit import studies
+    from peftkit.experiment import resolve
 
     intro = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells[0].source
     budget = intro.split("**cpu budget.**", 1)[1].split("\n\n", 1)[0]
+    specs = studies.grid(NOTEBOOKS[name], "cpu", runs_dir="/r")
     stated = [int(n) for n in re.findall(r"= (\d+) runs", budget)]
-    assert stated == [len(studies.grid(NOTEBOOKS[name], "cpu", runs_dir="/r"))], (name, stated)
-    assert "default `runs/<PROFILE>`," in intro and not re.search(r"runs/<PROFILE>/\w", intro), name
-    assert "final weights" not in budget, f"{name}: the protocols select the best epoch"
+    assert stated == [len(specs)], (name, stated)
+    resolved = [resolve(s) for s in specs]
+    for k in sorted({r.k for r in resolved if r.k}):
+        assert f"K = {k:,}" in budget, (name, k)
+    for length in sorted({r.max_length for r in resolved}):
+        assert re.search(rf"\b{length} tokens", budget), (name, length)
+    assert re.search(r"measured[^.]*?\d+ minutes", budget), f"{name}: say the measured wall time"
+    assert "default `reports/runs/<PROFILE>`," in intro and not re.search(r"runs/<PROFILE>/\w", intro), name
+    assert "final weights" not in budget or name == "08_efficiency", f"{name}: the protocols select the best epoch"
 
 
 @pytest.fixture(scope="module")

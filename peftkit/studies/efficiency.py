@@ -119,7 +119,7 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
     the report reads (atomically, beside the study's tables; :func:`timing_path`) and return it.
 
     Each method's run of ``seed`` (default: the smallest seed with a full-FT run) on the first task is rebuilt from
-    its record as its structure (:func:`peftkit.runner.attached_model`: the run's method and options attached to a
+    its record as its structure (:func:`peftkit.reload.attached_model`: the run's method and options attached to a
     fresh backbone; inference cost depends on the form and sizes, not on the trained values, so no trained weights
     are needed) and put in the form it was scored in (merged where the method merges: LoRA, AdaMix, prefix; as
     trained otherwise; :func:`peftkit.trainer.inference_form`); full FT is
@@ -137,7 +137,7 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
     from ..atomic import write_json
     from ..consistency import find_peft_model
     from ..core import state_of
-    from ..runner import attached_model
+    from ..reload import attached_model
     from ..timing import ratio, summary, time_group
     from ..trainer import inference_form
 

@@ -55,7 +55,8 @@ def run_name(spec: RunSpec) -> str:
     if spec.data_seed is not None:
         parts.append(f"d{spec.data_seed}")
     parts.append(f"s{spec.seed}")
-    kept = settings_key(dataclasses.asdict(resolve(spec)), canonical_options(spec.method, spec.options))
+    kept = settings_key(dataclasses.asdict(resolve(spec)), canonical_options(spec.method, spec.options),
+                        dataclasses.fields(RunSpec))
     digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return "_".join(parts + [digest])
 
