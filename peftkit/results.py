@@ -26,7 +26,8 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``selection_metric`` (str), ``best_step`` (int)
 - ``inference_modes``: AdaMix only, {"merged": {...}, "random": {...}, "fixed-0": {...}, "ensemble": {...}}:
   metrics of the same trained model under each inference mode, else null; AdaMix over prefix also "merged-kv" and
-  "merged-weights" (the same model merged under each of its two merge options)
+  "merged-weights" (the same model merged under each of its two merge options; the model's own option is a copy of
+  "merged", evaluated once since this was written: earlier records evaluated it a second time, to the same numbers)
 - ``expert_spread``: AdaMix only, {"mixtures", "mean_pairwise_distance", "mean_norm"} of the scored weights'
   down-projections (LoRA: A matrices) before merging (:func:`peftkit.layers.expert_spread`), else null; absent in
   runs written before it

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, presets
-from .core import apply, count_parameters, load_weights, save, set_inference
+from .core import apply, count_parameters, load_weights, save, set_inference, state_of
 from .generate import scoring_label
 from .layers import expert_spread
 from .results import SCHEMA, write_json_atomic
@@ -329,16 +329,20 @@ def _final(spec, kind, trainer, model, peft_model, tok, data, raw, name):
     gates = trainer.gate_summary()
     modes = None
     if spec.inference_modes and spec.method == "adamix":
-        n = peft_model._peftkit.config.num_modules
+        cfg = state_of(peft_model).config
         modes = {"merged": final}
-        for mode in ["random", "ensemble"] + [f"fixed-{i}" for i in range(n)]:
+        for mode in ["random", "ensemble"] + [f"fixed-{i}" for i in range(cfg.num_modules)]:
             set_inference(peft_model, mode)
             modes[mode] = evaluate()[0]
         set_inference(peft_model, "merged")
-        if peft_model._peftkit.config.base == "prefix":  # both merge options of the same model (06 measures them)
-            from .methods.adamix_prefix import MERGES, merging_by
+        if cfg.base == "prefix":  # both merge options of the same model (06 measures them)
+            from .methods.adamix_prefix import DEFAULT_MERGE, MERGES, merging_by
 
+            own = cfg.merge or DEFAULT_MERGE
             for how in MERGES:
+                if how == own and cfg.inference == "merged":  # what the reported evaluation already scored
+                    modes[f"merged-{how}"] = dict(final)
+                    continue
                 with merging_by(peft_model, how):
                     modes[f"merged-{how}"] = evaluate()[0]
     return final, modes, gates, None, round(rate, 3)

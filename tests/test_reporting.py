@@ -955,6 +955,24 @@ def test_every_claim_of_the_cpu_grids_is_checked(tmp_path):
         assert [c["claim"] for c in r.claims] == claims, study
 
 
+@pytest.mark.parametrize("copy", [True, False])
+def test_adamix_prefix_modes_show_the_runs_own_merge_once(tmp_path, copy):
+    """The runs' own merge option (kv) is their merged mode: the table shows it once, whether the record holds the
+    merged-kv copy (every record does, the earlier ones from a second evaluation) or not; the claim on the two merge
+    options still reads it."""
+    from peftkit import studies
+
+    results = _with_modes(grid_results("ablation_adamix", "cpu"))
+    if not copy:
+        for x in results:
+            (x["inference_modes"] or {}).pop("merged-kv", None)
+    r = studies.report("ablation_adamix", results, "cpu", tmp_path)
+    rows = list(r.tables["prefix_modes"].index)
+    assert rows == ["merged (merge=kv, the runs' option)", "merged-weights", "random"]
+    kv = next(c for c in r.claims if c["claim"].startswith("merge=kv"))
+    assert kv["better"] == "AdaMix (prefix-tuning), merged-kv" and kv["verdict"] == "held"
+
+
 def _with_modes(results: list[dict]) -> list[dict]:
     """The inference modes the runs with ``inference_modes`` record (06's AdaMix bases): merged and random, and for
     AdaMix-prefix both merge options."""

@@ -336,3 +336,19 @@ def test_malformed_data_names_file_and_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train.tsv:3" in err
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+@needs_data
+def test_adamix_prefix_modes_evaluate_only_the_other_merge_option(tmp_path, monkeypatch):
+    """The model's own merge option (kv by default) is the reported "merged" evaluation: recorded as a copy, not
+    scored again; only the other option (weights) gets an evaluation of its own."""
+    from peftkit.methods import adamix_prefix
+
+    merged_by, real = [], adamix_prefix.merging_by
+    monkeypatch.setattr(adamix_prefix, "merging_by", lambda model, how: merged_by.append(how) or real(model, how))
+    res = run(RunSpec("rte", "adamix", str(tmp_path / "r"), {"base": "prefix", "num_modules": 2, "prefix_length": 4},
+                      inference_modes=True, **SMOKE), progress=False)
+    modes = res["inference_modes"]
+    assert merged_by == ["weights"]
+    assert list(modes)[-2:] == ["merged-kv", "merged-weights"] and modes["merged-kv"] == modes["merged"]
+    assert modes["merged"] == res["best_metrics"] and set(modes["merged-weights"]) == set(modes["merged"])

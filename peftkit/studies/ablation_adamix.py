@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import reporting as rep
 from ..experiment import RunSpec
+from ..methods.adamix_prefix import DEFAULT_MERGE
 from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
 from .common import CPU_DRAWS, CPU_DRAWS5, FULL_DATA, GLUE_TASKS, SEEDS3, SMOKE
@@ -167,32 +168,48 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
             (b, {"method_label": label, "variant": "no consistency"})
         checks.append(rep.claim_check(reported, better, worse, adamix_metric, tasks,
                                       claim="consistency regularisation > none"))
-    checks += _prefix_section(r, frame, tasks)
+    checks += _prefix_section(r, frame, tasks, _own_merge(results))
     r.claim_file(checks, "AdaMix ablation claims")
     return r
 
 
-def _prefix_section(r: Report, frame: pd.DataFrame, tasks: list) -> list:
+def _own_merge(results: list[dict]) -> str | None:
+    """The merge option AdaMix-prefix's runs were trained with (what their ``merged`` mode scored), when they all
+    share one."""
+    hows = {(x.get("method_config") or {}).get("merge") or DEFAULT_MERGE for x in results
+            if x.get("method") == "adamix" and (x.get("method_config") or {}).get("base") == "prefix"}
+    return hows.pop() if len(hows) == 1 else None
+
+
+def _prefix_section(r: Report, frame: pd.DataFrame, tasks: list, own: str | None = DEFAULT_MERGE) -> list:
     """AdaMix over prefix-tuning (peftkit's extension): its inference modes and merge options of the same trained
-    models, AdaMix-prefix (merged) beside prefix-tuning under the same protocol, and the claims on both."""
+    models, AdaMix-prefix (merged) beside prefix-tuning under the same protocol, and the claims on both. ``own``:
+    the runs' merge option, whose ``merged-<own>`` mode is their ``merged`` one (the table shows it once)."""
     base = rep.select(frame, method_label=PREFIX_LABEL, variant="base")
     reported = frame[frame["mode"] == "reported"]
     checks = []
+    duplicate = f"merged-{own}" if own else None
+    if duplicate and not (base["mode"] == duplicate).any():  # a record without the copy: its merged mode is it
+        base = pd.concat([base, base[base["mode"] == "merged"].assign(mode=duplicate)])
     modes = keys_in_order(base.loc[base["mode"] != "reported", "mode"], ("merged", "merged-kv", "merged-weights",
                                                                           "random"))
+    shown = [m for m in modes if m != duplicate]
     extension = ("AdaMix over prefix-tuning is peftkit's extension (the AdaMix paper's future work; "
                  "docs/adamix_prefix.md), not a paper's method: no paper column.")
-    if modes:
-        rows = [(m, {"method_label": PREFIX_LABEL, "variant": "base", "mode": m}) for m in modes]
+    if shown:
+        merged = f"merged (merge={own}, the runs' option)" if duplicate else "merged"
+        rows = [(merged if m == "merged" else m, {"method_label": PREFIX_LABEL, "variant": "base", "mode": m})
+                for m in shown]
         t = ours_table(base, rows, tasks, adamix_metric, index_name="inference mode")
+        same = f" ({own}: their {duplicate} mode is the same evaluation, shown once)" if duplicate else ""
+        merge_note = (f"merged is the runs' merge option{same}. merged-kv averages the modules' key/values (the "
+                      "default), merged-weights their embeddings and MLP weights: the measurement that confirms or "
+                      "overturns the default.")
         r.table("prefix_modes", t, "AdaMix-prefix inference modes and merge options of the same trained models, GLUE "
-                "dev", "AdaMix-prefix inference modes (merged, merged-kv, merged-weights, random, fixed, ensemble)",
-                frame=base, notes=[metric_note(tasks, adamix_metric), extension,
-                                   "merged is the run's merge option (the default, kv); merged-kv averages the "
-                                   "modules' key/values, merged-weights their embeddings and MLP weights: the "
-                                   "measurement that confirms or overturns the default."])
+                "dev", "AdaMix-prefix inference modes (merged, the other merge option, random, fixed, ensemble)",
+                frame=base, notes=[metric_note(tasks, adamix_metric), extension, merge_note])
         r.figure("prefix_modes", rep.strip_by_mode, "AdaMix-prefix inference modes of the same trained models, one "
-                 "point per seed", base, tasks=tasks, metric=adamix_metric, method=PREFIX_LABEL)
+                 "point per seed", base, tasks=tasks, metric=adamix_metric, method=PREFIX_LABEL, modes=shown)
         if "random" in modes:
             checks.append(rep.claim_check(base, {"method_label": PREFIX_LABEL, "mode": "merged"},
                                           {"method_label": PREFIX_LABEL, "mode": "random"}, adamix_metric, tasks,
