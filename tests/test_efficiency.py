@@ -1,4 +1,4 @@
-"""08 efficiency: the interleaved inference timing of trained models (A/A control, JSON beside the tables), the
+"""08 efficiency: the interleaved inference timing of the runs' methods (A/A control, JSON beside the tables), the
 training-time spread rule and the table and figure built from them. Models are the embedded MiniLM with untrained
 method weights saved as a run's ``best/`` (seconds); timings are checked for structure, never for values."""
 from __future__ import annotations
@@ -57,7 +57,8 @@ def test_timing_has_a_row_per_method_and_the_aa_control(store, tmp_path):
     assert all(x["within_aa"] == (lo <= x["ratio"] <= hi) for x in rows[:-1]) and rows[0]["within_aa"]
     forms = {(c["method_label"], c["copy"]): c["form"] for c in out["contenders"]}
     assert forms == {("full", 1): "unmerged", ("full", 2): "unmerged", ("lora", 1): "merge applied",
-                     ("pfeiffer", 1): "unmerged", ("unipelt-APL", 1): "unmerged"}  # UniPELT's gated LoRA cannot merge
+                     ("pfeiffer", 1): "merge applied",  # peftkit.merge on an adapter: nothing to fold, nothing changes
+                     ("unipelt-APL", 1): "unmerged"}  # UniPELT's gated LoRA cannot merge
     assert all(len(c["samples_s"]) == 3 and min(c["samples_s"]) > 0 for c in out["contenders"])
     assert out["batch"]["rows"] == 8 and out["batch"]["split"] == "dev" and out["precision"] == "fp32"
     assert out["missing"] == {}  # the structure is timed: a run whose trained weights are gone is timed too
@@ -83,10 +84,39 @@ def test_timing_has_a_row_per_method_and_the_aa_control(store, tmp_path):
     assert "Full FT, A/A control (a second copy)" in md and "1.00 (reference)" in md
     assert "3 timed rounds after 1 warm-up round(s)" in md and "one fixed batch of 8 rte dev examples" in md
     assert "A/A band" in md and "eval_examples_per_s" not in md
-    assert "Not timed (no trained parameters in the run store): Adapter (Pfeiffer)." in md
+    assert "Not timed" not in md  # every run rebuilt from its record (the Pfeiffer run's best/ is gone)
     lora = next(line for line in md.splitlines() if line.startswith("| LoRA"))
     assert "(IQR " in lora
     assert r.figures["bars"].is_file()
+
+
+@needs_data
+def test_a_run_not_rebuilt_from_its_record_is_named_and_full_ft_is_needed(store, tmp_path, monkeypatch):
+    """A run whose record does not rebuild (:func:`peftkit.reload.attached_model` fails) is left out of the timing
+    and named in the note; without full FT's model there is nothing to time against."""
+    from peftkit import reload
+
+    real = reload.attached_model
+
+    def attached(fails: str):
+        def build(result: dict):
+            if result["method_label"] == fails:
+                raise FileNotFoundError(f"no record to rebuild {fails} from")
+            return real(result)
+        return build
+
+    reports = tmp_path / "reports"
+    monkeypatch.setattr(reload, "attached_model", attached("pfeiffer"))
+    out = efficiency.time_inference(store, "smoke", reports, rounds=1, warmup=0, batch_size=8)
+    assert out["missing"] == {"pfeiffer": "no record to rebuild pfeiffer from"}
+    assert [x["method_label"] for x in out["rows"]] == ["full", "lora", "unipelt-APL", "full"]
+    efficiency.report(store, "smoke", reports)
+    md = (reports / "tables" / "08_efficiency_results.md").read_text()
+    assert "Not timed (could not be rebuilt from its record): Adapter (Pfeiffer)." in md
+    monkeypatch.setattr(reload, "attached_model", attached("full"))
+    skipped = efficiency.time_inference(store, "smoke", tmp_path / "other", rounds=1, warmup=0, batch_size=8)
+    assert skipped == {"rows": [], "skipped": "full fine-tuning's model could not be rebuilt from its record: no "
+                                              "record to rebuild full from"}
 
 
 def test_report_without_timing_says_why(tmp_path):

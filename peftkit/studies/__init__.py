@@ -85,7 +85,7 @@ ablation_bottleneck_report = ablation_bottleneck.report
 ablation_adamix_report = ablation_adamix.report
 unipelt_gates_report = unipelt_gates.report
 efficiency_report = efficiency.report
-efficiency_timing = efficiency.time_inference  # 08: interleaved inference timing of the trained models
+efficiency_timing = efficiency.time_inference  # 08: interleaved inference timing of the runs' methods
 
 __all__ = ["PROFILES", "NOTEBOOKS", "STUDIES", "DEFAULTS", "METHODS", "MODULES", "grid", "plan", "run_specs",
            "run_study", "GridError", "run_name", "runs_path", "reports_path", "variant", "project_root", "defaults",

@@ -2,10 +2,11 @@
 relative to full fine-tuning).
 
 Training time comes from the runs' own throughput (``train_examples_per_s``), per seed against full FT of the same
-seed. Inference time is measured after the grid trains, by :func:`time_inference`: the trained models of one seed,
-loaded back from the run store in their inference form, time one eval forward each on one fixed batch, interleaved
-in rotating order over many rounds, with full FT loaded twice as an A/A control (the noise band). Its results are a
-JSON file beside the study's tables that :func:`report` reads."""
+seed. Inference time is measured after the grid trains, by :func:`time_inference`: the methods of one seed's runs,
+attached to a fresh backbone as each run's record says (the structure: inference cost depends on the form and sizes,
+not on the trained values) and put in their inference form, time one eval forward each on one fixed batch,
+interleaved in rotating order over many rounds, with full FT built twice as an A/A control (the noise band). Its
+results are a JSON file beside the study's tables that :func:`report` reads."""
 from __future__ import annotations
 
 import functools
@@ -115,15 +116,16 @@ def _choose(results: list[dict], seed: int | None) -> tuple[str | None, int | No
 def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed: int | None = None,
                    rounds: int | None = None, warmup: int | None = None, batch_size: int | None = None,
                    force: bool = False) -> dict:
-    """Time one eval forward of every trained model of one seed, interleaved, with an A/A control; write the JSON
-    the report reads (atomically, beside the study's tables; :func:`timing_path`) and return it.
+    """Time one eval forward of every method of one seed's runs (attached as each run's record says), interleaved,
+    with an A/A control; write the JSON the report reads (atomically, beside the study's tables;
+    :func:`timing_path`) and return it.
 
     Each method's run of ``seed`` (default: the smallest seed with a full-FT run) on the first task is rebuilt from
     its record as its structure (:func:`peftkit.reload.attached_model`: the run's method and options attached to a
     fresh backbone; inference cost depends on the form and sizes, not on the trained values, so no trained weights
     are needed) and put in the form it was scored in (merged where the method merges: LoRA, AdaMix, prefix; as
-    trained otherwise; :func:`peftkit.trainer.inference_form`); full FT is
-    loaded twice, as two contenders (the A/A control). All of them run one forward (``torch.no_grad``, bf16
+    trained otherwise; :func:`peftkit.trainer.inference_form`); full FT is built twice, as two contenders (the A/A
+    control). All of them run one forward (``torch.no_grad``, bf16
     autocast where the runs trained with it) on one fixed batch of the reported set, in rotating order, for
     ``rounds`` timed rounds after ``warmup`` untimed ones (:func:`peftkit.timing.time_group`; defaults per profile
     in :data:`TIMING`). Per method: the median of the per-round ratios to full FT and their quartiles (paired IQR);
@@ -181,7 +183,7 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
                 contenders.append({"method_label": label, "copy": copy, "run_id": result["run_id"], "form": form,
                                    "model": model})
         if "full" in missing or not contenders:
-            why = f"full fine-tuning's trained model is missing: {missing.get('full')}"
+            why = f"full fine-tuning's model could not be rebuilt from its record: {missing.get('full')}"
             print(f"[efficiency] inference timing skipped: {why}", flush=True)
             return {"rows": [], "skipped": why}
         # the A/A copy sits half a rotation from the reference, as far from it in time as a typical pair
@@ -221,8 +223,8 @@ def time_inference(results: list[dict], profile: str, reports_dir=None, *, seed:
            "contenders": contenders, "missing": missing, "seconds": round(seconds, 2), "torch": torch.__version__,
            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_json(path, out)
-    rep.register_artifact(r.reports_dir, path, "Inference timing of the trained models: interleaved rounds, A/A "
-                          "control (JSON)", command(profile, r.notebook))
+    rep.register_artifact(r.reports_dir, path, "Inference timing of the methods attached as each run's record says: "
+                          "interleaved rounds, A/A control (JSON)", command(profile, r.notebook))
     print(f"[efficiency] A/A ratio {aa['ratio']:.3f} (IQR {aa['q1']:.3f}-{aa['q3']:.3f}); "
           + ", ".join(f"{x['method_label']} {x['ratio']:.3f}" for x in rows[1:-1]) + f" -> {path}", flush=True)
     return out
@@ -266,17 +268,18 @@ def _inference_note(t: dict) -> str:
             "merge)"}
     form_text = "; ".join(f"{what.get(f, f)}: {', '.join(dict.fromkeys(names))}" for f, names in forms.items())
     return (f"inference time × FT (ours): measured after training ({t['measured_at']}), not from the runs' "
-            f"evaluations: each method's seed-{s['seed']} model loaded from the run store in its inference form "
-            f"({form_text}), one eval forward (no_grad, {t['precision']}) per model and round on one fixed batch of "
-            f"{b['rows']} {s['task']} {b['split']} examples ({b['width']} tokens), all models interleaved in rotating "
-            f"order, {s['rounds']} timed rounds after {s['warmup']} warm-up round(s), on {t['device_name']} with "
-            f"{t['threads']} thread(s). Shown: the median of the per-round time ratios to full FT, with their "
-            f"quartiles (IQR). A/A control: full FT loaded twice and timed as two contenders, ratio "
-            f"{aa['ratio']:.3f} (IQR {aa['q1']:.3f}–{aa['q3']:.3f}); a method whose ratio lies within the A/A band "
-            f"{aa['band'][0]:.3f}–{aa['band'][1]:.3f} (1 ± the A/A quartile furthest from 1) reads 'inference within "
-            f"A/A band': not distinguishable from full FT by this measurement. Every sample: "
+            f"evaluations: each method of the seed-{s['seed']} runs attached to a fresh backbone as its run's "
+            f"record says (the structure, no trained weights: cost depends on the form and sizes), in its inference "
+            f"form ({form_text}), one eval forward (no_grad, {t['precision']}) per model and round on one fixed "
+            f"batch of {b['rows']} {s['task']} {b['split']} examples ({b['width']} tokens), all models interleaved "
+            f"in rotating order, {s['rounds']} timed rounds after {s['warmup']} warm-up round(s), on "
+            f"{t['device_name']} with {t['threads']} thread(s). Shown: the median of the per-round time ratios to "
+            f"full FT, with their quartiles (IQR). A/A control: full FT built twice and timed as two contenders, "
+            f"ratio {aa['ratio']:.3f} (IQR {aa['q1']:.3f}–{aa['q3']:.3f}); a method whose ratio lies within the A/A "
+            f"band {aa['band'][0]:.3f}–{aa['band'][1]:.3f} (1 ± the A/A quartile furthest from 1) reads 'inference "
+            f"within A/A band': not distinguishable from full FT by this measurement. Every sample: "
             f"{t.get('file', 'the timing JSON')}."
-            + ("" if not t.get("missing") else " Not timed (no trained parameters in the run store): "
+            + ("" if not t.get("missing") else " Not timed (could not be rebuilt from its record): "
                + ", ".join(method_name(m) for m in t["missing"]) + "."))
 
 
