@@ -200,7 +200,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     from .checkpoints import last_checkpoint
     from .data import task_kind
     from .features import PadCollator
-    from .trainer import BestAndPatience, PeftTrainer, RoutingState
+    from .trainer import BestAndPatience, PeftTrainer, restore_routing_state
 
     kind = task_kind(spec.task)
     if not progress:
@@ -224,7 +224,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
                           consistency_ce=spec.consistency_ce,
                           optim={"optimizer": spec.optimizer, "grad_reset": spec.grad_reset,
                                  "weight_decay_scope": spec.weight_decay_scope},
-                          causal=info["causal"], callbacks=[best, RoutingState()],
+                          causal=info["causal"], callbacks=[best],
                           compute_metrics=None if kind == "nlg" else _compute_metrics(name, info["regression"]))
     if not progress:  # quiet: no per-log dict printing (the trainer adds a printer when tqdm is off)
         from transformers.trainer_callback import PrinterCallback
@@ -233,7 +233,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     last = last_checkpoint(ckpt_dir)  # the newest complete one; what a kill during a save left is removed
     if last:
         say(f"resuming from {last}")
-        RoutingState.restore(model, last)
+        restore_routing_state(model, last)
     t0 = time.time()
     train_out = trainer.train(resume_from_checkpoint=last)
     train_time = time.time() - t0

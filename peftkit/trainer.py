@@ -7,7 +7,8 @@
 - UniPELT gate values are averaged over every evaluation batch (``gate_summary``).
 - ``BestAndPatience``: keeps the best dev evaluation's trained parameters (``peftkit.save``, small) and stops
   after ``patience`` evaluations without improvement. It rebuilds its state from the log history on resume.
-- ``RoutingState``: saves the AdaMix routing generator with every checkpoint, so a resumed run draws on.
+- :func:`save_routing_state` / :func:`restore_routing_state`: the AdaMix routing generator goes with every
+  checkpoint, so a resumed run draws on.
 - The optimiser is the authors' (:mod:`peftkit.optim`: transformers 4.x AdamW arithmetic, and PyTorch 1.x's
   zero-filled gradients, so AdaMix experts that were drawn once keep moving when not drawn), unless ``optim`` says
   otherwise.
@@ -121,7 +122,7 @@ class PeftTrainer(Trainer):
         finally:
             self._pk_staging = False
         if self.args.should_save:
-            RoutingState.save(self.model, root / STAGING / name)
+            save_routing_state(self.model, root / STAGING / name)
         self.accelerator.wait_for_everyone()  # every rank's RNG state is in the staged checkpoint
         if self.args.should_save:
             retire(root / name)  # a checkpoint saved again at the same step
@@ -242,16 +243,14 @@ class BestAndPatience(TrainerCallback):
                 control.should_training_stop = True
 
 
-class RoutingState(TrainerCallback):
-    """The AdaMix routing generator of a checkpoint: :meth:`save` (by :meth:`PeftTrainer._save_checkpoint`, into
-    the staged checkpoint, so it is complete or absent with it); ``restore`` loads it before resuming."""
+def save_routing_state(model, checkpoint: Path) -> None:
+    """The AdaMix routing generator into a checkpoint (by :meth:`PeftTrainer._save_checkpoint`, into the staged
+    checkpoint, so it is complete or absent with it)."""
+    torch.save(find_peft_model(model)._peftkit.generator.get_state(), Path(checkpoint) / ROUTING_FILE)
 
-    @staticmethod
-    def save(model, checkpoint: Path) -> None:
-        torch.save(find_peft_model(model)._peftkit.generator.get_state(), Path(checkpoint) / ROUTING_FILE)
 
-    @staticmethod
-    def restore(model, checkpoint: str) -> None:
-        path = Path(checkpoint) / ROUTING_FILE
-        if path.is_file():
-            find_peft_model(model)._peftkit.generator.set_state(torch.load(path))
+def restore_routing_state(model, checkpoint: str) -> None:
+    """The routing generator :func:`save_routing_state` wrote, loaded before resuming (nothing when absent)."""
+    path = Path(checkpoint) / ROUTING_FILE
+    if path.is_file():
+        find_peft_model(model)._peftkit.generator.set_state(torch.load(path))
