@@ -155,6 +155,7 @@ def routing(ctx: Context) -> dict:
     the consistency loss (two routed passes in one doubled forward + symmetric KL) and its gradients agree (fp32,
     dropout off); routing also works under the device as default device (``with torch.device(...)``)."""
     import peftkit
+    from peftkit.core import state_of
 
     s = ctx.sizes
     rows = []
@@ -179,8 +180,8 @@ def routing(ctx: Context) -> dict:
         grad_rel = max(max_abs(x["grads"][n], y["grads"][n]) / max(float(x["grads"][n].abs().max()), 1e-12)
                        for x, y in zip(a, b) for n in x["grads"] if n in y["grads"])
         same_grads = all(x["grads"].keys() == y["grads"].keys() for x, y in zip(a, b))
-        state = dev_model._peftkit
-        gen_equal = torch.equal(cpu_model._peftkit.generator.get_state(), state.generator.get_state())
+        state = state_of(dev_model)
+        gen_equal = torch.equal(state_of(cpu_model).generator.get_state(), state.generator.get_state())
         with torch.device(ctx.device):  # the device as default device: the CPU generator must still draw
             default_ok = len(state.draw(4, 2)) == 2 and state.generator.device.type == "cpu"
         ok = routes_equal and same_grads and gen_equal and default_ok and task_rel <= 1e-4 and grad_rel <= 1e-3 \

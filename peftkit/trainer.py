@@ -34,7 +34,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .atomic import write_json
 from .checkpoints import STAGING, checkpoints, fsync_dir, retire
 from .consistency import consistency_forward, find_peft_model
-from .core import CONFIG_FILE, gate_values, load_weights, merged, save
+from .core import CONFIG_FILE, gate_values, load_weights, merged, save, state_of
 
 ROUTING_FILE = "peftkit_routing.pt"
 
@@ -170,7 +170,7 @@ class PeftTrainer(Trainer):
 
 def inference_form(peft_model):
     """Merged while evaluating when the method merges (and AdaMix's mode is 'merged'), else as it is."""
-    state = peft_model._peftkit
+    state = state_of(peft_model)
     gated = any(getattr(m, "_pk_gated", False) for m in peft_model.modules())
     if gated or state.inference != "merged" or state.method == "full":
         return contextlib.nullcontext()
@@ -246,11 +246,11 @@ class BestAndPatience(TrainerCallback):
 def save_routing_state(model, checkpoint: Path) -> None:
     """The AdaMix routing generator into a checkpoint (by :meth:`PeftTrainer._save_checkpoint`, into the staged
     checkpoint, so it is complete or absent with it)."""
-    torch.save(find_peft_model(model)._peftkit.generator.get_state(), Path(checkpoint) / ROUTING_FILE)
+    torch.save(state_of(find_peft_model(model)).generator.get_state(), Path(checkpoint) / ROUTING_FILE)
 
 
 def restore_routing_state(model, checkpoint: str) -> None:
     """The routing generator :func:`save_routing_state` wrote, loaded before resuming (nothing when absent)."""
     path = Path(checkpoint) / ROUTING_FILE
     if path.is_file():
-        find_peft_model(model)._peftkit.generator.set_state(torch.load(path))
+        state_of(find_peft_model(model)).generator.set_state(torch.load(path))

@@ -8,6 +8,7 @@ import torch
 
 import peftkit
 from conftest import batch, logits, perturb, tiny
+from peftkit.core import state_of
 from peftkit.methods.adamix_prefix import PrefixMixture, PromptMixture
 
 PREFIX = dict(base="prefix", prefix_length=3, prefix_hidden=16)
@@ -113,7 +114,7 @@ def test_default_merge_averages_the_key_values():
     """The default (docs/adamix_prefix.md: reasoned, to be confirmed by 06's merged-kv / merged-weights modes) is
     merge="kv"; this fails if the default is switched."""
     model = _adamix(num_modules=3)
-    assert model._peftkit.config.merge is None and model.pk_prefix.merge_how == "kv"
+    assert state_of(model).config.merge is None and model.pk_prefix.merge_how == "kv"
     enc = model.pk_prefix
     with torch.no_grad():
         expected = torch.stack([_module_kv(enc, i, 0) for i in range(3)]).mean(0)
@@ -130,7 +131,7 @@ def test_merging_by_evaluates_one_trained_model_under_both_options():
     for how in ("kv", "weights"):
         with merging_by(model, how), peftkit.merged(model):
             out[how] = logits(model, x)
-    assert model.pk_prefix.merge_how == "kv" and not model._peftkit.merged
+    assert model.pk_prefix.merge_how == "kv" and not state_of(model).merged
     torch.testing.assert_close(out["kv"], logits(model, x), atol=1e-6, rtol=0)
     assert not torch.allclose(out["kv"], out["weights"], atol=1e-5)
     with pytest.raises(ValueError, match="allowed one of kv, weights"):
@@ -242,7 +243,7 @@ def test_save_load_round_trip(opts, merged, tmp_path):
     before = logits(model, x)
     peftkit.save(model, tmp_path)
     fresh = peftkit.load(tiny("bert"), tmp_path).eval()
-    assert fresh._peftkit.merged == merged and fresh._peftkit.config == model._peftkit.config
+    assert state_of(fresh).merged == merged and state_of(fresh).config == state_of(model).config
     assert torch.equal(logits(fresh, x), before)
 
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import peftkit
 from conftest import listing, tiny
-from peftkit.core import CONFIG_FILE, WEIGHTS_FILE
+from peftkit.core import CONFIG_FILE, WEIGHTS_FILE, state_of
 
 DATA = os.environ.get("PEFTKIT_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset")
@@ -217,7 +217,7 @@ def test_route_groups_needs_a_positive_integer(groups):
     with pytest.raises(ValueError, match="groups.*allowed a positive integer"):
         with peftkit.route_groups(model, groups):
             pass
-    assert model._peftkit.groups == 1
+    assert state_of(model).groups == 1
 
 
 @pytest.mark.parametrize("method", ["lora", "pfeiffer", "unipelt"])
@@ -225,7 +225,7 @@ def test_set_inference_is_adamix_only(method):
     model = peftkit.apply(tiny("bert"), method, seed=0)
     with pytest.raises(ValueError, match=f"AdaMix only.*{method}"):
         peftkit.set_inference(model, "ensemble")
-    assert model._peftkit.inference == "merged"
+    assert state_of(model).inference == "merged"
 
 
 # --- peftkit train (in-process): every RunSpec field, checked before the model loads ----------------------------
@@ -573,5 +573,5 @@ def test_merged_checkpoints_pass_the_checks_and_load(arch, method, opts, tmp_pat
     peftkit.merge(model.eval())
     peftkit.save(model, tmp_path)
     fresh = peftkit.load(tiny(arch), tmp_path).eval()
-    assert fresh._peftkit.merged
+    assert state_of(fresh).merged
     assert torch.allclose(logits(fresh, batch(arch)), logits(model, batch(arch)), atol=1e-5)

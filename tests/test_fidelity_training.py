@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 import peftkit
 from conftest import batch, tiny
+from peftkit.core import state_of
 from peftkit.experiment import RunSpec, resolve
 from peftkit.runner import training_args, use_bf16
 from peftkit.trainer import PeftTrainer
@@ -44,7 +45,7 @@ def _mixture_model():
 
 def _force_routes(model, routes):
     draws = [i for step in routes for i in step]
-    state = model._peftkit
+    state = state_of(model)
     state.draw = lambda n, groups=1: [draws.pop(0) for _ in range(groups)]
 
 
@@ -209,7 +210,7 @@ def test_adamix_lora_draws_one_expert_and_one_dropout_for_fused_qkv(fused):
     model = _gpt2_adamix_lora(**({} if fused == "default" else {"fused_qv": fused}))
     host = model.transformer.h[0].attn.c_attn
     x = torch.randn(2, 5, host.weight.shape[0])
-    gen = model._peftkit.generator
+    gen = state_of(model).generator
     same = 0
     for trial in range(6):
         g0 = gen.get_state()

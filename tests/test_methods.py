@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import peftkit
+from peftkit.core import state_of
 from conftest import batch, logits, perturb, tiny
 
 METHODS = [
@@ -44,7 +45,7 @@ def test_only_method_and_head_get_gradients(arch, method, opts):
     model.train()
     out = model(**batch(arch), labels=_labels(arch))
     out.loss.backward()
-    state = model._peftkit
+    state = state_of(model)
     for name, p in model.named_parameters():
         if not p.requires_grad:
             assert p.grad is None, f"frozen parameter {name} received a gradient"
