@@ -53,9 +53,12 @@ params: venv
 
 # Every notebook headlessly (papermill) in the $(PROFILE) profile (cpu by default). Runs whose record (result.json)
 # exists are read, not trained: with the committed cpu records this re-renders every report without training.
-# FRESH=1 retrains every run (hours on 2 cores; it prints the --retrain-before time that resumes it).
+# FRESH=1 retrains every run (hours on 2 cores); it prints the time to resume it from after a stop:
+# make reports RETRAIN_BEFORE=<that time> retrains only the runs recorded before it.
+RAY := --executor ray --cpus-per-run 1
 reports: params
-	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE) $(if $(FRESH),--fresh --executor ray --cpus-per-run 1,)
+	$(VPY) -m peftkit.cli reproduce --profile $(PROFILE) $(if $(FRESH),--fresh $(RAY),) \
+	    $(if $(RETRAIN_BEFORE),--retrain-before $(RETRAIN_BEFORE) $(RAY),)
 
 # MiniLM only by default, written under runs/bench/ (the committed reports/benchmarks.* are only replaced when asked:
 # make bench bench-peers BENCH_ARGS="--backbone all --threads 2" BENCH_OUT=reports/benchmarks.json). `bench` times
