@@ -52,6 +52,25 @@ def test_closing_finding_is_the_report_it_summarises(tmp_path, monkeypatch):
     assert f"## What was found\n\n### 01_glue_main\n\n{text}\n" in readme
 
 
+def test_runs_at_chance_under_a_frozen_random_classifier_are_named():
+    """A run that collapsed or sits at chance while its new classifier stayed frozen at its random init (the
+    authors' freeze_params for BitFit, LoRA-only and prefix-only, fidelity U4) is named as such in the finding;
+    a frozen-head run that learned, or a learning-nothing run with a trained head, is not counted."""
+    from peftkit.reporting.findings import runs_sentence
+
+    results = _sst2(grid_results("glue_main", "cpu"), {"bitfit": (0.5092, 1), "prefix": (0.5015, 2),
+                                                         "full": (0.5092, 1)})
+    for x in results:
+        x["training"]["train_head"] = x["method_label"] not in ("bitfit", "lora")
+    n_bitfit = sum(x["method_label"] == "bitfit" for x in results)
+    text = runs_sentence(rep.runs_frame(results), "cpu")
+    assert (f"of those that collapsed or sit at chance, {n_bitfit} (BitFit {n_bitfit}) trained with the new "
+            "classifier frozen at its random initialisation") in text, text
+    for x in results:
+        x["training"]["train_head"] = True
+    assert "frozen at its random" not in runs_sentence(rep.runs_frame(results), "cpu")
+
+
 def test_closing_finding_gives_each_claim_its_verdict_and_interval(tmp_path):
     from peftkit import studies
 

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from .frame import budget_summary, context, flagged, run_status, runs_frame, status_text
+from .frame import budget_summary, context, flagged, frozen_head_flagged, run_status, runs_frame, status_text
 from .gates import GATE_COMPONENTS, gate_matrix
 from .names import (LOWER_IS_BETTER, backbone_key, backbone_name, decimals, method_name, method_order, metric_name,
                     task_name)
@@ -58,6 +58,12 @@ def runs_sentence(frame: pd.DataFrame, profile: str) -> str:
                  f"{s['at_chance']} {'is' if s['at_chance'] == 1 else 'are'} at chance (not significantly above "
                  "the majority class)", f"{s['above']} score{'s' if s['above'] == 1 else ''} above chance"]
         text += "Of them " + ", ".join(parts[:-1]) + " and " + parts[-1]
+        frozen = frozen_head_flagged(reported)
+        if frozen:
+            who = _listing([f"{method_name(m)} {n}" for m, n in frozen.items()])
+            text += (f"; of those that collapsed or sit at chance, {sum(frozen.values())} ({who}) trained with the new "
+                     "classifier frozen at its random initialisation, as the authors' code ran LoRA-only, "
+                     "prefix-only and BitFit (docs/fidelity.md U4; `train_head=True` trains it)")
     else:
         text += "None collapsed or sits at chance" + (f": {s['above']} of {s['runs']} score above chance"
                                                        if s["above"] else "")

@@ -14,7 +14,8 @@ COLUMNS = ["run_id", "task", "task_kind", "protocol", "k", "data_seed", "seed", 
            "method_label", "model", "backbone", "head", "profile", "bottleneck", "r", "num_modules", "mode",
            "metric", "value", "trainable_params", "inference_params", "head_params", "total_params",
            "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s", "wall_time_s",
-           "best_step", "git_commit", "path", "budget", "train_rows", "schedule", "collapsed", "chance", "at_chance"]
+           "best_step", "git_commit", "path", "budget", "train_rows", "schedule", "collapsed", "chance", "at_chance",
+           "frozen_head"]
 INT_COLUMNS = ("k", "data_seed", "seed", "routing_seed", "bottleneck", "r", "num_modules", "trainable_params",
                "inference_params", "head_params", "total_params", "best_step", "train_rows")
 # A run is identified across methods by these (the pairing key of claim checks and relative timings).
@@ -141,6 +142,20 @@ def status_text(status: dict) -> str:
     return ", ".join(parts) or "–"
 
 
+def frozen_head_flagged(rows: pd.DataFrame) -> dict[str, int]:
+    """Of the runs behind ``rows`` that collapsed or sit at chance, how many trained with their new classifier
+    frozen at its random initialisation (``training.train_head`` false: the authors' ``freeze_params`` for the
+    LoRA-only, prefix-only and BitFit baselines, docs/fidelity.md U4), per method label."""
+    if rows.empty or "frozen_head" not in rows:
+        return {}
+    key = "run_id" if "run_id" in rows else rows.index
+    by_run = rows.groupby(key, sort=False).agg(
+        method=("method_label", "first"), frozen=("frozen_head", "any"),
+        dead=("collapsed", lambda s: s.notna().any()), chance=("at_chance", lambda s: s.eq(True).any()))
+    hit = by_run[by_run["frozen"] & (by_run["dead"] | by_run["chance"])]
+    return {str(m): int(n) for m, n in hit.groupby("method", sort=False).size().items()}
+
+
 def flagged(status: dict) -> bool:
     """Whether some run behind a cell collapsed or is at chance (its cell gets no Δ against the paper)."""
     return bool(status["collapsed"] or status["at_chance"])
@@ -174,6 +189,7 @@ def _run_fields(r: dict) -> dict:
         "best_step": _int(r.get("best_step")), "git_commit": r.get("git_commit"), "path": r.get("path"),
         "budget": budget_text(r), "train_rows": _int(((r.get("data") or {}).get("train") or {}).get("rows")),
         "schedule": schedule_text(r), "collapsed": collapse_reason(r),
+        "frozen_head": (r.get("training") or {}).get("train_head") is False and bool(r.get("new_head_weights")),
     }
 
 
