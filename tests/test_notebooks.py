@@ -89,9 +89,11 @@ def test_smoke_grids_are_tiny():
 @pytest.mark.parametrize("name", STUDY_NAMES)
 def test_the_budget_prose_matches_the_cpu_grid(name):
     """The introduction's "**cpu budget.**" paragraph states the grid's run count ("= N runs"), its training sets
-    (every K as "K = 1,000"), its token lengths (every max length as "N tokens"), a measured wall time ("measured:
-    ... minutes") and the run store; they drift when a default changes (06 said "3 seeds = 24 runs" of a 40-run
-    grid, every notebook named a per-study run store after the store became one per profile)."""
+    (every K as "K = 1,000"), its token lengths (every max length as "N tokens"), its wall time and the run store;
+    they drift when a default changes (06 said "3 seeds = 24 runs" of a 40-run grid, every notebook named a
+    per-study run store after the store became one per profile). The time is the measured one ("measured ... N
+    minutes") once every run of the grid has its record committed under reports/runs/cpu, and until then the plan's
+    estimate, saying the tables are not yet rebuilt on this grid ("not yet rebuilt", "estimated ... N minutes")."""
     import re
 
     from peftkit import studies
@@ -107,7 +109,12 @@ def test_the_budget_prose_matches_the_cpu_grid(name):
         assert f"K = {k:,}" in budget, (name, k)
     for length in sorted({r.max_length for r in resolved}):
         assert re.search(rf"\b{length} tokens", budget), (name, length)
-    assert re.search(r"measured[^.]*?\d+ minutes", budget), f"{name}: say the measured wall time"
+    if all((Path(spec.out) / "result.json").is_file() for spec in studies.grid(NOTEBOOKS[name], "cpu")):
+        assert re.search(r"measured[^.]*?\d+ minutes", budget), f"{name}: say the measured wall time"
+    else:
+        flat = " ".join(budget.lower().split())
+        assert "not yet rebuilt" in flat and re.search(r"estimated[^.]*?\d+ minutes", flat), \
+            f"{name}: its records are not all committed: say so, with the plan's estimate"
     assert "default `reports/runs/<PROFILE>`," in intro and not re.search(r"runs/<PROFILE>/\w", intro), name
     assert "final weights" not in budget or name == "08_efficiency", f"{name}: the protocols select the best epoch"
 
