@@ -102,7 +102,7 @@ def test_the_budget_prose_matches_the_cpu_grid(name):
     intro = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4).cells[0].source
     budget = intro.split("**cpu budget.**", 1)[1].split("\n\n", 1)[0]
     specs = studies.grid(NOTEBOOKS[name], "cpu", runs_dir="/r")
-    stated = [int(n) for n in re.findall(r"= (\d+) runs", budget)]
+    stated = [int(n) for n in re.findall(r"=\s+(\d+)\s+runs", budget)]
     assert stated == [len(specs)], (name, stated)
     resolved = [resolve(s) for s in specs]
     for k in sorted({r.k for r in resolved if r.k}):
