@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import peftkit
 from conftest import listing, tiny
-from peftkit.core import CONFIG_FILE, WEIGHTS_FILE, state_of
+from peftkit.core import CONFIG_FILE, WEIGHTS_FILE, has_state, state_of
 
 DATA = os.environ.get("PEFTKIT_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset")
@@ -28,7 +28,7 @@ def snapshot(model) -> dict:
     return {"state": {k: v.clone() for k, v in model.state_dict().items()},
             "grad": {n: p.requires_grad for n, p in model.named_parameters()},
             "modules": [n for n, _ in model.named_modules()],
-            "peftkit": getattr(model, "_peftkit", None)}
+            "peftkit": state_of(model) if has_state(model) else None}
 
 
 def assert_unchanged(model, before: dict) -> None:
