@@ -35,6 +35,7 @@ from typing import Sequence
 
 from .guard import TreeGuard
 from .render import write_html
+from .results import RETRAIN_BEFORE, TIME_FORMAT
 from .runfeed import grid_settings
 from .studies import NOTEBOOKS, PROFILES, command, project_root, reports_path
 from .validate import check_out_dir
@@ -190,8 +191,6 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     """Execute the selected notebooks in order; returns one :class:`Outcome` per notebook (never raises for a
     failing notebook). ``runs_dir``: every notebook's RUNS_DIR (the shared run store). ``retrain_before`` (UTC,
     ISO 8601): every run whose result finished earlier trains again (a fresh rebuild; the same time resumes it)."""
-    from .results import RETRAIN_BEFORE, TIME_FORMAT
-
     if profile not in PROFILES:
         raise ValueError(f"invalid --profile {profile!r}: allowed one of {', '.join(PROFILES)}")
     available = notebooks(notebooks_dir)
@@ -376,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                              args.notebooks_dir, html=not args.no_html, log_output=args.verbose,
                              executor=args.executor or "local", ray_address=args.ray_address,
                              gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                             retrain_before=(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if args.fresh
+                             retrain_before=(time.strftime(TIME_FORMAT, time.gmtime()) if args.fresh
                                              else args.retrain_before))
     except ValueError as e:
         print(f"peftkit reproduce: error: {e}", file=sys.stderr)
