@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import calendar
 import json
 import os
 import sys
@@ -221,11 +222,14 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     if not os.environ.get("PEFTKIT_DATA_DIR") and (root.parent / "shared" / "data").is_dir():
         os.environ["PEFTKIT_DATA_DIR"] = str(root.parent / "shared" / "data")  # as the Makefile does
     if retrain_before is not None:
+        now = time.strftime(TIME_FORMAT, time.gmtime())
         try:
-            time.strptime(retrain_before, TIME_FORMAT)
+            when = calendar.timegm(time.strptime(retrain_before, TIME_FORMAT))
         except ValueError:
-            raise ValueError(f"invalid --retrain-before {retrain_before!r}: allowed a UTC time like "
-                             f"{time.strftime(TIME_FORMAT, time.gmtime())}") from None
+            raise ValueError(f"invalid --retrain-before {retrain_before!r}: allowed a UTC time like {now}") from None
+        if when > time.time():  # no run could finish before it yet, so none would ever count as done
+            raise ValueError(f"invalid --retrain-before {retrain_before!r}: allowed a UTC time not in the future "
+                             f"(now {now})")
         print(f"[reproduce] fresh rebuild: every run finished before {retrain_before} trains again; to resume it "
               f"after an interruption: peftkit reproduce ... --retrain-before {retrain_before}", flush=True)
     saved = os.environ.get(RETRAIN_BEFORE)
