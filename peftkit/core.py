@@ -16,6 +16,7 @@ from .arch import detect, is_head_param, is_pooler_param, tied_to_embeddings
 from .config import get_method, make_config
 from .layers import Gate, PeftState, bind_call, parse_inference
 from .validate import CONFIG_FILE, WEIGHTS_FILE, check_sizes, read_checkpoint  # noqa: F401 (file names: API)
+from .version import __version__
 
 
 
@@ -272,8 +273,6 @@ def _trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def save(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write only what was trained (method parameters and head) as safetensors, plus the config as JSON."""
     from safetensors.torch import save_file
-
-    from . import __version__
 
     state = state_of(model)
     d = Path(directory)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, presets
+from . import presets
 from .core import apply, count_parameters, load_weights, save, set_inference, state_of
 from .generate import scoring_label
 from .layers import expert_spread
 from .results import SCHEMA, TIME_FORMAT, write_json_atomic
+from .version import __version__
 
 
 def _datasets(spec, kind: str) -> dict:
