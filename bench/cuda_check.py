@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -74,6 +75,12 @@ def parse(argv):
     ap.add_argument("--budget", type=float, default=None, help="seconds for the whole check (default 420; --dry 600)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (saved model, runs)")
     args = ap.parse_args(argv)
+    # a usage error exits 2 here, before anything is built or written (0 is not "the default": it is refused)
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
+        ap.error(f"--budget: allowed a positive number of seconds, not {args.budget:g}")
+    for flag, given in (("--dry-ray", args.dry_ray), ("--dry-ddp", args.dry_ddp)):
+        if given and not args.dry:
+            ap.error(f"{flag}: allowed only with --dry (it changes how the CPU rehearsal runs a section)")
     only = [s.strip() for s in (args.only or "").split(",") if s.strip()]
     bad = [s for s in only if s not in SECTIONS]
     if bad:
@@ -139,7 +146,7 @@ def main(argv=None) -> int:
     if args.dry:  # tiny models: more threads only contend (10x slower on 2 cores shared with another job)
         torch.set_num_threads(1)
     sizes = DRY if args.dry else PAPER
-    budget = Budget(args.budget or sizes.budget_s)
+    budget = Budget(sizes.budget_s if args.budget is None else args.budget)
     command = "python -m bench.cuda_check " + " ".join(sys.argv[1:] if argv is None else argv)
     settings = {"dry": args.dry, "only": args.only, "budget_s": budget.total_s, "sizes": asdict(sizes)}
     meta = report.meta(device, settings, command, "bf16" if device.type == "cuda" else "fp32")

@@ -129,3 +129,18 @@ def partial_note(ran: int, total: int) -> str:
 
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
+
+
+def train_steps(opt: torch.optim.Optimizer, steps: int, loss_of, precision) -> tuple[list[float], float]:
+    """``steps`` optimiser steps of the loss ``loss_of()`` computes (its forward run under ``precision()``, an
+    autocast context or none): the training loop the methods and DDP sections share. Returns (the loss of every
+    step, the seconds they took)."""
+    losses, t0 = [], time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        with precision():
+            loss = loss_of()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses, time.perf_counter() - t0

@@ -15,12 +15,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from .cuda_common import Context, result, skipped
+from .cuda_common import Context, result, skipped, train_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -47,15 +46,8 @@ def worker(out: str, tiny: bool) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
     batch = make_batch(bb, 8 if cuda else 4, 64 if cuda else 16, device, seed=10 + rank)  # different data per rank
-    losses, t0 = [], time.perf_counter()
-    for _ in range(STEPS):
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = consistency_forward(ddp, batch, weight=1.0)[0]
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    seconds = time.perf_counter() - t0
+    losses, seconds = train_steps(opt, STEPS, lambda: consistency_forward(ddp, batch, weight=1.0)[0],
+                                  lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda))
     flat = torch.cat([p.detach().float().flatten() for p in params])
     gathered = [torch.empty_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)

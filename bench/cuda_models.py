@@ -10,7 +10,8 @@ import torch
 
 from .backbones import PAPER, make_batch
 from .contenders import autocast
-from .cuda_common import TIME_BUDGET, Context, free_memory, log, max_abs, partial_note, result, skipped, verdict
+from .cuda_common import (TIME_BUDGET, Context, free_memory, log, max_abs, partial_note, result, skipped,
+                          train_steps, verdict)
 
 METHODS = (("full", {}), ("bitfit", {}), ("houlsby", {}), ("pfeiffer", {}), ("lora", {}), ("prefix", {}),
            ("prompt", {}), ("adamix", {"base": "adapter"}), ("adamix", {"base": "pfeiffer"}),
@@ -79,16 +80,7 @@ def train_one(bb, method: str, options: dict, batch: dict, device, precision: st
     opt = torch.optim.AdamW(params, lr=full_lr if method == "full" else LR)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    losses = []
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            loss = model(**batch).loss
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    seconds = time.perf_counter() - t0
+    losses, seconds = train_steps(opt, steps, lambda: model(**batch).loss, lambda: autocast(device, precision))
     finite = all(torch.isfinite(torch.tensor(losses)).tolist())
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     merge = merge_check(model, {k: v for k, v in batch.items() if k != "labels"}, device, precision)
@@ -99,8 +91,7 @@ def train_one(bb, method: str, options: dict, batch: dict, device, precision: st
     if device.type == "cuda":
         row["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     row["ok"] = row["decreasing"] and merge["ok"]
-    del model, opt
-    return row
+    return row  # the model and its optimiser go with this frame
 
 
 def methods(ctx: Context) -> dict:

@@ -5,10 +5,8 @@
     peftkit.merge(model)                                           # inference form (AdaMix: weight average)
     peftkit.save(model, "out/")                                    # only what was trained
 """
-__version__ = "0.1.0"
-
-from .config import REGISTRY, make_config  # noqa: E402
-from .core import (  # noqa: E402
+from .config import REGISTRY, make_config
+from .core import (
     apply,
     count_parameters,
     describe,
@@ -22,7 +20,8 @@ from .core import (  # noqa: E402
     set_inference,
     unmerge,
 )
-from .export import export_peft  # noqa: E402
+from .export import export_peft
+from .version import __version__
 
 
 def methods() -> list[str]:

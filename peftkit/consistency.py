@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .core import route_groups
+from .core import has_state, route_groups
 
 CE_MODES = ("first", "mean")
 
@@ -24,7 +24,7 @@ CE_MODES = ("first", "mean")
 def find_peft_model(model: torch.nn.Module) -> torch.nn.Module:
     """The module carrying the peftkit state (the model itself, or the backbone inside a wrapper / DDP)."""
     for m in model.modules():
-        if getattr(m, "_peftkit", None) is not None:
+        if has_state(m):
             return m
     raise ValueError("no peftkit method is attached to this model")
 

@@ -16,10 +16,17 @@ from .arch import detect, is_head_param, is_pooler_param, tied_to_embeddings
 from .config import get_method, make_config
 from .layers import Gate, PeftState, bind_call, parse_inference
 from .validate import CONFIG_FILE, WEIGHTS_FILE, check_sizes, read_checkpoint  # noqa: F401 (file names: API)
+from .version import __version__
 
+
+
+def has_state(model: nn.Module) -> bool:
+    """Whether a peftkit method is attached to this very module (not to a submodule: see consistency's search)."""
+    return getattr(model, "_peftkit", None) is not None
 
 
 def state_of(model: nn.Module) -> PeftState:
+    """The peftkit state attached to ``model``; a ``ValueError`` if none is (the one public way to read it)."""
     st = getattr(model, "_peftkit", None)
     if st is None:
         raise ValueError("this model has no peftkit method attached: call peftkit.apply(model, method, ...) first")
@@ -50,8 +57,8 @@ def apply(model: nn.Module, method: str, *, train_head: bool = True, train_poole
     ``torch.manual_seed`` / ``transformers.set_seed`` control it). Every option is validated, and the model
     is checked, before anything changes: a ``ValueError`` names the bad option and the allowed values.
     """
-    if getattr(model, "_peftkit", None) is not None:
-        raise ValueError(f"a peftkit method ({model._peftkit.method!r}) is already attached to this model")
+    if has_state(model):
+        raise ValueError(f"a peftkit method ({state_of(model).method!r}) is already attached to this model")
     m = get_method(method)
     cfg = make_config(method, **options)
     if not isinstance(train_head, bool):
@@ -267,8 +274,6 @@ def save(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write only what was trained (method parameters and head) as safetensors, plus the config as JSON."""
     from safetensors.torch import save_file
 
-    from . import __version__
-
     state = state_of(model)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -296,8 +301,8 @@ def load(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     """
     d = Path(directory)
     meta, tensors = read_checkpoint(d)
-    if getattr(model, "_peftkit", None) is not None:
-        raise ValueError(f"a peftkit method ({model._peftkit.method!r}) is already attached to this model: "
+    if has_state(model):
+        raise ValueError(f"a peftkit method ({state_of(model).method!r}) is already attached to this model: "
                          f"load {d} into a fresh base model")
     if meta["model_type"] != getattr(model.config, "model_type", None):
         raise ValueError(f"{d / CONFIG_FILE}: model_type is {meta['model_type']!r} but the model is "
@@ -344,7 +349,7 @@ def _check_against(model: nn.Module, d: Path, meta: dict, tensors: dict, options
                          "the checkpoint is incomplete")
     for k, v in tensors.items():
         if tuple(v.shape) != tuple(names[k].shape):
-            labels = is_head_param(skeleton, skeleton._peftkit.arch, k) and v.shape[1:] == names[k].shape[1:]
+            labels = is_head_param(skeleton, state_of(skeleton).arch, k) and v.shape[1:] == names[k].shape[1:]
             hint = (f" (the head: the checkpoint has {v.shape[0]} labels, the model {names[k].shape[0]}; build the "
                     f"model with num_labels={v.shape[0]})") if labels else ""
             raise ValueError(f"{d / WEIGHTS_FILE}: parameter {k} has shape {tuple(v.shape)} but the model's is "

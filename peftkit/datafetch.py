@@ -113,9 +113,10 @@ def verify(path: str | os.PathLike, digest: str) -> bool:
     return _Hasher(digest).check(Path(path))
 
 
-def _open(url: str, start: int):
+def open_range(url: str, start: int):
     """(body, resumed, total): the body from byte ``start`` (HTTP Range; file:// seeks), whether it starts there,
-    and the whole file's size where the source says (None otherwise)."""
+    and the whole file's size where the source says (None otherwise). The one place bytes come from the network:
+    public so that a test can replace it (an interrupted transfer) without reaching into the module."""
     if url.startswith("file://"):
         f = open(urllib.request.url2pathname(url[len("file://"):]), "rb")
         f.seek(start)
@@ -143,7 +144,7 @@ def _download(src: Source, part: Path, start: int) -> tuple[bool, int, int | Non
     """Append the source from byte ``start`` to ``part`` (or rewrite it when the server cannot resume). Returns
     (resumed, bytes in part, the file's size if known, why it stopped short or None, folders created)."""
     try:
-        body, resumed, total = _open(src.url, start)
+        body, resumed, total = open_range(src.url, start)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise FetchError(f"cannot fetch {src.url} (for {src.path}): {getattr(e, 'reason', e)}") from None
     created = _mkdirs(part.parent)  # only once the source answers: an offline fetch leaves no folders behind

@@ -53,8 +53,6 @@ def _host_ab(host: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for peft: LoRA and AdaMix-LoRA (weight
     average), prefix-tuning and AdaMix-prefix (merged: see the module docstring for the positions)."""
-    from safetensors.torch import save_file
-
     state = state_of(model)
     cfg = state.config
     if state.method == "prefix" or (state.method == "adamix" and cfg.base == "prefix"):
@@ -93,7 +91,14 @@ def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
         "modules_to_save": sorted(head_modules) or None,
         "init_lora_weights": True, "use_rslora": False, "use_dora": False, "layers_to_transform": None,
     }
-    d = Path(directory)
+    return _write_adapter(Path(directory), tensors, config)
+
+
+def _write_adapter(d: Path, tensors: dict, config: dict) -> Path:
+    """Write a peft adapter directory (LoRA and prefix-tuning alike): the weights, each file atomically, then the
+    config, so that a directory with a config always has its weights."""
+    from safetensors.torch import save_file
+
     d.mkdir(parents=True, exist_ok=True)
     write_via(d / "adapter_model.safetensors", lambda p: save_file(tensors, p))
     write_json(d / "adapter_config.json", config)
@@ -115,8 +120,6 @@ def _head_tensors(model: nn.Module, state) -> tuple[dict, set]:
 
 
 def _export_prefix(model: nn.Module, d: Path) -> Path:
-    from safetensors.torch import save_file
-
     state = state_of(model)
     task_type = next((t for suffix, t in _TASK_TYPES if type(model).__name__.endswith(suffix)), None)
     if task_type is None:
@@ -142,10 +145,7 @@ def _export_prefix(model: nn.Module, d: Path) -> Path:
         "num_layers": layers, "encoder_hidden_size": hidden, "prefix_projection": False, "inference_mode": True,
         "modules_to_save": sorted(head_modules) or None,
     }
-    d.mkdir(parents=True, exist_ok=True)
-    write_via(d / "adapter_model.safetensors", lambda p: save_file(tensors, p))
-    write_json(d / "adapter_config.json", config)
-    return d
+    return _write_adapter(d, tensors, config)
 
 
 def peft_position_ids(input_ids: torch.Tensor, prefix_length: int) -> torch.Tensor:

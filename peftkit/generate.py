@@ -5,13 +5,17 @@ from typing import Callable, Optional
 
 import torch
 
+from .core import has_state, state_of
+
 
 def cache_is_exact(model) -> bool:
     """Whether generating with the KV cache computes what full forwards compute. Not for gated UniPELT: a gate
     averages over the positions of its forward, which a cached step restricts to the new token
     (docs/fidelity.md, L1); :func:`generate` turns the cache off for it."""
-    state = getattr(model, "_peftkit", None)
-    return not (state is not None and state.method == "unipelt" and getattr(state.config, "gates", False))
+    if not has_state(model):
+        return True
+    state = state_of(model)
+    return not (state.method == "unipelt" and getattr(state.config, "gates", False))
 
 
 @torch.no_grad()

@@ -108,7 +108,7 @@ def run_cost(spec, gpu: str = "a100") -> tuple[float, float, float]:
 
 
 def plan(profile: str = "paper", only: str | None = None, gpu: str = "a100") -> list[Row]:
-    from .cpucost import SLOTS, run_seconds
+    from .cpucost import wall_seconds
     from .experiment import resolve
     from .reproduce import select_notebooks
     from .studies import NOTEBOOKS, grid
@@ -121,6 +121,7 @@ def plan(profile: str = "paper", only: str | None = None, gpu: str = "a100") -> 
     with hub_offline():
         for nb in names:
             row = Row(nb)
+            trained = []  # the resolved runs this notebook trains itself (not those an earlier one shares)
             for spec in grid(NOTEBOOKS[nb], profile, follow_data=False):
                 row.runs += 1
                 if spec.out in seen:
@@ -129,10 +130,11 @@ def plan(profile: str = "paper", only: str | None = None, gpu: str = "a100") -> 
                 seen.add(spec.out)
                 r = resolve(spec)
                 ex, low, high = run_cost(r, gpu)
-                row.cpu_h += run_seconds(r) / SLOTS / 3600
+                trained.append(r)
                 row.examples_epochs += ex
                 row.gpu_h_low += low / 3600
                 row.gpu_h_high += high / 3600
+            row.cpu_h = wall_seconds(trained) / 3600
             rows.append(row)
     return rows
 

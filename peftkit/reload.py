@@ -20,30 +20,12 @@ def load_trained(result: dict):
     parts drawn with the run's seed, as in training) and ``<run>/best`` (what trained, plus the head) loaded into it
     with :func:`peftkit.load`. Returns (model, tokenizer); the model is in eval mode and unmerged (see
     :func:`peftkit.trainer.inference_form` for the form it was scored in)."""
-    from transformers import set_seed
-
-    from . import backbones
     from .core import load
 
     best = run_dir(result) / "best"
     if not (best / "peftkit_config.json").is_file():
         raise FileNotFoundError(f"{best}: no trained parameters (peftkit_config.json) for run {result.get('run_id')}")
-    name, head = result["task"], result.get("head") or "classifier"
-    tok = backbones.load_tokenizer(result["model"])
-    set_seed((result.get("seeds") or {}).get("seed", 42))
-    if head == "classifier":
-        from .data import glue_task
-
-        model = backbones.load_model(result["model"], "classifier", glue_task(name).num_labels)
-        load(model, best)
-    elif head == "prompt":
-        from . import features
-
-        mlm = load(backbones.load_model(result["model"], "mlm"), best)
-        model = features.PromptClassifier(mlm, features.label_word_ids(name, tok))
-    else:
-        model = load(backbones.load_model(result["model"], head), best)
-    return model.eval(), tok
+    return _rebuild(result, lambda model, head: load(model, best))
 
 
 def attached_model(result: dict):
@@ -51,30 +33,38 @@ def attached_model(result: dict):
     attached with the run's options (the seed it trained with), untrained. Inference cost depends on the structure
     (the merged or unmerged form, the sizes), not on the trained values, so 08's timing measures these: it needs
     no trained weights, only the run record. Returns (model, tokenizer) in eval mode."""
+    spec = result.get("spec") or {}
+    training = result.get("training") or {}
+    options = dict(spec.get("options") or {})
+    common = dict(train_head=training.get("train_head", True), seed=(result.get("seeds") or {}).get("routing_seed"))
+
+    def attach(model, head):
+        pooler = {"train_pooler": training.get("train_pooler", False)} if head == "classifier" else {}
+        return apply(model, result["method"], **common, **pooler, **options)
+    return _rebuild(result, attach)
+
+
+def _rebuild(result: dict, attach):
+    """The rebuild both share: the run's tokenizer, torch seeded with the run's seed (so the frozen parts a fresh
+    backbone draws are those it trained with), the backbone with the run's head, and ``attach(backbone, head)``,
+    which puts the method on the backbone and returns it (on a prompt run the backbone is the MLM that
+    :class:`peftkit.features.PromptClassifier` then wraps). Returns (model, tokenizer), the model in eval mode."""
     from transformers import set_seed
 
     from . import backbones
 
-    spec = result.get("spec") or {}
     name, head = result["task"], result.get("head") or "classifier"
     tok = backbones.load_tokenizer(result["model"])
     set_seed((result.get("seeds") or {}).get("seed", 42))
-    options = dict(spec.get("options") or {})
-    common = dict(train_head=(result.get("training") or {}).get("train_head", True),
-                  seed=(result.get("seeds") or {}).get("routing_seed"))
     if head == "classifier":
         from .data import glue_task
 
-        model = backbones.load_model(result["model"], "classifier", glue_task(name).num_labels)
-        apply(model, result["method"], train_pooler=(result.get("training") or {}).get("train_pooler", False),
-              **common, **options)
+        model = attach(backbones.load_model(result["model"], "classifier", glue_task(name).num_labels), head)
     elif head == "prompt":
         from . import features
 
-        mlm = backbones.load_model(result["model"], "mlm")
-        apply(mlm, result["method"], **common, **options)
+        mlm = attach(backbones.load_model(result["model"], "mlm"), head)
         model = features.PromptClassifier(mlm, features.label_word_ids(name, tok))
     else:
-        model = backbones.load_model(result["model"], head)
-        apply(model, result["method"], **common, **options)
+        model = attach(backbones.load_model(result["model"], head), head)
     return model.eval(), tok

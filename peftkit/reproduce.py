@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import calendar
 import json
 import os
 import sys
@@ -35,6 +36,7 @@ from typing import Sequence
 
 from .guard import TreeGuard
 from .render import write_html
+from .results import RETRAIN_BEFORE, TIME_FORMAT
 from .runfeed import grid_settings
 from .studies import NOTEBOOKS, PROFILES, command, project_root, reports_path
 from .validate import check_out_dir
@@ -190,8 +192,6 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     """Execute the selected notebooks in order; returns one :class:`Outcome` per notebook (never raises for a
     failing notebook). ``runs_dir``: every notebook's RUNS_DIR (the shared run store). ``retrain_before`` (UTC,
     ISO 8601): every run whose result finished earlier trains again (a fresh rebuild; the same time resumes it)."""
-    from .results import RETRAIN_BEFORE, TIME_FORMAT
-
     if profile not in PROFILES:
         raise ValueError(f"invalid --profile {profile!r}: allowed one of {', '.join(PROFILES)}")
     available = notebooks(notebooks_dir)
@@ -222,11 +222,14 @@ def reproduce(profile: str = "cpu", only: str | Sequence[str] | None = None, rep
     if not os.environ.get("PEFTKIT_DATA_DIR") and (root.parent / "shared" / "data").is_dir():
         os.environ["PEFTKIT_DATA_DIR"] = str(root.parent / "shared" / "data")  # as the Makefile does
     if retrain_before is not None:
+        now = time.strftime(TIME_FORMAT, time.gmtime())
         try:
-            time.strptime(retrain_before, TIME_FORMAT)
+            when = calendar.timegm(time.strptime(retrain_before, TIME_FORMAT))
         except ValueError:
-            raise ValueError(f"invalid --retrain-before {retrain_before!r}: allowed a UTC time like "
-                             f"{time.strftime(TIME_FORMAT, time.gmtime())}") from None
+            raise ValueError(f"invalid --retrain-before {retrain_before!r}: allowed a UTC time like {now}") from None
+        if when > time.time():  # no run could finish before it yet, so none would ever count as done
+            raise ValueError(f"invalid --retrain-before {retrain_before!r}: allowed a UTC time not in the future "
+                             f"(now {now})")
         print(f"[reproduce] fresh rebuild: every run finished before {retrain_before} trains again; to resume it "
               f"after an interruption: peftkit reproduce ... --retrain-before {retrain_before}", flush=True)
     saved = os.environ.get(RETRAIN_BEFORE)
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                              args.notebooks_dir, html=not args.no_html, log_output=args.verbose,
                              executor=args.executor or "local", ray_address=args.ray_address,
                              gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                             retrain_before=(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if args.fresh
+                             retrain_before=(time.strftime(TIME_FORMAT, time.gmtime()) if args.fresh
                                              else args.retrain_before))
     except ValueError as e:
         print(f"peftkit reproduce: error: {e}", file=sys.stderr)

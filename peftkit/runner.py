@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, presets
+from . import presets
 from .core import apply, count_parameters, load_weights, save, set_inference, state_of
 from .generate import scoring_label
 from .layers import expert_spread
-from .results import SCHEMA, write_json_atomic
+from .results import SCHEMA, TIME_FORMAT, write_json_atomic
+from .version import __version__
 
 
 def _datasets(spec, kind: str) -> dict:
@@ -278,7 +279,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         "eval_examples_per_s": eval_rate, "peak_memory_mb": round(_peak_memory_mb(), 1),
         "peftkit_version": __version__, "git_commit": _git_commit(), "versions": _versions(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "finished_at": time.strftime(TIME_FORMAT, time.gmtime()),
         "spec": dataclasses.asdict(spec),
     }
     if world_rank == 0:

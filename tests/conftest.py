@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import stat
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,18 @@ def no_backbone(monkeypatch):
         raise AssertionError("a backbone was loaded before the bad input was rejected")
     monkeypatch.setattr(backbones, "load_model", refuse)
     monkeypatch.setattr(backbones, "load_tokenizer", refuse)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """An empty directory ``tmp_path/ro`` its owner may read but not write (r-x), for the "not writable"
+    rejections; made writable again at teardown so that pytest can remove it. root writes into it all the same:
+    a test that needs the refusal skips under root."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    yield d
+    d.chmod(stat.S_IRWXU)
 
 
 def pytest_ignore_collect(collection_path, config):

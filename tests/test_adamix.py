@@ -9,6 +9,7 @@ import torch
 
 import peftkit
 from conftest import batch, logits, perturb, tiny
+from peftkit.core import state_of
 from peftkit.methods.adapter import Bottleneck
 from peftkit.methods.lora import LoRAPart
 
@@ -144,14 +145,14 @@ def test_routing_draws_on_its_cpu_generator_whatever_the_default_device():
     def draws(context):
         model = peftkit.apply(tiny("bert"), "adamix", bottleneck=8, num_modules=4, seed=5)
         with context:
-            return [model._peftkit.draw(4, 2) for _ in range(5)]
+            return [state_of(model).draw(4, 2) for _ in range(5)]
     assert draws(torch.device("meta")) == draws(contextlib.nullcontext())
     models = [tiny("bert"), tiny("bert")]
     torch.manual_seed(11)
     with torch.device("meta"):
-        seed = peftkit.apply(models[0], "adamix", bottleneck=8)._peftkit.seed  # from the global CPU generator
+        seed = state_of(peftkit.apply(models[0], "adamix", bottleneck=8)).seed  # from the global CPU generator
     torch.manual_seed(11)
-    assert peftkit.apply(models[1], "adamix", bottleneck=8)._peftkit.seed == seed
+    assert state_of(peftkit.apply(models[1], "adamix", bottleneck=8)).seed == seed
 
 
 def test_route_groups_route_the_two_halves_independently():

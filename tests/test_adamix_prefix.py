@@ -299,7 +299,8 @@ def test_bad_options_are_rejected_naming_the_allowed_values(opts, name, allowed)
     with pytest.raises(ValueError, match=rf"invalid option {name}=") as err:
         peftkit.apply(model, "adamix", **opts)
     assert "allowed" in str(err.value) and allowed in str(err.value)
-    assert getattr(model, "_peftkit", None) is None
+    with pytest.raises(ValueError, match="no peftkit method"):
+        state_of(model)
 
 
 def test_parameter_counts_on_bert_base():

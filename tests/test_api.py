@@ -13,6 +13,7 @@ from transformers import DistilBertConfig, DistilBertForSequenceClassification, 
 import peftkit
 from conftest import batch, logits, tiny
 from peftkit.cli import main, params
+from peftkit.core import state_of
 
 BERT_BASE = [
     ("pfeiffer", {"bottleneck": 48}, None, 894_528),
@@ -108,7 +109,8 @@ def test_bad_options_raise_and_leave_model_untouched(method, opts, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         peftkit.apply(model, method, **opts)
     assert "allowed" in str(err.value) or "no Linear module" in str(err.value)
-    assert getattr(model, "_peftkit", None) is None
+    with pytest.raises(ValueError, match="no peftkit method"):
+        state_of(model)
     assert [n for n, _ in model.named_modules()] == modules_before
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

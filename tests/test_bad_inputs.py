@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import peftkit
 from conftest import listing, tiny
-from peftkit.core import CONFIG_FILE, WEIGHTS_FILE, state_of
+from peftkit.core import CONFIG_FILE, WEIGHTS_FILE, has_state, state_of
 
 DATA = os.environ.get("PEFTKIT_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset")
@@ -28,7 +28,7 @@ def snapshot(model) -> dict:
     return {"state": {k: v.clone() for k, v in model.state_dict().items()},
             "grad": {n: p.requires_grad for n, p in model.named_parameters()},
             "modules": [n for n, _ in model.named_modules()],
-            "peftkit": getattr(model, "_peftkit", None)}
+            "peftkit": state_of(model) if has_state(model) else None}
 
 
 def assert_unchanged(model, before: dict) -> None:
@@ -269,25 +269,20 @@ TRAIN_CASES = [
 
 
 @pytest.mark.parametrize("case,args,words", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
-def test_train_rejects_bad_input_before_loading_the_model(case, args, words, tmp_path, capsys, no_backbone):
+def test_train_rejects_bad_input_before_loading_the_model(case, args, words, tmp_path, capsys, no_backbone,
+                                                          readonly_dir):
     from peftkit.cli import main
 
     if case == "out-read-only" and os.geteuid() == 0:
         pytest.skip("root can write to a read-only directory")
     (tmp_path / "a_file").write_text("not a directory\n")
-    readonly = tmp_path / "ro"
-    readonly.mkdir()
-    readonly.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    args = [a.format(file=tmp_path / "a_file", tmp=tmp_path, readonly=readonly) for a in args]
+    args = [a.format(file=tmp_path / "a_file", tmp=tmp_path, readonly=readonly_dir) for a in args]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "run")]
     if "--method" not in args:
         args += ["--method", "lora"]
     before = listing(tmp_path)
-    try:
-        assert main(["train", "--task", "rte", *args]) == 2
-    finally:
-        readonly.chmod(stat.S_IRWXU)
+    assert main(["train", "--task", "rte", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("peftkit: error: ") and len(err.splitlines()) == 1, err  # one line, no traceback
     for w in words:

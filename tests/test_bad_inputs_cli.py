@@ -86,6 +86,9 @@ REPRODUCE_CASES = [
     ("runs-dir-a-file", ["--runs-dir", "{file}"], ["--runs-dir", "existing file"]),
     ("list-with-profile", ["--list", "--profile", "paper"], ["--profile with --list"]),
     ("list-with-executor", ["--list", "--executor", "ray"], ["--executor with --list"]),
+    # a time to come: no run could have finished before it, so every run would retrain on every resume
+    ("retrain-before-future", ["--retrain-before", "2999-01-01T00:00:00Z"],
+     ["--retrain-before '2999-01-01T00:00:00Z'", "UTC time not in the future"]),
 ]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import stat
 import threading
 import time
 from pathlib import Path
@@ -122,15 +121,12 @@ DATA_CASES = [
 
 @pytest.mark.parametrize("case,args,words", DATA_CASES, ids=[c[0] for c in DATA_CASES])
 def test_data_fetch_refuses_bad_places_and_flags_before_downloading(case, args, words, tmp_path, two_sources,
-                                                                   capsys):
+                                                                   capsys, readonly_dir):
     if case == "data-dir-read-only" and os.geteuid() == 0:
         pytest.skip("root can write to a read-only directory")
     data, mirror = tmp_path / "data", (tmp_path / "mirror").as_uri()
     data.mkdir()
     (tmp_path / "a_file").write_text("not a directory\n")
-    readonly = tmp_path / "ro"
-    readonly.mkdir()
-    readonly.chmod(stat.S_IRUSR | stat.S_IXUSR)
     for step in [a for a in args if a.startswith("@")]:
         what, _, rel = step[1:].partition(" ")
         if what == "mkdir":
@@ -139,16 +135,13 @@ def test_data_fetch_refuses_bad_places_and_flags_before_downloading(case, args, 
             (data / rel).write_text("")
         else:
             assert main(["data", "fetch", "--data-dir", str(data), "--mirror", mirror]) == 0
-    args = [a.format(file=tmp_path / "a_file", data=data, tmp=tmp_path, readonly=readonly) for a in args
+    args = [a.format(file=tmp_path / "a_file", data=data, tmp=tmp_path, readonly=readonly_dir) for a in args
             if not a.startswith("@")]
     if "--mirror" not in args:
         args += ["--mirror", mirror]
     capsys.readouterr()
     before = listing(tmp_path)
-    try:
-        assert main(["data", "fetch", *args]) == 2
-    finally:
-        readonly.chmod(stat.S_IRWXU)
+    assert main(["data", "fetch", *args]) == 2
     err = one_line_error(capsys, "peftkit data")
     for w in words:
         assert w in err, err

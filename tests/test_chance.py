@@ -73,7 +73,7 @@ def test_runs_at_chance_get_no_delta_and_a_status_of_their_own(tmp_path):
 # ---------------------------------------------------------------------------------------------- figures: chance
 def _figure(monkeypatch):
     """Replace the figures' finish: keep the figure itself (open) instead of writing files."""
-    from peftkit.reporting import _plot, figures
+    from peftkit.reporting import figures, plot
 
     kept = {}
 
@@ -81,7 +81,7 @@ def _figure(monkeypatch):
         kept.update(fig=fig, caption=caption)
         return []
     monkeypatch.setattr(figures, "finish", finish)
-    monkeypatch.setattr(_plot, "finish", finish)  # the gate heat maps import it when they draw
+    monkeypatch.setattr(plot, "finish", finish)  # the gate heat maps import it when they draw
     return kept
 
 
@@ -154,7 +154,7 @@ def test_gate_heatmap_marks_panels_whose_runs_learned_nothing(tmp_path, monkeypa
 def test_captions_say_what_once_in_order_and_never_break_a_phrase(tmp_path):
     """07's caption named neither UniPELT nor its budget once (three budget lines, out of order); 06's broke
     "2 epochs at / batch 64" across lines."""
-    from peftkit.reporting._plot import caption_lines
+    from peftkit.reporting.plot import caption_lines
     from peftkit.studies.reports import Report
 
     runs = []

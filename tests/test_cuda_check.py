@@ -92,6 +92,31 @@ def test_the_time_budget_skips_what_it_cannot_fit(tmp_path):
         cuda_check.main(["--dry", "--only", "nonsense", "--out", str(tmp_path)])
 
 
+BAD_FLAGS = [
+    # (arguments, the error's words)
+    (["--dry", "--budget", "0"], "--budget: allowed a positive number of seconds"),  # was: the default budget
+    (["--dry", "--budget=-5"], "--budget: allowed a positive number of seconds"),
+    (["--dry", "--budget", "nan"], "--budget: allowed a positive number of seconds"),
+    (["--dry", "--budget", "inf"], "--budget: allowed a positive number of seconds"),
+    (["--dry-ray", "--only", "packing"], "--dry-ray: allowed only with --dry"),
+    (["--dry-ddp", "--only", "ddp"], "--dry-ddp: allowed only with --dry"),
+]
+
+
+@pytest.mark.parametrize("args,words", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_bad_flags_exit_2_naming_the_flag_before_anything_runs(args, words, tmp_path, capsys, monkeypatch):
+    def refuse(ctx):
+        raise AssertionError("a section ran before the bad flag was rejected")
+    monkeypatch.setattr(cuda_check, "section_functions", lambda: dict.fromkeys(SECTIONS, refuse))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exited:
+        cuda_check.main([*args, "--out", str(out)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err, err
+    assert not out.exists()  # nothing written
+
+
 def test_the_result_comparison_finds_a_difference(tmp_path):
     """The packing section's equality check: timings and paths are ignored, a metric or a weight is not."""
     import torch

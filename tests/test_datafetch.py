@@ -60,7 +60,7 @@ def test_an_interrupted_fetch_resumes_from_its_partial_file(tmp_path, monkeypatc
     src = _source("nlg/e2e/lora/valid.txt", "")  # 1.2 MB: more than one chunk
     mirror = _mirror(tmp_path, [src])
     src = _source(src.path, mirror)
-    real_open = datafetch._open
+    real_open = datafetch.open_range
     served = {"reads": 0}
 
     class Dropped:
@@ -84,7 +84,7 @@ def test_an_interrupted_fetch_resumes_from_its_partial_file(tmp_path, monkeypatc
     def dropping(url, start):
         body, resumed, total = real_open(url, start)
         return Dropped(body), resumed, total
-    monkeypatch.setattr(datafetch, "_open", dropping)
+    monkeypatch.setattr(datafetch, "open_range", dropping)
     said = []
     with pytest.raises(datafetch.FetchError, match="interrupted after 1,048,576 of .* the partial file .* is kept"):
         datafetch.fetch_one(src, tmp_path / "data", log=said.append)
@@ -92,7 +92,7 @@ def test_an_interrupted_fetch_resumes_from_its_partial_file(tmp_path, monkeypatc
     target = tmp_path / "data" / src.path
     part = target.with_name(f".{target.name}.part")
     assert not target.exists() and part.stat().st_size == datafetch.CHUNK  # no half-written target
-    monkeypatch.setattr(datafetch, "_open", real_open)
+    monkeypatch.setattr(datafetch, "open_range", real_open)
     assert datafetch.fetch_one(src, tmp_path / "data") == "resumed"
     assert target.read_bytes() == (Path(DATA) / src.path).read_bytes() and not part.exists()
     # a bad partial file (not a prefix of the real one) fails the digest and is fetched again from the start

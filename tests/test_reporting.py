@@ -484,13 +484,13 @@ def test_a_figure_redrawn_from_the_same_data_is_the_same_pdf(tmp_path):
 
     import matplotlib.pyplot as plt
 
-    from peftkit.reporting import _plot
+    from peftkit.reporting import plot
 
     def draw(stem):
-        with _plot.style():
+        with plot.style():
             fig, ax = plt.subplots()
             ax.plot([1, 2, 3], [3, 1, 2])
-            return _plot.finish(fig, tmp_path / stem)[1].read_bytes()
+            return plot.finish(fig, tmp_path / stem)[1].read_bytes()
 
     first = draw("a")
     time.sleep(1.1)  # a creation date would now differ by a second
@@ -500,17 +500,17 @@ def test_a_figure_redrawn_from_the_same_data_is_the_same_pdf(tmp_path):
 def test_figure_tidy_enforces_fonts_and_untangles_labels(tmp_path):
     import matplotlib.pyplot as plt
 
-    from peftkit.reporting import _plot
+    from peftkit.reporting import plot
 
-    with _plot.style():
+    with plot.style():
         fig, ax = plt.subplots(figsize=(2.5, 2))
         names = [f"a rather long method name {i}" for i in range(6)]
         ax.bar(range(6), range(6))
         ax.set_xticks(range(6), names)
         ax.set_title("tiny", fontsize=6)
-        assert _plot.label_overlaps(fig)  # the test case really overlaps before tidying
-        paths = _plot.finish(fig, tmp_path / "tidy")
-    assert not _plot.label_overlaps(fig) and _plot.min_font_size(fig) >= 9
+        assert plot.label_overlaps(fig)  # the test case really overlaps before tidying
+        paths = plot.finish(fig, tmp_path / "tidy")
+    assert not plot.label_overlaps(fig) and plot.min_font_size(fig) >= 9
     _assert_images(paths)
 
 

@@ -113,3 +113,13 @@ def test_studies_is_a_package_of_one_module_per_study():
     for info in pkgutil.iter_modules(studies.__path__):  # no function of the package hides one of its modules
         module = importlib.import_module(f"peftkit.studies.{info.name}")
         assert getattr(studies, info.name) is module, info.name
+
+
+def test_the_version_is_pyprojects():
+    """peftkit/version.py (what save records and the package exports) says what pyproject.toml says."""
+    import tomllib
+
+    from peftkit.version import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert __version__ == project["version"] == peftkit.__version__

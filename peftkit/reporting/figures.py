@@ -4,7 +4,7 @@
 
 Runs that learned nothing are never shown as findings: every score axis draws the chance reference (the
 majority class, or 0 for correlations: :mod:`.chance`) as a dashed line and spans at least
-:data:`._plot.MIN_PERCENT_SPAN` points, and points, bars or panels whose runs collapsed or are at chance are
+:data:`.plot.MIN_PERCENT_SPAN` points, and points, bars or panels whose runs collapsed or are at chance are
 marked as such (the tables' rule, :func:`.frame.run_status`). Generation metrics have no chance reference: their
 collapsed runs are marked. The UniPELT gate heat maps live in :mod:`.gates` (re-exported here)."""
 from __future__ import annotations
@@ -19,14 +19,14 @@ import seaborn as sns
 
 from matplotlib.lines import Line2D
 
-from ._plot import (FLAG_COLOUR, PALETTE, SOURCE_COLOURS, finish, grid, legend_below, method_colour, reference_line,
-                    score_axis, style, wrap)
 from .chance import chance_label
 from .frame import collapsed_runs, flagged, run_status, select, status_text
 from .gates import GATE_COMPONENTS, gate_heatmap, gate_heatmap_examples, gate_matrix  # noqa: F401
 from .names import (LOWER_IS_BETTER, metric_axis_label, metric_name, method_key, method_name, method_order,
                     task_key, task_name)
 from .paper import paper_value
+from .plot import (FLAG_COLOUR, PALETTE, SOURCE_COLOURS, finish, grid, legend_below, method_colour, reference_line,
+                   score_axis, style, wrap)
 from .stats import summarise
 
 Metric = str | Callable[[str], str]
@@ -60,7 +60,7 @@ def _reference(df: pd.DataFrame) -> float | None:
 
 
 def _chance(ax, df: pd.DataFrame, metric: str, values) -> None:
-    """Draw the panel's chance reference line and scale its y axis to hold it (:func:`._plot.score_axis`)."""
+    """Draw the panel's chance reference line and scale its y axis to hold it (:func:`.plot.score_axis`)."""
     ref = _reference(df)
     reference_line(ax, ref, chance_label(metric))
     score_axis(ax, values, metric, ref)
@@ -143,7 +143,7 @@ def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequenc
     """AdaMix inference modes (merged, random, fixed-K, ensemble) of the same trained models: one point per seed,
     the mean with its 95% CI in black, a violin where a mode has ≥ 5 seeds, the chance reference line, and at the
     top of each mode whose runs collapsed or are at chance how many ("at chance 5/5"; the reason in the title).
-    The y axis spans at least :data:`._plot.MIN_PERCENT_SPAN` points and holds the reference, so that a
+    The y axis spans at least :data:`.plot.MIN_PERCENT_SPAN` points and holds the reference, so that a
     one-example difference between modes never fills it. Needs ``runs_frame(..., include_modes=True)``."""
     if "mode" not in frame.columns:
         raise ValueError("the frame has no mode column: build it with runs_frame(results, include_modes=True)")

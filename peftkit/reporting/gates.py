@@ -1,6 +1,6 @@
 """UniPELT gates: the runs' mean gates as a long frame (:func:`gate_matrix`, no plotting library needed), their
 heat map (one panel per task / K / variant, marked where its runs learned nothing) and the gates of one forward
-(the tour). The figures are written as the others are (:mod:`._plot`, imported when one is drawn)."""
+(the tour). The figures are written as the others are (:mod:`.plot`, imported when one is drawn)."""
 from __future__ import annotations
 
 import os
@@ -52,7 +52,7 @@ def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequ
     panel is cross-hatched: its gates are what runs that learned nothing ended with."""
     from matplotlib.patches import Rectangle
 
-    from ._plot import FLAG_COLOUR, finish, grid, style
+    from .plot import FLAG_COLOUR, finish, grid, style
 
     g = gate_matrix(results)
     if tasks is not None:
@@ -99,7 +99,7 @@ def gate_heatmap(results: Sequence[dict], out: str | os.PathLike, *, tasks: Sequ
 def gate_heatmap_examples(frame: pd.DataFrame, out: str | os.PathLike, caption: str) -> list[Path]:
     """Gate values of one forward, one panel per component: layers x examples, the value in each cell.
     ``frame``: layer, component, example, gate (see :func:`peftkit.tour.gate_frame`)."""
-    from ._plot import finish, grid, style
+    from .plot import finish, grid, style
 
     if frame.empty:
         raise ValueError("no rows to plot for gate heatmap (no gate values)")
