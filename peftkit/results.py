@@ -39,7 +39,11 @@ Schema (``schema`` = 1); every key is always present, ``null`` where it does not
 - ``scoring``: NLG only, how ``best_metrics`` were scored (``peftkit.generate.scoring_label``), else null;
   WebNLG adds ``<metric>_seen`` / ``<metric>_unseen`` to ``best_metrics`` (plain keys: all)
 - ``parameters``: {"trainable", "inference", "head", "total"}
-- ``wall_time_s``, ``train_time_s``, ``train_examples_per_s``, ``eval_examples_per_s``, ``peak_memory_mb``
+- ``wall_time_s``, ``train_time_s``, ``train_examples_per_s``, ``eval_examples_per_s``, ``peak_memory_mb``;
+  ``wall_time_s`` is the whole run's, the segments before a resume included (each checkpoint keeps the time so
+  far); ``train_time_s`` and the throughputs are the last segment's
+- ``resumed``: null, or {"from": the checkpoint the last segment resumed from, "wall_time_before_s"}; absent in
+  runs written before it
 - ``peftkit_version``, ``git_commit``, ``versions`` (torch, transformers, ...), ``device``, ``finished_at``
 """
 from __future__ import annotations

@@ -201,7 +201,7 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
     from .checkpoints import last_checkpoint
     from .data import task_kind
     from .features import PadCollator
-    from .trainer import BestAndPatience, PeftTrainer, restore_routing_state
+    from .trainer import BestAndPatience, PeftTrainer, restore_routing_state, wall_time_before
 
     kind = task_kind(spec.task)
     if not progress:
@@ -232,9 +232,12 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
 
         trainer.remove_callback(PrinterCallback)
     last = last_checkpoint(ckpt_dir)  # the newest complete one; what a kill during a save left is removed
+    before = 0.0  # wall time of the segments before a resume (the record's wall_time_s is the whole run's)
     if last:
         say(f"resuming from {last}")
         restore_routing_state(model, last)
+        before = wall_time_before(last)
+    trainer.run_clock = (started, before)
     t0 = time.time()
     train_out = trainer.train(resume_from_checkpoint=last)
     train_time = time.time() - t0
@@ -273,7 +276,8 @@ def execute(spec, out: Path, *, progress: bool, started: float, label: str, worl
         "inference_modes": modes, "gates": gates, "expert_spread": spread, "samples": decoded.get("samples"),
         "generations": decoded.get("generations"),
         "scoring": scoring_label(name) if kind == "nlg" else None,
-        "parameters": count_parameters(peft_model), "wall_time_s": round(time.time() - started, 2),
+        "parameters": count_parameters(peft_model), "wall_time_s": round(time.time() - started + before, 2),
+        "resumed": {"from": Path(last).name, "wall_time_before_s": round(before, 2)} if last else None,
         "train_time_s": round(train_time, 2),
         "train_examples_per_s": round(train_out.metrics.get("train_samples_per_second", 0.0), 3),
         "eval_examples_per_s": eval_rate, "peak_memory_mb": round(_peak_memory_mb(), 1),

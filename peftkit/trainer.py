@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 import shutil
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
@@ -37,6 +38,8 @@ from .consistency import consistency_forward, find_peft_model
 from .core import CONFIG_FILE, gate_values, load_weights, merged, save, state_of
 
 ROUTING_FILE = "peftkit_routing.pt"
+#: the run's wall time up to a checkpoint (earlier segments included), so a resumed run reports its whole time
+CLOCK_FILE = "peftkit_clock.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,6 +56,7 @@ class PeftTrainer(Trainer):
         self.causal = causal
         self.model_accepts_loss_kwargs = False  # standard averaging over accumulation steps
         self._gates: dict = defaultdict(lambda: [0.0, 0])
+        self.run_clock: tuple[float, float] | None = None  # (this segment's start, seconds of earlier segments)
 
     def create_optimizer(self, model=None):
         """The authors' AdamW (:func:`peftkit.optim.build`) over the trainable parameters, with the run's lr,
@@ -123,6 +127,9 @@ class PeftTrainer(Trainer):
             self._pk_staging = False
         if self.args.should_save:
             save_routing_state(self.model, root / STAGING / name)
+            if self.run_clock:
+                start, before = self.run_clock
+                write_json(root / STAGING / name / CLOCK_FILE, {"wall_time_s": before + time.time() - start})
         self.accelerator.wait_for_everyone()  # every rank's RNG state is in the staged checkpoint
         if self.args.should_save:
             retire(root / name)  # a checkpoint saved again at the same step
@@ -247,6 +254,15 @@ def save_routing_state(model, checkpoint: Path) -> None:
     """The AdaMix routing generator into a checkpoint (by :meth:`PeftTrainer._save_checkpoint`, into the staged
     checkpoint, so it is complete or absent with it)."""
     torch.save(state_of(find_peft_model(model)).generator.get_state(), Path(checkpoint) / ROUTING_FILE)
+
+
+def wall_time_before(checkpoint) -> float:
+    """Seconds the run had spent up to ``checkpoint`` (its earlier segments included; 0 for a checkpoint written
+    before the clock was kept)."""
+    import json
+
+    path = Path(checkpoint) / CLOCK_FILE
+    return float(json.loads(path.read_text())["wall_time_s"]) if path.is_file() else 0.0
 
 
 def restore_routing_state(model, checkpoint: str) -> None:

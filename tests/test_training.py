@@ -101,6 +101,10 @@ def test_sigkill_then_rerun_resumes_and_a_sweep_loses_nothing(tmp_path):
     resumed = json.loads((second / "result.json").read_text())
     steps = [e["step"] for e in resumed["evaluations"]]
     assert steps == list(range(5, 41, 5)) and killed_at in steps  # history before the kill is kept
+    # the record's wall time is the whole run's: the segment before the kill is counted (kept in the checkpoint)
+    assert resumed["resumed"]["from"] == f"checkpoint-{killed_at}" and resumed["resumed"]["wall_time_before_s"] > 0
+    assert resumed["wall_time_s"] > resumed["resumed"]["wall_time_before_s"]
+    assert json.loads((first / "result.json").read_text())["resumed"] is None
     assert (third / "result.json").exists()
 
 
