@@ -7,9 +7,10 @@ A run's time on one CPU thread is modelled from what its resolved spec says it w
   token relative to a frozen-backbone method (:data:`METHOD_COST`; AdaMix with consistency doubles its batch);
 - evaluation: every evaluation during training scores the selection split (``rows x tokens x EVAL_TOKEN_S``), the
   final one the reported set (x4 with AdaMix's inference modes); generation adds ``DECODE_S`` per decoded source;
-- length under early stopping: the protocol's patience counts from the best evaluation, assumed to come at
-  :data:`BEST_AT` of the epochs (the measured runs' median), so a run trains ``min(epochs, BEST_AT x epochs +
-  patience)`` epochs; without patience, all of them.
+- length under early stopping: the protocol's patience counts from the best evaluation, assumed to come after
+  :data:`BEST_STEP` optimiser steps (a method learns over steps, not epochs: at K = 100 an epoch is 7 steps, at
+  K = 1,000 it is 63), so a run trains ``min(epochs, ceil(BEST_STEP / steps per epoch) + patience)`` epochs;
+  without patience, all of them.
 
 A notebook's wall time is the sum over the runs it trains divided by the runs that share the machine at a time
 (:data:`SLOTS`: two, one thread each, as ``peftkit reproduce --executor ray --cpus-per-run 1`` runs them on 2
@@ -35,25 +36,27 @@ TEST_SOURCES = {"e2e": 630, "webnlg": 1862, "dart": 5097}
 FEWSHOT_CLASSES = {"sst-2": 2, "sst-5": 5, "mr": 2, "cr": 2, "mpqa": 2, "subj": 2, "trec": 6, "cola": 2, "mrpc": 2,
                    "qnli": 2, "rte": 2, "snli": 3, "mnli": 3, "qqp": 2, "sts-b": 2}
 #: seconds per optimiser step (fixed part: the optimiser, the data collation, Python)
-STEP_S = 0.05
+STEP_S = 0.12
 #: seconds per training token of a frozen-backbone method (forward and backward, bf16 autocast, one thread)
-TOKEN_S = 2.0e-4
+TOKEN_S = 1.67e-4
 #: seconds per evaluated token (forward only, batch 64)
 EVAL_TOKEN_S = 9.1e-5
 #: seconds per decoded source (beam search; the cpu profile's beam 5, 48 new tokens, MiniLM as a decoder)
 DECODE_S = 3.0
 #: cost per token relative to a frozen-backbone adapter (full fine-tuning: weight gradients and the update of every
 #: weight; prefix-tuning: the prefix keys in every attention; UniPELT: its three modules and gates)
-METHOD_COST = {"full": 1.6, "prefix": 1.1, "unipelt": 1.3}
-#: where the best evaluation falls, as a fraction of the protocol's epochs (early-stopped runs)
-BEST_AT = 0.3
+METHOD_COST = {"full": 2.6, "prefix": 3.4, "unipelt": 2.4}
+#: optimiser steps until the best evaluation of an early-stopped run (prefix-tuning learns slowest)
+BEST_STEP = {"prefix": 1700}
+BEST_STEP_DEFAULT = 400
 #: runs sharing the machine at a time (2 cores, one thread each)
 SLOTS = 2
 #: the runs these constants were fitted on
-CALIBRATION = ("AdaMix (adapter, M = 4) on SST-2, K = 1,000, max length 44, batch 64, bf16 autocast, one thread, "
-               "beside a second run: 0.62 s a step, 4.0 s per evaluation of the 1,000-example selection split (the "
-               "precision runs of docs/protocols.md); the other methods' relative costs are estimates until 01 "
-               "measures them")
+CALIBRATION = ("notebook 01's 27 runs (SST-2, K = 1,000, max length 44, bf16 autocast, one thread each, two at a "
+               "time, partly beside other jobs): seconds per epoch at batch 16 (63 steps) and at batch 64 (AdaMix, "
+               "16 steps) give the fixed cost of a step and of a token; full fine-tuning, prefix-tuning and UniPELT "
+               "their median cost per epoch over a frozen-backbone adapter's; the best epochs of the early-stopped "
+               "runs their median step (docs/protocols.md, 'Estimate against measured')")
 
 
 def _train_rows(spec) -> int:
@@ -77,19 +80,25 @@ def _eval_rows(spec) -> tuple[int, int]:
 
 
 def epochs_trained(spec) -> float:
-    """Epochs a run is expected to train: all of them, or under early stopping the best epoch (:data:`BEST_AT`) plus
-    the patience."""
+    """Epochs a run is expected to train: all of them, or under early stopping the epoch of its best evaluation
+    (:data:`BEST_STEP`) plus the patience."""
     if not spec.epochs:
         return 0.0
     if spec.patience and spec.eval_steps is None:
-        return float(min(spec.epochs, math.ceil(BEST_AT * spec.epochs) + spec.patience))
+        best = math.ceil(BEST_STEP.get(spec.method, BEST_STEP_DEFAULT) / steps_per_epoch(spec))
+        return float(min(spec.epochs, best + spec.patience))
     return float(spec.epochs)
+
+
+def steps_per_epoch(spec) -> int:
+    """Optimiser steps in one epoch of a resolved run."""
+    rows = _train_rows(spec)
+    return max(1, rows // spec.batch_size if spec.drop_last else -(-rows // spec.batch_size))
 
 
 def run_seconds(spec) -> float:
     """Estimated seconds of one resolved run on one CPU thread (see the module docstring)."""
-    rows = _train_rows(spec)
-    per_epoch = rows // spec.batch_size if spec.drop_last else -(-rows // spec.batch_size)
+    per_epoch = steps_per_epoch(spec)
     epochs = epochs_trained(spec)
     steps = spec.max_steps or per_epoch * epochs
     c = METHOD_COST.get(spec.method, 1.0) * (2.0 if spec.method == "adamix" and spec.consistency else 1.0)

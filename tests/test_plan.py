@@ -14,6 +14,7 @@ from peftkit.cli import main
 from peftkit.plan import plan
 
 ROOT = Path(__file__).resolve().parents[1]
+needs_data = pytest.mark.skipif(not os.environ.get("PEFTKIT_DATA_DIR"), reason="the cpu grids follow the data")
 
 
 def test_paper_plan_counts_every_run_once_and_shares_repeated_ones(monkeypatch):
@@ -140,3 +141,27 @@ def test_plan_accepts_every_flag_its_docstring_names(capsys):
     assert flags == ["--profile", "--only", "--gpu"], usage
     assert main(["plan", "--profile", "smoke", "--only", "08_efficiency", "--gpu", "h100"]) == 0
     assert "| 08_efficiency |" in capsys.readouterr().out
+
+
+@needs_data
+def test_the_cpu_cost_model_is_within_30_percent_of_the_committed_runs():
+    """For every notebook whose cpu grid has all its run records committed, the cost model behind `peftkit plan
+    --profile cpu` (peftkit.cpucost) estimates the runs' summed wall time (result.json's wall_time_s) within ±30%:
+    the calibration it states holds on the records the reports are built from."""
+    import json
+
+    from peftkit import cpucost
+    from peftkit.experiment import resolve
+
+    checked = 0
+    for study in studies.STUDIES:
+        specs = studies.grid(study, "cpu")
+        paths = [Path(s.out) / "result.json" for s in specs]
+        if not all(p.is_file() for p in paths):
+            continue
+        measured = sum(json.loads(p.read_text())["wall_time_s"] for p in paths)
+        estimated = sum(cpucost.run_seconds(resolve(s)) for s in specs)
+        assert 0.7 <= measured / estimated <= 1.3, (study, round(measured), round(estimated))
+        checked += 1
+    if not checked:
+        pytest.skip("no notebook's cpu records are all committed yet")
