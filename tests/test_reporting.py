@@ -56,7 +56,7 @@ def make_result(task="rte", method="pfeiffer", label=None, seed=42, metrics=None
         "generations": None,
         "scoring": "LoRA gpt2_decode.py --tokenize --lower --ref_num 6 + eval.py" if kind == "nlg" else None,
         "parameters": {"trainable": trainable, "inference": inference, "head": head, "total": total},
-        "wall_time_s": 60.0, "train_time_s": 50.0, "train_examples_per_s": train_eps,
+        "wall_time_s": 60.0, "resumed": None, "train_time_s": 50.0, "train_examples_per_s": train_eps,
         "eval_examples_per_s": eval_eps, "peak_memory_mb": 900.0, "peftkit_version": "0.1.0",
         "git_commit": "abc1234", "versions": {"torch": "2.5"}, "device": "cpu (x86_64)",
         "finished_at": "2025-01-01T00:00:00Z",
