@@ -114,10 +114,7 @@ def run_status(rows: pd.DataFrame) -> dict:
     collapsed, at_chance, above and reasons (the collapse reasons, None when no run collapsed)."""
     if rows.empty:
         return {"runs": 0, "collapsed": 0, "at_chance": 0, "above": 0, "reasons": None}
-    key = "run_id" if "run_id" in rows else rows.index
-    by_run = rows.groupby(key, sort=False)
-    dead = by_run["collapsed"].agg(lambda s: s.notna().any()) if "collapsed" in rows else None
-    chance = by_run["at_chance"].agg(lambda s: s.eq(True).any()) if "at_chance" in rows else None
+    by_run, dead, chance = _run_flags(rows)
     judged = by_run["at_chance"].agg(lambda s: s.notna().any()) if "at_chance" in rows else None
     n = int(by_run.ngroups)
     c = int(dead.sum()) if dead is not None else 0
@@ -146,14 +143,22 @@ def frozen_head_flagged(rows: pd.DataFrame) -> dict[str, int]:
     """Of the runs behind ``rows`` that collapsed or sit at chance, how many trained with their new classifier
     frozen at its random initialisation (``training.train_head`` false: the authors' ``freeze_params`` for the
     LoRA-only, prefix-only and BitFit baselines, docs/fidelity.md U4), per method label."""
-    if rows.empty or "frozen_head" not in rows:
+    if rows.empty or not {"frozen_head", "collapsed", "at_chance"} <= set(rows):
         return {}
+    by_run, dead, chance = _run_flags(rows)
+    hit = by_run["frozen_head"].any() & (dead | chance)
+    methods = by_run["method_label"].first()[hit]
+    return {str(m): int(n) for m, n in methods.value_counts(sort=False).items()}
+
+
+def _run_flags(rows: pd.DataFrame):
+    """The runs behind ``rows`` grouped by run (``run_id``), with per run whether it collapsed and whether it sits
+    at chance (None where ``rows`` lacks the column): the one per-run reading of the status columns."""
     key = "run_id" if "run_id" in rows else rows.index
-    by_run = rows.groupby(key, sort=False).agg(
-        method=("method_label", "first"), frozen=("frozen_head", "any"),
-        dead=("collapsed", lambda s: s.notna().any()), chance=("at_chance", lambda s: s.eq(True).any()))
-    hit = by_run[by_run["frozen"] & (by_run["dead"] | by_run["chance"])]
-    return {str(m): int(n) for m, n in hit.groupby("method", sort=False).size().items()}
+    by_run = rows.groupby(key, sort=False)
+    dead = by_run["collapsed"].agg(lambda s: s.notna().any()) if "collapsed" in rows else None
+    chance = by_run["at_chance"].agg(lambda s: s.eq(True).any()) if "at_chance" in rows else None
+    return by_run, dead, chance
 
 
 def flagged(status: dict) -> bool:
