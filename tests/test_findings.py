@@ -32,7 +32,7 @@ def test_closing_finding_is_the_report_it_summarises(tmp_path, monkeypatch):
     n = len(results)
     assert text.startswith(f"**Runs.** {n} runs of ") and "profile cpu; budget: 277 training examples" in text
     assert (f"Of them 3 collapsed (constant predictions), 6 are at chance (not significantly above the majority "
-            f"class) and {n - 9} score above chance.") in text
+            f"class) and {n - 9} score above chance") in text
     for name in ("vs_unipelt_k1000",):
         t = r.tables[name]
         deltas = sorted(t.attrs["deltas"], key=lambda d: d[2])
@@ -69,6 +69,29 @@ def test_runs_at_chance_under_a_frozen_random_classifier_are_named():
     for x in results:
         x["training"]["train_head"] = True
     assert "frozen at its random" not in runs_sentence(rep.runs_frame(results), "cpu")
+
+
+def test_runs_at_chance_that_early_stopping_ended_are_named():
+    """A run that sits at chance, not under a frozen classifier, which the protocol's patience ended before its last
+    epoch (02's Pfeiffer runs at K = 100), is named with the epoch it stopped after and its best epoch; the same runs
+    trained to their last epoch, or without a patience, are not."""
+    from peftkit.reporting.findings import runs_sentence
+
+    def results(last_epoch, patience=10):
+        rs = _sst2(grid_results("low_resource", "cpu"), {"pfeiffer": (0.5115, 2)})
+        for x in rs:
+            x["training"].update(train_head=True, epochs=50, patience=patience)
+            x["evaluations"] = [{"epoch": float(e), "step": 7 * e, "accuracy": 0.55} for e in range(1, last_epoch + 1)]
+            x["best_step"] = 14 if x["method_label"] == "pfeiffer" else 7 * last_epoch
+        return rs
+
+    n = sum(x["method_label"] == "pfeiffer" for x in results(12))
+    text = runs_sentence(rep.runs_frame(results(12)), "cpu")
+    assert (f" and {sum(x['method_label'] != 'pfeiffer' for x in results(12))} score above chance; of those that "
+            f"collapsed or sit at chance, {n} (Adapter (Pfeiffer) {n}) were ended by the protocol's early stopping "
+            "after epoch 12, their selection score never improving after epoch 2.") in text, text
+    assert "early stopping" not in runs_sentence(rep.runs_frame(results(50)), "cpu")
+    assert "early stopping" not in runs_sentence(rep.runs_frame(results(12, patience=None)), "cpu")
 
 
 def test_closing_finding_gives_each_claim_its_verdict_and_interval(tmp_path):

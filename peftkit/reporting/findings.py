@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from .frame import budget_summary, context, flagged, frozen_head_flagged, run_status, runs_frame, status_text
+from .frame import (budget_summary, context, early_stopped_flagged, flagged, frozen_head_flagged, run_status,
+                    runs_frame, status_text)
 from .gates import GATE_COMPONENTS, gate_matrix
 from .names import (LOWER_IS_BETTER, backbone_key, backbone_name, decimals, method_name, method_order, metric_name,
                     task_name)
@@ -64,12 +65,28 @@ def runs_sentence(frame: pd.DataFrame, profile: str) -> str:
             text += (f"; of those that collapsed or sit at chance, {sum(frozen.values())} ({who}) trained with the new "
                      "classifier frozen at its random initialisation, as the authors' code ran LoRA-only, "
                      "prefix-only and BitFit (docs/fidelity.md U4; `train_head=True` trains it)")
+        stopped = early_stopped_flagged(reported)
+        if stopped:
+            who = _listing([f"{method_name(m)} {x['runs']}" for m, x in stopped.items()])
+            stops = [e for x in stopped.values() for e in x["stopped"]]
+            bests = [e for x in stopped.values() if x["best"] for e in x["best"]]
+            n = sum(x["runs"] for x in stopped.values())
+            text += (f"; {n} {'others' if n > 1 else 'other'} ({who}) " if frozen else
+                     f"; of those that collapsed or sit at chance, {n} ({who}) ")
+            text += (f"{'were' if n > 1 else 'was'} ended by the protocol's early stopping after epoch {_span(stops)}"
+                     + (f", their selection score never improving after epoch {_span(bests)}" if bests else ""))
     else:
         text += "None collapsed or sits at chance" + (f": {s['above']} of {s['runs']} score above chance"
                                                        if s["above"] else "")
     if unjudged:
         text += f"; {unjudged} not judged against chance (no chance level for their metric or evaluation set)"
     return text + "."
+
+
+def _span(values: list[int]) -> str:
+    """'11' or '11-16'."""
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def _cells_sentence(title: str, cells: pd.DataFrame) -> str | None:

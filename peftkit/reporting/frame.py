@@ -15,7 +15,7 @@ COLUMNS = ["run_id", "task", "task_kind", "protocol", "k", "data_seed", "seed", 
            "metric", "value", "trainable_params", "inference_params", "head_params", "total_params",
            "inference_pct", "train_time_s", "train_examples_per_s", "eval_examples_per_s", "wall_time_s",
            "best_step", "git_commit", "path", "budget", "train_rows", "schedule", "collapsed", "chance", "at_chance",
-           "frozen_head"]
+           "frozen_head", "stopped_epoch", "best_epoch"]
 INT_COLUMNS = ("k", "data_seed", "seed", "routing_seed", "bottleneck", "r", "num_modules", "trainable_params",
                "inference_params", "head_params", "total_params", "best_step", "train_rows")
 # A run is identified across methods by these (the pairing key of claim checks and relative timings).
@@ -151,6 +151,34 @@ def frozen_head_flagged(rows: pd.DataFrame) -> dict[str, int]:
     return {str(m): int(n) for m, n in methods.value_counts(sort=False).items()}
 
 
+def early_stopped_flagged(rows: pd.DataFrame) -> dict[str, dict]:
+    """Of the runs behind ``rows`` that collapsed or sit at chance, not counted by :func:`frozen_head_flagged`,
+    those the protocol's early stopping ended before their last epoch, per method label: how many, after which
+    epochs they stopped and at which epochs their best (reported) evaluation was (``{"runs", "stopped", "best"}``,
+    the last two (min, max), best None where no record names its best epoch)."""
+    if rows.empty or not {"frozen_head", "stopped_epoch", "collapsed", "at_chance"} <= set(rows):
+        return {}
+    by_run, dead, chance = _run_flags(rows)
+    runs = by_run[["method_label", "frozen_head", "stopped_epoch", "best_epoch"]].first()
+    runs = runs[(dead | chance) & ~runs["frozen_head"].astype(bool) & runs["stopped_epoch"].notna()]
+    span = lambda col: (int(col.min()), int(col.max())) if col.notna().any() else None  # noqa: E731
+    return {str(m): {"runs": len(g), "stopped": span(g["stopped_epoch"]), "best": span(g["best_epoch"])}
+            for m, g in runs.groupby("method_label", sort=False)}
+
+
+def _stopping(r: dict) -> tuple[float | None, float | None]:
+    """(the epoch after which early stopping ended the run, the epoch of its best evaluation) for a run whose
+    protocol has a patience and which stopped before its last epoch; (None, None) otherwise."""
+    training, evals = r.get("training") or {}, r.get("evaluations")
+    if not training.get("patience") or not training.get("epochs") or not isinstance(evals, list) or not evals:
+        return None, None
+    last = evals[-1].get("epoch")
+    if last is None or last >= training["epochs"]:
+        return None, None
+    best = next((e.get("epoch") for e in evals if e.get("step") == r.get("best_step")), None)
+    return float(last), (float(best) if best is not None else None)
+
+
 def _run_flags(rows: pd.DataFrame):
     """The runs behind ``rows`` grouped by run (``run_id``), with per run whether it collapsed and whether it sits
     at chance (None where ``rows`` lacks the column): the one per-run reading of the status columns."""
@@ -195,6 +223,7 @@ def _run_fields(r: dict) -> dict:
         "budget": budget_text(r), "train_rows": _int(((r.get("data") or {}).get("train") or {}).get("rows")),
         "schedule": schedule_text(r), "collapsed": collapse_reason(r),
         "frozen_head": (r.get("training") or {}).get("train_head") is False and bool(r.get("new_head_weights")),
+        **dict(zip(("stopped_epoch", "best_epoch"), _stopping(r))),
     }
 
 
