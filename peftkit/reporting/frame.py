@@ -161,9 +161,13 @@ def early_stopped_flagged(rows: pd.DataFrame) -> dict[str, dict]:
     by_run, dead, chance = _run_flags(rows)
     runs = by_run[["method_label", "frozen_head", "stopped_epoch", "best_epoch"]].first()
     runs = runs[(dead | chance) & ~runs["frozen_head"].astype(bool) & runs["stopped_epoch"].notna()]
-    span = lambda col: (int(col.min()), int(col.max())) if col.notna().any() else None  # noqa: E731
-    return {str(m): {"runs": len(g), "stopped": span(g["stopped_epoch"]), "best": span(g["best_epoch"])}
+    return {str(m): {"runs": len(g), "stopped": _min_max(g["stopped_epoch"]), "best": _min_max(g["best_epoch"])}
             for m, g in runs.groupby("method_label", sort=False)}
+
+
+def _min_max(values: pd.Series) -> tuple[int, int] | None:
+    """(smallest, largest) of the values present, as integers; None where none is."""
+    return (int(values.min()), int(values.max())) if values.notna().any() else None
 
 
 def _stopping(r: dict) -> tuple[float | None, float | None]:
