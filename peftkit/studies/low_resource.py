@@ -39,8 +39,9 @@ COMPONENTS = ("pfeiffer", "prefix", "lora")
 def _upper_bound(frame: pd.DataFrame, tasks, ks) -> tuple[pd.DataFrame, list[str]]:
     """Per K and task one row per method (Adapter, Prefix-tuning, LoRA, UniPELT (AP), UniPELT (APL)): ours | paper |
     Δ as in the K tables, then each against the best single component: ours − best (ours), paper − best (paper), so
-    the best component's own row reads +0.00, and a status column (runs collapsed or at chance). Such runs are
-    neither the best nor compared. Returns the table and notes naming the best components."""
+    the best component's own row reads +0.00, and a status column (runs collapsed or at chance). A cell with such
+    runs is neither a candidate for the best nor compared with it. Returns the table and notes naming the best
+    components."""
     labels = list(COMPONENTS) + ["unipelt-AP", "unipelt-APL"]
     if not ks:
         return pd.DataFrame(), []
@@ -76,7 +77,9 @@ def _upper_bound(frame: pd.DataFrame, tasks, ks) -> tuple[pd.DataFrame, list[str
         out = out.drop(columns="status")
     notes = [f"{ours_note(single)}; Δ = ours mean − paper; – = no run or no paper cell.",
              "Best component: the highest mean of " + ", ".join(method_name(c) for c in COMPONENTS)
-             + " (runs that collapsed or are at chance excluded): " + "; ".join(best_notes) + ".",
+             + " whose runs all learned (a component with a run that collapsed or is at chance is not a candidate, "
+             "as its cell gets no Δ; the claim check pairs every run, these included): " + "; ".join(best_notes)
+             + ".",
              *status_notes(statuses)]
     return out, notes
 
