@@ -145,9 +145,8 @@ def frozen_head_flagged(rows: pd.DataFrame) -> dict[str, int]:
     LoRA-only, prefix-only and BitFit baselines, docs/fidelity.md U4), per method label."""
     if rows.empty or not {"frozen_head", "collapsed", "at_chance"} <= set(rows):
         return {}
-    by_run, dead, chance = _run_flags(rows)
-    hit = by_run["frozen_head"].any() & (dead | chance)
-    methods = by_run["method_label"].first()[hit]
+    runs = _flagged_runs(rows, ["method_label", "frozen_head"])
+    methods = runs.loc[runs["frozen_head"].astype(bool), "method_label"]
     return {str(m): int(n) for m, n in methods.value_counts(sort=False).items()}
 
 
@@ -158,11 +157,18 @@ def early_stopped_flagged(rows: pd.DataFrame) -> dict[str, dict]:
     the last two (min, max), best None where no record names its best epoch)."""
     if rows.empty or not {"frozen_head", "stopped_epoch", "collapsed", "at_chance"} <= set(rows):
         return {}
-    by_run, dead, chance = _run_flags(rows)
-    runs = by_run[["method_label", "frozen_head", "stopped_epoch", "best_epoch"]].first()
-    runs = runs[(dead | chance) & ~runs["frozen_head"].astype(bool) & runs["stopped_epoch"].notna()]
+    runs = _flagged_runs(rows, ["method_label", "frozen_head", "stopped_epoch", "best_epoch"])
+    runs = runs[~runs["frozen_head"].astype(bool) & runs["stopped_epoch"].notna()]
     return {str(m): {"runs": len(g), "stopped": _min_max(g["stopped_epoch"]), "best": _min_max(g["best_epoch"])}
             for m, g in runs.groupby("method_label", sort=False)}
+
+
+def _flagged_runs(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` (per-run fields: each run's first row) of the runs behind ``rows`` that collapsed or sit at
+    chance, one row per run."""
+    by_run, dead, chance = _run_flags(rows)
+    runs = by_run[columns].first()
+    return runs[dead | chance]
 
 
 def _min_max(values: pd.Series) -> tuple[int, int] | None:
