@@ -99,10 +99,15 @@ def epochs_trained(spec) -> float:
     return float(spec.epochs)
 
 
+def epoch_steps(rows: int, batch_size: int, drop_last: bool | None = False) -> int:
+    """Optimiser steps in one epoch of ``rows`` training examples: the last incomplete batch is a step unless
+    ``drop_last``; at least one step. The trainer's schedule (``runner.training_args``) and both plans use this."""
+    return max(1, rows // batch_size if drop_last else -(-rows // batch_size))
+
+
 def steps_per_epoch(spec) -> int:
     """Optimiser steps in one epoch of a resolved run."""
-    rows = _train_rows(spec)
-    return max(1, rows // spec.batch_size if spec.drop_last else -(-rows // spec.batch_size))
+    return epoch_steps(_train_rows(spec), spec.batch_size, spec.drop_last)
 
 
 def run_seconds(spec) -> float:

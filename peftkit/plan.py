@@ -37,7 +37,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from .cpucost import DEV_ROWS, FEWSHOT_CLASSES, TEST_SOURCES, TRAIN_ROWS
+from .cpucost import DEV_ROWS, FEWSHOT_CLASSES, TEST_SOURCES, TRAIN_ROWS, epoch_steps
 
 #: mean tokens per example after length grouping (assumed from the tasks' mean lengths; few-shot adds the prompt)
 TOKENS = {"cola": 16, "sst2": 32, "mrpc": 56, "stsb": 40, "rte": 80, "qnli": 56, "mnli": 48, "qqp": 40, "e2e": 64,
@@ -89,7 +89,7 @@ def run_cost(spec, gpu: str = "a100") -> tuple[float, float, float]:
     c = (6 if spec.method == "full" else 4) * (2 if spec.method == "adamix" and spec.consistency else 1)
     rate = GPUS[gpu] * MFU
     floor = STEP_FLOOR_S[layers]
-    steps_per_epoch = -(-rows // spec.batch_size)
+    steps_per_epoch = epoch_steps(rows, spec.batch_size, spec.drop_last)
 
     def seconds(epochs: float) -> float:
         steps = spec.max_steps if spec.max_steps else steps_per_epoch * epochs

@@ -13,6 +13,7 @@ import torch
 
 from . import presets
 from .core import apply, count_parameters, load_weights, save, set_inference, state_of
+from .cpucost import epoch_steps
 from .generate import scoring_label
 from .layers import expert_spread
 from .results import SCHEMA, TIME_FORMAT, write_json_atomic
@@ -171,8 +172,7 @@ def training_args(spec, ckpt_dir: Path, train_rows: int, progress: bool = False)
     precision, and the evaluation / checkpoint cadence."""
     from .compat import training_arguments
 
-    per_epoch = train_rows // spec.batch_size if spec.drop_last else -(-train_rows // spec.batch_size)
-    steps_per_epoch = max(1, per_epoch)
+    steps_per_epoch = epoch_steps(train_rows, spec.batch_size, spec.drop_last)
     # eval_steps: None = evaluate (and checkpoint) every epoch; N = every N steps; 0 = no evaluation during
     # training (the final weights are scored), with a checkpoint every epoch so a killed run still resumes.
     strategy = "steps" if spec.eval_steps else "epoch"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import stat
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassifica
 from transformers.utils import logging as hf_logging
 
 hf_logging.set_verbosity_error()
+
+# The tests that train, tokenise or render from the shared data (../shared/data, which .ci/run and the Makefile
+# point PEFTKIT_DATA_DIR at) are skipped where it is not set, and say so.
+needs_data = pytest.mark.skipif(not os.environ.get("PEFTKIT_DATA_DIR"),
+                                reason="PEFTKIT_DATA_DIR is unset: this test reads the shared data")
 
 H, LAYERS, HEADS, VOCAB = 32, 2, 4, 99
 

@@ -16,11 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import peftkit
-from conftest import listing, tiny
+from conftest import listing, needs_data, tiny
 from peftkit.core import CONFIG_FILE, WEIGHTS_FILE, has_state, state_of
 
-DATA = os.environ.get("PEFTKIT_DATA_DIR")
-needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset")
 
 
 def snapshot(model) -> dict:

@@ -4,16 +4,15 @@ method weights saved as a run's ``best/`` (seconds); timings are checked for str
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
+from conftest import needs_data
 from peftkit import reporting as rep
 from peftkit.reporting.efficiency import training_spread
 from peftkit.studies import efficiency
 from test_reporting import make_result, write_runs
 
-needs_data = pytest.mark.skipif(not os.environ.get("PEFTKIT_DATA_DIR"), reason="the timing batch needs RTE's dev set")
 METHODS = (("full", "full", {}), ("lora", "lora", {}), ("unipelt", "unipelt-APL", {"variant": "APL"}))
 
 

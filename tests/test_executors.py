@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_data
 from peftkit import executors, studies
 from peftkit.executors import ExecutorOptions, claim, is_stale
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = os.environ.get("PEFTKIT_DATA_DIR")
-needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset: the runs need the shared data")
 
 
 def _grid(runs, seeds=(42, 43), methods=("lora", "bitfit", "adamix-pfeiffer")):

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import needs_data
 from peftkit.studies import DEFAULTS, NOTEBOOKS, STUDY_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +23,6 @@ NB_DIR = ROOT / "notebooks"
 NAMES = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
 TOUR = "00_tour"  # the step-through notebook: no study, no runs
 STUDY_NAMES = [n for n in NAMES if n != TOUR]
-DATA = os.environ.get("PEFTKIT_DATA_DIR")
-needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset: the notebooks need the shared data")
 
 # What each notebook must write (stems under REPORTS_DIR) and which tables carry the papers' numbers.
 TABLES = {"01_glue_main": ["vs_adamix", "vs_unipelt"], "02_low_resource": ["k100", "upper_bound"],

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_data
 from peftkit import studies
 from peftkit.cli import main
 from peftkit.plan import plan
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_data = pytest.mark.skipif(not os.environ.get("PEFTKIT_DATA_DIR"), reason="the cpu grids follow the data")
 
 
 def test_paper_plan_counts_every_run_once_and_shares_repeated_ones(monkeypatch):
@@ -165,3 +165,14 @@ def test_the_cpu_cost_model_is_within_30_percent_of_the_committed_runs():
         checked += 1
     if not checked:
         pytest.skip("no notebook's cpu records are all committed yet")
+
+
+def test_one_epoch_rule_for_the_trainer_and_both_plans():
+    """The trainer's schedule, the cpu cost model and the paper plan count an epoch's steps with one rule:
+    AdaMix's NLG loader drops the last incomplete batch (42,061 E2E rows at batch 8: 5,257 steps, not 5,258)."""
+    from peftkit.cpucost import epoch_steps
+
+    assert epoch_steps(42061, 8, drop_last=True) == 5257
+    assert epoch_steps(42061, 8, drop_last=False) == epoch_steps(42061, 8, drop_last=None) == 5258
+    assert epoch_steps(1000, 16) == 63 and epoch_steps(1000, 64) == 16
+    assert epoch_steps(5, 8, drop_last=True) == 1  # never zero steps

@@ -13,12 +13,10 @@ import pytest
 import torch
 
 import peftkit
-from conftest import batch, perturb, tiny
+from conftest import batch, needs_data, perturb, tiny
 from peftkit.consistency import consistency_forward, symmetric_kl
 from peftkit.experiment import RunSpec, resolve, run
 
-DATA = os.environ.get("PEFTKIT_DATA_DIR")
-needs_data = pytest.mark.skipif(not DATA, reason="PEFTKIT_DATA_DIR is unset: the run tests need the shared data")
 SMOKE = dict(profile="smoke", max_train=48, max_eval=48)
 
 
