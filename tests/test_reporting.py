@@ -807,6 +807,26 @@ def test_study_tables_put_ours_paper_and_delta_side_by_side(tmp_path):
     assert "with non-default parameters" in text.splitlines()[0] and "Student-t" in text
 
 
+@pytest.mark.parametrize("study", ["ablation_bottleneck", "ablation_adamix"])
+def test_ablation_tables_at_k_have_no_full_data_paper_column_and_say_why(tmp_path, study):
+    """AdaMix's BERT-base GLUE table trained on the full training sets: beside runs on K examples per data seed its
+    cells would give a Δ that is mostly the data size, so the table drops them and its note says why; the same runs
+    on the full training sets keep them."""
+    from peftkit import studies
+
+    name = {"ablation_bottleneck": "results", "ablation_adamix": "variants"}[study]
+    nb = next(n for n, s in studies.NOTEBOOKS.items() if s == study)
+    at_k = _with_modes(grid_results(study, "cpu"))
+    assert {r["k"] for r in at_k} == {studies.defaults(study, "cpu")["k"][0]}
+    full = [{**r, "k": None, "data_seed": None, "protocol": {"glue": "full"}} for r in at_k]
+    for runs, paper, out in ((at_k, False, tmp_path / "k"), (full, True, tmp_path / "full")):
+        t = studies.report(study, runs, "cpu", out).tables[name]
+        assert any(c.endswith(("paper", "Δ")) for c in t.columns) is paper, list(t.columns)
+        note = (out / "tables" / f"{nb}_{name}.md").read_text()
+        assert ("No paper column: these runs train on K = " in note) is not paper
+        assert ("paper: AdaMix's BERT-base GLUE table" in note) is paper
+
+
 def test_nlg_report_prints_webnlg_seen_unseen_all_and_dart_beside_the_paper(tmp_path):
     from peftkit.studies.nlg import report as nlg_report
 
@@ -880,7 +900,7 @@ def test_single_run_tables_say_n_1_once_and_mixed_tables_per_cell(tmp_path):
     assert r.tables["vs_unipelt_k1000"].loc["LoRA", "SST-2 ours"] == "74.20"
     b = studies.ablation_bottleneck_report(grid_results("ablation_bottleneck", "cpu", data_seeds=(111,)), "cpu",
                                            tmp_path / "one")
-    assert b.tables["results"].loc["Adapter (Pfeiffer), b=48", "SST-2 ours"] == "74.20"
+    assert b.tables["results"].loc["Adapter (Pfeiffer), b=48", "SST-2"] == "74.20"  # K examples: no paper column
     for stem in ("01_glue_main_vs_unipelt_k1000", "05_ablation_bottleneck_results"):
         text = (tmp_path / "one" / "tables" / f"{stem}.md").read_text()
         assert "n=1" not in text and text.count("(n = 1), so no interval") == 1, stem
@@ -905,16 +925,17 @@ def _ours_paper_delta(columns) -> list[str]:
 
 def test_study_tables_are_one_row_per_method_with_ours_paper_delta_columns(tmp_path):
     """01, 02, 03, 05 and 06: no "ours" / "paper" / "Δ" rows; one row per method (per K and task in the upper-bound
-    table, per inference mode / variant in 06) and, where the paper has numbers, ours | paper | Δ columns."""
+    table, per inference mode / variant in 06) and, where the paper has numbers at the runs' K, ours | paper | Δ
+    columns (05 and 06 train on K examples, and AdaMix published none at any K)."""
     from peftkit import studies
 
     expected = {("glue_main", "vs_unipelt_k1000"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
                 ("low_resource", "k100"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
                 ("low_resource", "upper_bound"): ["ours | paper | Δ"],
                 ("fewshot", "results"): [],  # no paper numbers transcribed: ours only
-                ("ablation_bottleneck", "results"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("ablation_bottleneck", "results"): [],  # K examples: AdaMix's GLUE table is full data
                 ("ablation_adamix", "modes"): [],
-                ("ablation_adamix", "variants"): ["SST-2 ours | SST-2 paper | SST-2 Δ"],
+                ("ablation_adamix", "variants"): [],  # the same
                 ("ablation_adamix", "expert_init"): [],
                 ("ablation_adamix", "prefix_modes"): [],  # AdaMix over prefix: peftkit's extension, no paper
                 ("ablation_adamix", "prefix"): []}

@@ -15,7 +15,8 @@ from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
 from .common import CPU_DRAWS, CPU_DRAWS5, FULL_DATA, GLUE_TASKS, SEEDS3, SMOKE
 from .grids import build, draws
-from .reports import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
+from .reports import (Report, adamix_metric, keys_in_order, metric_note, no_paper_at_k, ours_table, paper_glue,
+                      start)
 
 NAME = "ablation_adamix"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -133,7 +134,8 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     rows = [(names.get(v, f"AdaMix (adapter): {v}"), {"method_label": label, "variant": v}) for v in variants]
     rows += [(method_name(m), {"method_label": m}) for m in method_order(reported["method_label"])
              if m not in (label, "adamix-lora", PREFIX_LABEL, "prefix")]
-    t = ours_table(reported, rows, tasks, adamix_metric, paper=lambda w, task: paper_glue(
+    at_k = no_paper_at_k(reported)
+    t = ours_table(reported, rows, tasks, adamix_metric, paper=None if at_k else lambda w, task: paper_glue(
         {**w, "method_label": {"base": label, "M=1": "pfeiffer"}.get(w.get("variant"), w["method_label"]),
          "variant": None if w.get("variant") in ("base", "M=1", None) else w["variant"]}, task),
         index_name="AdaMix (adapter) variant")
@@ -142,8 +144,8 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     r.table("variants", t, "AdaMix (adapter) ablations: sharing, consistency, number of modules, GLUE dev",
             "AdaMix ablation variants; M=1 is a single adapter of the same inference size", frame=reported,
             paper_backbone="bert-base",
-            notes=[metric_note(tasks, adamix_metric), "paper: AdaMix's BERT-base GLUE table (AdaMix adapter for the "
-                   "base; its Pfeiffer adapter row, quoted from UniPELT, beside M=1)."])
+            notes=[metric_note(tasks, adamix_metric), at_k or "paper: AdaMix's BERT-base GLUE table (AdaMix adapter "
+                   "for the base; its Pfeiffer adapter row, quoted from UniPELT, beside M=1)."])
     lora = [v for v in ("LoRA, identical experts", "LoRA, independent experts")
             if v in set(reported.loc[reported["method_label"] == "adamix-lora", "variant"])]
     if lora:

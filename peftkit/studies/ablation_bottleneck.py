@@ -12,7 +12,8 @@ from ..reporting.names import method_name, method_order
 from ..reporting.tables import MISSING
 from .common import CPU_DRAWS, FULL_DATA, GLUE_TASKS, SEEDS3, SMOKE
 from .grids import build, draws
-from .reports import Report, adamix_metric, keys_in_order, metric_note, ours_table, paper_glue, start
+from .reports import (Report, adamix_metric, keys_in_order, metric_note, no_paper_at_k, ours_table, paper_glue,
+                      start)
 
 NAME = "ablation_bottleneck"
 #: this study's own grid parameters (beyond common.COMMON_PARAMETERS), notebook names in upper case
@@ -48,10 +49,12 @@ def report(results: list[dict], profile: str, reports_dir=None) -> Report:
     tasks, methods = keys_in_order(frame["task"], GLUE_TASKS), method_order(frame["method_label"])
     rows = [(f"{method_name(m)}, b={int(b)}", {"method_label": m, "bottleneck": int(b)})
             for m in methods for b in sorted(frame.loc[frame["method_label"] == m, "bottleneck"].dropna().unique())]
-    t = ours_table(frame, rows, tasks, adamix_metric, paper=paper_glue, index_name="method, bottleneck")
+    at_k = no_paper_at_k(frame)
+    t = ours_table(frame, rows, tasks, adamix_metric, paper=None if at_k else paper_glue,
+                   index_name="method, bottleneck")
     params = {name: frame.loc[rep.select(frame, **w).index, "inference_params"].max() for name, w in rows}
     t.insert(0, "inference params", [MISSING if pd.isna(v) else f"{int(v):,}" for v in params.values()])
-    notes = [metric_note(tasks, adamix_metric), "paper: AdaMix's BERT-base GLUE table, which uses b=48 only.",
+    notes = [metric_note(tasks, adamix_metric), at_k or "paper: AdaMix's BERT-base GLUE table, which uses b=48 only.",
              "Inference params: after merging (AdaMix averages its M adapters into one of the same size)."]
     r.table("results", t, "Bottleneck dimension ablation, GLUE dev", "Adapter and AdaMix-adapter over the "
             "bottleneck dimension", frame=frame, paper_backbone="bert-base", notes=notes)

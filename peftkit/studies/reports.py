@@ -268,3 +268,16 @@ def paper_glue(where: dict, task: str) -> float | None:
     if where.get("bottleneck") not in (None, 48) or where.get("variant") not in (None, "base"):
         return None
     return rep.paper_value("adamix", "glue", label, task, backbone="bert-base", metric=adamix_metric(task))
+
+
+def no_paper_at_k(frame: pd.DataFrame) -> str | None:
+    """Where a table's runs trained on K examples per data seed (the cpu profile), the note saying why it has no
+    paper column: AdaMix's GLUE table (:func:`paper_glue`) trained on the full training sets and AdaMix published
+    no number at any K, so a Δ against it would be mostly the data size. None where every run used the full sets."""
+    ks = sorted(int(k) for k in frame["k"].dropna().unique()) if "k" in frame else []
+    if not ks:
+        return None
+    at = " and ".join(f"{k:,}" for k in ks)
+    return (f"No paper column: these runs train on K = {at} examples per data seed, and AdaMix published no number "
+            "at any K (its BERT-base GLUE table uses the full training sets), so read the rows against each other, "
+            "trained on the same examples.")
