@@ -20,7 +20,6 @@ from conftest import listing, needs_data, tiny
 from peftkit.core import CONFIG_FILE, WEIGHTS_FILE, has_state, state_of
 
 
-
 def snapshot(model) -> dict:
     """Everything a failed call must leave as it was."""
     return {"state": {k: v.clone() for k, v in model.state_dict().items()},
