@@ -46,10 +46,11 @@ EVAL_TOKEN_S = 9.1e-5
 #: seconds per decoded source (beam search; the cpu profile's beam 5, 48 new tokens, MiniLM as a decoder)
 DECODE_S = 3.0
 #: cost per token relative to a frozen-backbone adapter (full fine-tuning: weight gradients and the update of every
-#: weight; prefix-tuning: the prefix keys in every attention; UniPELT: its three modules and gates)
-METHOD_COST = {"full": 2.6, "prefix": 3.4, "unipelt": 3.2}
-#: optimiser steps until the best evaluation of an early-stopped run (prefix-tuning learns slowest)
-BEST_STEP = {"prefix": 1700}
+#: weight; prefix-tuning: the prefix keys in every attention; UniPELT: its three modules and gates; AdaMix: the
+#: routing and the M experts' optimiser state, more with a larger bottleneck, which the model leaves out)
+METHOD_COST = {"full": 2.6, "prefix": 3.4, "unipelt": 3.2, "adamix": 1.15}
+#: optimiser steps until the best evaluation of an early-stopped run (prefix-tuning learns slowest, then Pfeiffer)
+BEST_STEP = {"prefix": 1700, "pfeiffer": 700}
 BEST_STEP_DEFAULT = 400
 #: the latest epoch of that best evaluation (what bounds it at K = 100 and 500, where BEST_STEP is 15-60 epochs)
 BEST_EPOCH_MAX = {"prefix": 20}
@@ -63,7 +64,11 @@ CALIBRATION = ("notebook 01's 27 runs (SST-2, K = 1,000, max length 44, bf16 aut
                "median cost per epoch over a frozen-backbone adapter's; the best epochs of the early-stopped runs "
                "their median step. Refitted after 02 (35 runs at K = 100, which the step rule put at 50 epochs and "
                "which stopped after 11-50, median 25): the latest best epoch and UniPELT's cost per token, chosen so "
-               "that 01's, 02's and 07's summed run times (70 runs at K = 100, 500 and 1,000) are each within 10% "
+               "that 01's, 02's and 07's summed run times (70 runs at K = 100, 500 and 1,000) are each within 10%. "
+               "Refitted after 05 (its 24 runs took 1.35 of their estimate): Pfeiffer's best step, the median of its "
+               "15 early-stopped runs at K = 1,000 in 01 and 05 (693; they trained 15-36 epochs where 400 steps "
+               "allowed 17), "
+               "and AdaMix's cost per token, the median over its 61 runs in 01, 05, 06 and 08 (1.16) "
                "(docs/protocols.md, 'Estimate against measured')")
 
 
