@@ -38,10 +38,12 @@ def is_method_param(name: str, state: PeftState) -> bool:
     rule = getattr(state.config, "is_trainable", None)
     if rule is not None:
         return rule(name)
-    return _owned(name)
+    return added_by_peftkit(name)
 
 
-def _owned(name: str) -> bool:
+def added_by_peftkit(name: str) -> bool:
+    """Is this parameter one a peftkit method added to the model (a ``pk_`` part in its name), not a backbone
+    weight? (Full fine-tuning and BitFit train backbone weights too: :func:`is_method_param` decides training.)"""
     return any(part.startswith("pk_") for part in name.split("."))
 
 
@@ -232,7 +234,7 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
         if not p.requires_grad:
             continue
         pooler = is_pooler_param(model, state.arch, name) and not is_method_param(name, state)  # train_pooler
-        if (is_head_param(model, state.arch, name) or pooler) and not _owned(name):
+        if (is_head_param(model, state.arch, name) or pooler) and not added_by_peftkit(name):
             head += p.numel()
         else:
             trainable += p.numel()

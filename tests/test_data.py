@@ -20,7 +20,6 @@ import pytest
 import peftkit.data as D
 from peftkit.data import DataError
 from peftkit.data.formats import write_label_csv
-from peftkit.data.nlg import _read_dart_json, _read_dart_xml
 
 ENV_DIR = os.environ.get("PEFTKIT_DATA_DIR", "").strip()
 
@@ -350,13 +349,20 @@ def test_webnlg_linearisation_and_counts(data_dir):
     assert {c for c, s in zip(test["category"], test["seen"]) if not s} >= {"Artist", "Politician"}
 
 
-def test_dart(data_dir):
+def test_dart(data_dir, tmp_path):
     dev = D.load_nlg("dart", "dev", data_dir)
     assert len(dev) == 6980
     assert dev[0]["source"] == ("Mars Hill College : joined : 1973 | "
                                 "Mars Hill College : location : Mars Hill, North Carolina")
     nlg = data_dir / "nlg/dart"
-    assert _read_dart_xml(nlg / "dart-v1.1.1-full-dev.xml") == _read_dart_json(nlg / "dart-v1.1.1-full-dev.json")
+    # the XML reader (test split without LoRA's JSON) reads the dev XML as the JSON reader reads the dev JSON
+    as_test = {}
+    for suffix in ("json", "xml"):
+        root = tmp_path / suffix
+        (root / "nlg/dart").mkdir(parents=True)
+        (root / f"nlg/dart/dart-v1.1.1-full-test.{suffix}").symlink_to(nlg / f"dart-v1.1.1-full-dev.{suffix}")
+        as_test[suffix] = D.load_nlg("dart", "test", root)
+    assert as_test["xml"].to_list() == as_test["json"].to_list() and len(as_test["xml"]) == len(dev)
     test = D.load_nlg_eval("dart", "test", data_dir)  # the 2021 XML stands in for LoRA's test JSON
     assert sum(map(len, test["references"])) == 12552
     with pytest.raises(DataError, match="dart-v1.1.1-full-train.json: dart train file not found") as e:

@@ -83,7 +83,7 @@ def test_merge_matches_and_unmerge_restores(arch, method, opts):
     model = peftkit.apply(tiny(arch), method, seed=0, **opts)
     perturb(model)
     model.eval()
-    base_weights = {n: p.detach().clone() for n, p in model.named_parameters() if not peftkit.core._owned(n)}
+    base_weights = {n: p.detach().clone() for n, p in model.named_parameters() if not peftkit.core.added_by_peftkit(n)}
     x = batch(arch)
     before = logits(model, x)
     if _gated(method, opts):
