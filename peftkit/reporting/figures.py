@@ -9,6 +9,7 @@ marked as such (the tables' rule, :func:`.frame.run_status`). Generation metrics
 collapsed runs are marked. The UniPELT gate heat maps live in :mod:`.gates` (re-exported here)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -125,6 +126,17 @@ def bottleneck_curve(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequ
         return finish(fig, out, caption)
 
 
+@contextlib.contextmanager
+def _seeded_numpy(seed: int):
+    """numpy's global random state seeded with ``seed`` inside the block, restored after it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def _mode_order(modes: Iterable[str]) -> list[str]:
     def rank(m):
         if m == "merged":
@@ -164,8 +176,9 @@ def strip_by_mode(frame: pd.DataFrame, out: str | os.PathLike, *, tasks: Sequenc
             if df.groupby("mode", observed=True).size().min() >= 5:
                 sns.violinplot(df, x="mode", y="value", hue="mode", palette=colours, order=order, inner=None,
                                cut=0, linewidth=0.6, alpha=0.3, dodge=False, legend=False, ax=ax)
-            sns.stripplot(df, x="mode", y="value", hue="mode", palette=colours, order=order, jitter=0.15, size=5,
-                          alpha=0.85, legend=False, ax=ax)
+            with _seeded_numpy(0):  # seaborn jitters with numpy's global generator: the same figure every render
+                sns.stripplot(df, x="mode", y="value", hue="mode", palette=colours, order=order, jitter=0.15,
+                              size=5, alpha=0.85, legend=False, ax=ax)
             s = summarise(df.assign(mode=df["mode"].astype(str)), by=["mode"]).set_index("mode").loc[order]
             xs = np.arange(len(order))
             several = bool((s["n"] > 1).any())
