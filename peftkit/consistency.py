@@ -7,7 +7,9 @@ GLUE, ``GPT2LMModel.forward`` for NLG), the loss is the task loss of the *first*
 (``consistency_ce="mean"``: the task loss averaged over both passes instead). The task loss carries the
 configured label smoothing (the authors' NLG loss: (1 - eps) * NLL + eps * mean over the vocabulary of -log p).
 Classification: KL per example, mean over the batch. Generation: KL per target token (positions whose label is not
--100, shifted for causal LMs), mean over those tokens. Regression: MSE task loss (the KL of a 1-logit output is 0).
+-100, shifted for causal LMs), mean over those tokens; a causal LM projects onto the vocabulary only at those positions
+(:mod:`peftkit.lmloss`), so its ``logits`` are ``[2N, vocab]``: the first pass's N scored positions, then the
+second's. Regression: MSE task loss (the KL of a 1-logit output is 0).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import has_state, route_groups
+from .lmloss import project_only, scored_positions, scored_targets, smoothed_nll, unwrap
 
 CE_MODES = ("first", "mean")
 
@@ -74,16 +77,24 @@ def consistency_forward(model: torch.nn.Module, inputs: dict, weight: float, cau
         raise ValueError(f"invalid consistency_ce={ce!r}: allowed one of {', '.join(CE_MODES)}")
     peft_model = find_peft_model(model)
     labels = inputs["labels"]
+    doubled = {k: v for k, v in double(inputs).items() if k != "labels"}
+    if causal:  # the vocabulary projection only at the scored positions (peftkit.lmloss): rows [pass 1; pass 2]
+        keep = scored_positions(labels)
+        with route_groups(peft_model, 2), project_only(unwrap(model), torch.cat([keep, keep])):
+            out = model(**doubled)
+        l1, l2 = out.logits.chunk(2, dim=0)
+        targets = scored_targets(labels)
+        task = smoothed_nll(l1, targets, smoothing)
+        if ce == "mean":
+            task = 0.5 * (task + smoothed_nll(l2, targets, smoothing))
+        kl = symmetric_kl(l1, l2)
+        return task + weight * kl, task.detach(), kl.detach(), out
     with route_groups(peft_model, 2):
-        out = model(**{k: v for k, v in double(inputs).items() if k != "labels"})
+        out = model(**doubled)
     l1, l2 = out.logits.chunk(2, dim=0)
-    task = task_loss(l1, labels, smoothing, causal)
+    task = task_loss(l1, labels, smoothing)
     if ce == "mean":
-        task = 0.5 * (task + task_loss(l2, labels, smoothing, causal))
-    mask = None
-    if l1.dim() == 3:  # token-level: only target tokens count
-        k1, k2, lab = (l1[:, :-1], l2[:, :-1], labels[:, 1:]) if causal else (l1, l2, labels)
-        mask = lab != -100
-        l1, l2 = k1, k2
+        task = 0.5 * (task + task_loss(l2, labels, smoothing))
+    mask = (labels != -100) if l1.dim() == 3 else None  # token-level: only target tokens count
     kl = symmetric_kl(l1, l2, mask)
     return task + weight * kl, task.detach(), kl.detach(), out

@@ -171,6 +171,7 @@ def training_args(spec, ckpt_dir: Path, train_rows: int, progress: bool = False)
     random unless ``sampler="group_by_length"``), clipping (``max_grad_norm``; 0 = none), ``drop_last`` and
     precision, and the evaluation / checkpoint cadence."""
     from .compat import training_arguments
+    from .data import task_kind
 
     steps_per_epoch = epoch_steps(train_rows, spec.batch_size, spec.drop_last)
     # eval_steps: None = evaluate (and checkpoint) every epoch; N = every N steps; 0 = no evaluation during
@@ -186,6 +187,7 @@ def training_args(spec, ckpt_dir: Path, train_rows: int, progress: bool = False)
         adam_epsilon=spec.adam_epsilon,
         lr_scheduler_type="linear",
         label_smoothing_factor=spec.label_smoothing, report_to=[], disable_tqdm=not progress,
+        prediction_loss_only=task_kind(spec.task) == "nlg",  # NLG scores decoded text, not gathered logits
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         bf16=use_bf16(spec.precision), group_by_length=spec.sampler == "group_by_length",
         max_grad_norm=spec.max_grad_norm, dataloader_drop_last=bool(spec.drop_last),

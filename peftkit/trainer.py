@@ -36,6 +36,7 @@ from .atomic import write_json
 from .checkpoints import STAGING, checkpoints, fsync_dir, retire
 from .consistency import consistency_forward, find_peft_model
 from .core import CONFIG_FILE, gate_values, load_weights, merged, save, state_of
+from .lmloss import causal_lm_loss
 
 ROUTING_FILE = "peftkit_routing.pt"
 #: the run's wall time up to a checkpoint (earlier segments included), so a resumed run reports its whole time
@@ -76,7 +77,30 @@ class PeftTrainer(Trainer):
                                                       smoothing=self.args.label_smoothing_factor,
                                                       ce=self.consistency_ce)
             return (loss, out) if return_outputs else loss
+        if self.causal and inputs.get("labels") is not None:  # the projection only where a label is scored
+            loss, out = causal_lm_loss(model, inputs, self.args.label_smoothing_factor)
+            return (loss, out) if return_outputs else loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        with self._keep_last_batch():
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        with self._keep_last_batch():
+            return super().get_test_dataloader(test_dataset)
+
+    @contextlib.contextmanager
+    def _keep_last_batch(self):
+        """Evaluation sees every row: ``drop_last`` (AdaMix's NLG protocol) drops the last incomplete *training*
+        batch only, as in gpt2_ft.py, whose validation loader keeps it (the Trainer would apply it to both, and a
+        dev set smaller than one evaluation batch would be evaluated on nothing)."""
+        drop = self.args.dataloader_drop_last
+        self.args.dataloader_drop_last = False
+        try:
+            yield
+        finally:
+            self.args.dataloader_drop_last = drop
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

@@ -155,6 +155,24 @@ def test_nlg_trains_unclipped_on_full_batches_and_glue_clips_at_one(tmp_path):
     assert (a_glue.max_grad_norm, a_glue.dataloader_drop_last) == (1.0, False)  # the HF Trainer's defaults
 
 
+def test_nlg_drops_the_last_training_batch_but_evaluates_every_dev_row(tmp_path):
+    """gpt2_ft.py:299-307: the training loader drop_last=True, the validation loader drop_last=False (the Trainer
+    would drop both: a dev set smaller than one evaluation batch was evaluated on nothing)."""
+    from peftkit.features import PadCollator
+
+    nlg = resolve(RunSpec(task="e2e", method="lora", out="x", profile="paper"))
+    args = training_args(nlg, tmp_path, 10)
+    rows = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]}] * 10
+    trainer = PeftTrainer(model=peftkit.apply(tiny("gpt2"), "lora"), args=args, train_dataset=rows,
+                          eval_dataset=rows[:3], data_collator=PadCollator(0), causal=True)
+    assert args.per_device_eval_batch_size > 3 and args.dataloader_drop_last
+    assert sum(len(b["input_ids"]) for b in trainer.get_eval_dataloader()) == 3
+    assert sum(len(b["input_ids"]) for b in trainer.get_test_dataloader(rows[:3])) == 3
+    assert sum(len(b["input_ids"]) for b in trainer.get_train_dataloader()) == 10 // nlg.batch_size * nlg.batch_size
+    assert trainer.args.dataloader_drop_last  # restored after building the evaluation loader
+    assert torch.isfinite(torch.tensor(trainer.evaluate()["eval_loss"]))  # evaluated on the 3 rows
+
+
 @pytest.mark.parametrize("task,method", [("rte", "adamix"), ("sst2", "unipelt"), ("e2e", "lora"),
                                          ("fewshot:sst-2", "lora")])
 def test_the_paper_profile_trains_in_fp32(tmp_path, task, method):
