@@ -2,9 +2,11 @@
 
 A run's time on one CPU thread is modelled from what its resolved spec says it will do:
 
-- training: ``steps x (STEP_S + batch x tokens x TOKEN_S x c)``, tokens = the run's max length (UniPELT's protocol
-  pads every batch to it; the other protocols' random batches of 8-64 reach about it), ``c`` = the method's cost per
-  token relative to a frozen-backbone method (:data:`METHOD_COST`; AdaMix with consistency doubles its batch);
+- training: ``steps x (STEP_S + batch x (tokens x TOKEN_S x c + targets x LM_TOKEN_S))``, tokens = the run's max
+  length (UniPELT's protocol pads every batch to it; the other protocols' random batches of 8-64 reach about it;
+  NLG: its rows' padded length, :data:`NLG_TOKENS`), ``c`` = the method's cost per token relative to a
+  frozen-backbone method (:data:`METHOD_COST`; AdaMix with consistency doubles its batch), targets = NLG's target
+  tokens per row, the only positions its LM head projects onto the vocabulary (:data:`LM_TOKEN_S`; 0 elsewhere);
 - evaluation: every evaluation during training scores the selection split (``rows x tokens x EVAL_TOKEN_S``), the
   final one the reported set (x4 with AdaMix's inference modes); generation adds ``DECODE_S`` per decoded source;
 - length under early stopping: the protocol's patience counts from the best evaluation, assumed to come after
@@ -37,6 +39,11 @@ TEST_SOURCES = {"e2e": 630, "webnlg": 1862, "dart": 5097}
 #: classes per few-shot task (16 training examples per class)
 FEWSHOT_CLASSES = {"sst-2": 2, "sst-5": 5, "mr": 2, "cr": 2, "mpqa": 2, "subj": 2, "trec": 6, "cola": 2, "mrpc": 2,
                    "qnli": 2, "rte": 2, "snli": 3, "mnli": 3, "qqp": 2, "sts-b": 2}
+#: NLG rows under the cpu profile (MiniLM's tokenizer, the first 1,000 training references, random batches of 8):
+#: tokens per row of a batch padded to its longest row, and target tokens per row (the positions the LM head
+#: projects onto the vocabulary and the loss scores, peftkit.lmloss). E2E's rows reach 81 of their 95-token max
+#: length, WebNLG's 43 of 187.
+NLG_TOKENS = {"e2e": (81.0, 23.8), "webnlg": (42.8, 13.7)}
 #: seconds per optimiser step (fixed part: the optimiser, the data collation, Python)
 STEP_S = 0.12
 #: seconds per training token of a frozen-backbone method (forward and backward, bf16 autocast, one thread)
@@ -45,6 +52,9 @@ TOKEN_S = 1.67e-4
 EVAL_TOKEN_S = 9.1e-5
 #: seconds per decoded source (beam search; the cpu profile's beam 5, 48 new tokens, MiniLM as a decoder)
 DECODE_S = 3.0
+#: seconds per target token of a causal LM's head in training: the projection onto MiniLM's 30,522 words, its
+#: backward and the float32 log-softmax (AdaMix's consistency batch projects both passes)
+LM_TOKEN_S = 8.0e-4
 #: cost per token relative to a frozen-backbone adapter (full fine-tuning: weight gradients and the update of every
 #: weight; prefix-tuning: the prefix keys in every attention; UniPELT: its three modules and gates; AdaMix: the
 #: routing and the M experts' optimiser state, more with a larger bottleneck, which the model leaves out)
@@ -120,9 +130,11 @@ def run_seconds(spec) -> float:
     per_epoch = steps_per_epoch(spec)
     epochs = epochs_trained(spec)
     steps = spec.max_steps or per_epoch * epochs
-    c = METHOD_COST.get(spec.method, 1.0) * (2.0 if spec.method == "adamix" and spec.consistency else 1.0)
-    tokens = spec.max_length
-    train = steps * (STEP_S + spec.batch_size * tokens * TOKEN_S * c)
+    doubled = 2.0 if spec.method == "adamix" and spec.consistency else 1.0
+    c = METHOD_COST.get(spec.method, 1.0) * doubled
+    padded, scored = NLG_TOKENS.get(spec.task.lower(), (spec.max_length, 0.0))
+    tokens = min(padded, spec.max_length)
+    train = steps * (STEP_S + spec.batch_size * (tokens * TOKEN_S * c + scored * LM_TOKEN_S * doubled))
     sel, reported = _eval_rows(spec)
     if spec.eval_steps == 0:
         n_evals = 0
