@@ -47,10 +47,12 @@ def _grads(model) -> dict:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "bert"])
+@pytest.mark.parametrize("arch,method,options", [("gpt2", "lora", {"r": 4}), ("bert", "lora", {"r": 4}),
+                                                 ("gpt2", "prefix", {}), ("gpt2", "prompt", {}),
+                                                 ("gpt2", "unipelt", {})])
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_restricted_projection_gives_the_full_loss_and_gradients(arch, eps):
-    model = _model(arch, "lora", r=4)
+def test_restricted_projection_gives_the_full_loss_and_gradients(arch, method, options, eps):
+    model = _model(arch, method, **options)
     model.train()
     inputs = _inputs(arch)
     model.zero_grad()
